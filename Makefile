@@ -1,0 +1,53 @@
+# karch: two commands for a new user, `make demo` and `make test`. See README.md.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The servers that tests/services/services.sh starts, and how tests find them. Non-default
+# ports, so that a developer's own Kafka, Redis or MinIO is never touched.
+export KARCH_KAFKA_PORT ?= 19092
+export KARCH_KAFKA_CONTROLLER_PORT ?= 19093
+export KARCH_REDIS_PORT ?= 16379
+export KARCH_S3_PORT ?= 19000
+export KARCH_S3_ACCESS_KEY ?= karchtest
+export KARCH_S3_SECRET_KEY ?= karchtest-secret
+export KARCH_S3_BUCKET ?= karch-test
+
+TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCH_KAFKA_PORT) \
+	KARCH_TEST_REDIS=127.0.0.1:$(KARCH_REDIS_PORT) \
+	KARCH_TEST_S3_ENDPOINT=http://127.0.0.1:$(KARCH_S3_PORT) \
+	KARCH_TEST_S3_BUCKET=$(KARCH_S3_BUCKET) \
+	KARCH_TEST_S3_ACCESS_KEY=$(KARCH_S3_ACCESS_KEY) \
+	KARCH_TEST_S3_SECRET_KEY=$(KARCH_S3_SECRET_KEY)
+
+GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
+
+.PHONY: help test vet build services-up services-down services-status bench
+
+help:
+	@echo "make test           start the local servers, then go vet and go test ./..."
+	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
+	@echo "make services-down  stop the servers that services-up started"
+	@echo "make build          build bin/karch"
+	@echo "make bench          run the benchmarks under bench/"
+
+test: services-up vet
+	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
+
+vet:
+	go vet ./...
+
+build:
+	go build -o bin/karch ./cmd/karch
+
+services-up:
+	tests/services/services.sh up
+
+services-down:
+	tests/services/services.sh down
+
+services-status:
+	tests/services/services.sh status
+
+bench: services-up
+	$(TEST_ENV) go test -run '^$$' -bench . -benchmem ./bench/...

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Starts and stops the real servers that karch's tests and demo talk to: Apache Kafka (KRaft,
+# one combined broker+controller), Redis and MinIO, all on 127.0.0.1 and non-default ports.
+#
+#   services.sh up     install what is missing, start what is not healthy, reuse what is
+#   services.sh down   stop only the servers this script started (by their PID files)
+#   services.sh status one line per server
+#
+# Downloads and builds go to $KARCH_CACHE (default ~/.cache/karch) so that only a fresh machine
+# pays for them; PID files, logs and data go to $KARCH_STATE (default $KARCH_CACHE/state).
+set -euo pipefail
+
+KAFKA_VERSION=4.3.1
+LOG4J_VERSION=2.25.4
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+
+: "${KARCH_CACHE:=$HOME/.cache/karch}"
+: "${KARCH_STATE:=$KARCH_CACHE/state}"
+: "${KARCH_KAFKA_PORT:=19092}"
+: "${KARCH_KAFKA_CONTROLLER_PORT:=19093}"
+: "${KARCH_REDIS_PORT:=16379}"
+: "${KARCH_S3_PORT:=19000}"
+: "${KARCH_S3_ACCESS_KEY:=karchtest}"
+: "${KARCH_S3_SECRET_KEY:=karchtest-secret}"
+: "${KARCH_S3_BUCKET:=karch-test}"
+: "${KARCH_READY_TIMEOUT:=90}"
+
+here=$(cd "$(dirname "$0")" && pwd)
+
+log() { printf 'services: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ours NAME: true when NAME's PID file names a live process.
+ours() {
+  local pidfile="$KARCH_STATE/$1/pid"
+  [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# wait_ready NAME CHECK...: polls CHECK until it succeeds or the timeout passes, then fails
+# naming the server and its log, so a broken start is diagnosed from the CI output alone.
+wait_ready() {
+  local name=$1; shift
+  local deadline=$((SECONDS + KARCH_READY_TIMEOUT))
+  until "$@"; do
+    if ! ours "$name"; then
+      tail -n 30 "$KARCH_STATE/$name/log" >&2 || true
+      die "$name exited during start-up; its log is $KARCH_STATE/$name/log"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$KARCH_STATE/$name/log" >&2 || true
+      die "$name not ready after ${KARCH_READY_TIMEOUT}s; its log is $KARCH_STATE/$name/log"
+    fi
+    sleep 0.2
+  done
+}
+
+# start NAME CMD...: runs CMD detached, with its output in NAME's log and its PID in NAME's
+# PID file.
+start() {
+  local name=$1; shift
+  mkdir -p "$KARCH_STATE/$name"
+  log "starting $name (log: $KARCH_STATE/$name/log)"
+  setsid "$@" >"$KARCH_STATE/$name/log" 2>&1 </dev/null &
+  echo $! >"$KARCH_STATE/$name/pid"
+}
+
+# --- Kafka --------------------------------------------------------------------------------
+
+kafka_libs() { echo "$KARCH_CACHE/kafka-$KAFKA_VERSION/libs"; }
+
+install_kafka() {
+  local libs; libs=$(kafka_libs)
+  [[ -f $libs/.complete ]] && return
+  command -v java >/dev/null || die "java not found: install a JDK 17 (Debian: openjdk-17-jdk-headless)"
+  command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: maven)"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $libs"
+  mkdir -p "$libs"
+  mvn -q -B -f "$here/kafka-pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" >&2
+  touch "$libs/.complete"
+}
+
+kafka_ready() { port_open "$KARCH_KAFKA_PORT" && grep -q 'Kafka Server started' "$KARCH_STATE/kafka/log"; }
+
+up_kafka() {
+  if ours kafka && port_open "$KARCH_KAFKA_PORT"; then log "kafka: reusing 127.0.0.1:$KARCH_KAFKA_PORT"; return; fi
+  port_open "$KARCH_KAFKA_PORT" && die "port $KARCH_KAFKA_PORT is taken by a process this script did not start"
+  install_kafka
+  local dir="$KARCH_STATE/kafka"
+  mkdir -p "$dir/data"
+  sed -e "s#@PORT@#$KARCH_KAFKA_PORT#g" -e "s#@CPORT@#$KARCH_KAFKA_CONTROLLER_PORT#g" \
+    -e "s#@DATA@#$dir/data#g" "$here/kafka.properties" >"$dir/server.properties"
+  local cp; cp="$(kafka_libs)/*"
+  if [[ ! -f $dir/data/meta.properties ]]; then
+    java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka storage format failed"; }
+  fi
+  start kafka java -Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$here/kafka-log4j2.properties" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties"
+  wait_ready kafka kafka_ready
+}
+
+# --- Redis --------------------------------------------------------------------------------
+
+redis_ready() { redis-cli -p "$KARCH_REDIS_PORT" ping >/dev/null 2>&1; }
+
+up_redis() {
+  if ours redis && redis_ready; then log "redis: reusing 127.0.0.1:$KARCH_REDIS_PORT"; return; fi
+  port_open "$KARCH_REDIS_PORT" && die "port $KARCH_REDIS_PORT is taken by a process this script did not start"
+  if ! command -v redis-server >/dev/null; then
+    log "installing redis-server (Debian package)"
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2 ||
+      die "could not install redis-server; as root: apt-get install redis-server"
+  fi
+  start redis redis-server --bind 127.0.0.1 --port "$KARCH_REDIS_PORT" --save '' --appendonly no \
+    --protected-mode yes --dir "$KARCH_STATE/redis"
+  wait_ready redis redis_ready
+}
+
+# --- MinIO --------------------------------------------------------------------------------
+
+minio_bin() { echo "$KARCH_CACHE/bin/minio-$MINIO_VERSION"; }
+
+install_minio() {
+  [[ -x $(minio_bin) ]] && return
+  log "building MinIO $MINIO_VERSION from the Go module proxy (about 5 minutes on 2 cores, once)"
+  local gobin; gobin=$(mktemp -d)
+  GOBIN=$gobin GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION" >&2
+  mkdir -p "$KARCH_CACHE/bin"
+  mv "$gobin/minio" "$(minio_bin)"
+  rmdir "$gobin"
+}
+
+s3_url() { echo "http://127.0.0.1:$KARCH_S3_PORT"; }
+minio_ready() { curl -fs -o /dev/null "$(s3_url)/minio/health/live"; }
+
+# make_bucket signs a CreateBucket with curl's SigV4 support; 409 means it exists already.
+make_bucket() {
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$KARCH_S3_ACCESS_KEY:$KARCH_S3_SECRET_KEY" "$(s3_url)/$KARCH_S3_BUCKET")
+  [[ $code == 200 || $code == 409 ]] || die "creating bucket $KARCH_S3_BUCKET answered HTTP $code"
+}
+
+up_minio() {
+  if ours minio && minio_ready; then log "minio: reusing $(s3_url)"; make_bucket; return; fi
+  port_open "$KARCH_S3_PORT" && die "port $KARCH_S3_PORT is taken by a process this script did not start"
+  install_minio
+  mkdir -p "$KARCH_STATE/minio/data"
+  MINIO_ROOT_USER=$KARCH_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KARCH_S3_SECRET_KEY \
+    MINIO_BROWSER=off MINIO_UPDATE=off start minio "$(minio_bin)" server --quiet \
+    --address "127.0.0.1:$KARCH_S3_PORT" --console-address "127.0.0.1:$((KARCH_S3_PORT + 1))" \
+    "$KARCH_STATE/minio/data"
+  wait_ready minio minio_ready
+  make_bucket
+}
+
+# --- commands -----------------------------------------------------------------------------
+
+down_one() {
+  local name=$1 pidfile="$KARCH_STATE/$1/pid" pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+status_one() {
+  if ours "$1"; then echo "$1: running, pid $(cat "$KARCH_STATE/$1/pid")"; else echo "$1: not running"; fi
+}
+
+case "${1:-}" in
+  up)
+    mkdir -p "$KARCH_STATE"
+    up_redis
+    up_kafka
+    up_minio
+    ;;
+  down) for s in minio kafka redis; do down_one "$s"; done ;;
+  status) for s in kafka redis minio; do status_one "$s"; done ;;
+  *) die "usage: $0 up|down|status" ;;
+esac
