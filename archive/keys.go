@@ -1,0 +1,49 @@
+package archive
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// Names of the objects in a window's folder (shared/DESIGN.md, "Object layout").
+const (
+	PlanName     = "plan.json"
+	ManifestName = "MANIFEST.json"
+)
+
+// WindowDir returns the folder of one window of a pipeline, relative to the destination
+// prefix: "<pipeline>/dt=YYYY-MM-DD/window=HHMMZ-<len>/". The Hive-style key=value folders let
+// DuckDB, Athena and Spark prune by date.
+func WindowDir(pipeline string, start time.Time, length time.Duration) string {
+	s := start.UTC()
+	return fmt.Sprintf("%s/dt=%s/window=%sZ-%s/", pipeline, s.Format("2006-01-02"), s.Format("1504"), formatLength(length))
+}
+
+// formatLength writes a window length the way people write it: 1h, 15m, 24h, 90s.
+func formatLength(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}
+
+// PieceKey returns the key of the piece that starts at offset first, relative to its window's
+// folder. The key derives from offsets alone, so every attempt at a piece writes the same key.
+func PieceKey(topic string, partition int32, first int64) string {
+	return fmt.Sprintf("data/%s/%d/%020d.jsonl.zst", topic, partition, first)
+}
+
+// ReceiptKey returns the key of a shard's receipt, relative to its window's folder.
+func ReceiptKey(index int) string {
+	return fmt.Sprintf("receipts/shard-%05d.json", index)
+}
+
+// Join joins a window folder and a key relative to it.
+func Join(dir, key string) string {
+	return path.Join(dir, key)
+}

@@ -1,0 +1,151 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// TimestampLayout is how a record's timestamp is written: RFC3339, UTC, milliseconds.
+const TimestampLayout = "2006-01-02T15:04:05.000Z"
+
+// AppendLine appends r to dst as one JSON Lines record, newline included, and returns the
+// extended buffer. The format is shared/DESIGN.md's "Record format"; for each of key, value
+// and header value exactly one field is written:
+//   - "key" / "value": the bytes verbatim when they are a JSON object or array with no raw
+//     newline, or null when the Kafka field is null;
+//   - "key_str" / "value_str": the bytes as a JSON string when they are UTF-8 text: valid
+//     UTF-8 with no control character but tab, newline and carriage return (the design's
+//     example stores the bytes 00 01 as base64, and a NUL in a string trips up jq users);
+//   - "key_b64" / "value_b64": standard base64 otherwise.
+//
+// Header keys are strings ("key"); one that is not valid UTF-8, which Kafka's wire format
+// allows, is written as "key_b64" so that nothing is lost.
+//
+// AppendLine is the shard's hot path: it allocates nothing when dst has room.
+func AppendLine(dst []byte, r *Record) []byte {
+	dst = append(dst, `{"topic":`...)
+	dst = appendString(dst, r.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, r.Offset, 10)
+	dst = append(dst, `,"timestamp":"`...)
+	dst = r.Timestamp.UTC().AppendFormat(dst, TimestampLayout)
+	dst = append(dst, '"', ',')
+	dst = appendBytesField(dst, "key", r.Key)
+	dst = append(dst, ',')
+	dst = appendBytesField(dst, "value", r.Value)
+	if len(r.Headers) > 0 {
+		dst = append(dst, `,"headers":[`...)
+		for i := range r.Headers {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendHeader(dst, &r.Headers[i])
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}', '\n')
+}
+
+func appendHeader(dst []byte, h *Header) []byte {
+	if utf8.ValidString(h.Key) {
+		dst = append(dst, `{"key":`...)
+		dst = appendString(dst, h.Key)
+	} else {
+		dst = append(dst, `{"key_b64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, []byte(h.Key))
+		dst = append(dst, '"')
+	}
+	dst = append(dst, ',')
+	dst = appendBytesField(dst, "value", h.Value)
+	return append(dst, '}')
+}
+
+// appendBytesField writes `"name":...`, `"name_str":"..."` or `"name_b64":"..."`.
+func appendBytesField(dst []byte, name string, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	switch {
+	case b == nil:
+		return append(dst, `":null`...)
+	case isVerbatimJSON(b):
+		dst = append(dst, '"', ':')
+		return append(dst, b...)
+	case isText(b):
+		dst = append(dst, `_str":`...)
+		return appendString(dst, b)
+	default:
+		dst = append(dst, `_b64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, b)
+		return append(dst, '"')
+	}
+}
+
+// isVerbatimJSON reports whether b can be embedded as is: a JSON object or array with no
+// surrounding white space (a decoder would drop it) and no raw line break (it would split the
+// line). The cheap checks run first so that text and binary never pay for json.Valid.
+func isVerbatimJSON(b []byte) bool {
+	if len(b) < 2 {
+		return false
+	}
+	first, last := b[0], b[len(b)-1]
+	if !(first == '{' && last == '}' || first == '[' && last == ']') {
+		return false
+	}
+	if bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 {
+		return false
+	}
+	return utf8.Valid(b) && json.Valid(b)
+}
+
+// isText reports whether b is valid UTF-8 free of control characters other than tab,
+// newline and carriage return.
+func isText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. s must be valid UTF-8; every byte outside the
+// ASCII control range, '"' and '\\' is copied as is, which keeps the decoded string exact.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// timestampOf parses a line's timestamp.
+func timestampOf(s string) (time.Time, error) {
+	return time.Parse(TimestampLayout, s)
+}

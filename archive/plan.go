@@ -1,0 +1,105 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PlanFormat is the format tag of plan.json. A change of its meaning is a new version.
+const PlanFormat = "karch.plan/v1"
+
+// Plan is a window's immutable work list: which offset ranges each shard archives and where.
+// Once created it is never rewritten; every later step is derived from it.
+type Plan struct {
+	Format   string `json:"format"`
+	Pipeline string `json:"pipeline"`
+	Window   Window `json:"window"`
+	RunID    string `json:"run_id"`
+	// Brokers are the Kafka bootstrap addresses the shards read from.
+	Brokers []string    `json:"brokers"`
+	Shards  []ShardPlan `json:"shards"`
+}
+
+// Window is a UTC interval [Start, End).
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// ShardPlan is the work of one completion index.
+type ShardPlan struct {
+	Index  int     `json:"index"`
+	Pieces []Piece `json:"pieces"`
+}
+
+// Piece is one data object: the records of partition Partition with offsets in [First, End).
+// Key is relative to the window's folder.
+type Piece struct {
+	Key       string `json:"key"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	End       int64  `json:"end"`
+}
+
+// ErrInvalidPlan is returned (wrapped) by DecodePlan and Plan.Validate.
+var ErrInvalidPlan = errors.New("archive: invalid plan")
+
+// DecodePlan decodes and validates a plan. Unknown fields are errors: a plan written by a
+// newer karch must not be half understood.
+func DecodePlan(data []byte) (*Plan, error) {
+	var p Plan
+	if err := decodeStrict(data, &p); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidPlan, err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Validate checks what every consumer of a plan relies on.
+func (p *Plan) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidPlan, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case p.Format != PlanFormat:
+		return bad("format %q, want %q", p.Format, PlanFormat)
+	case p.Pipeline == "":
+		return bad("no pipeline")
+	case len(p.Brokers) == 0:
+		return bad("no brokers")
+	case !p.Window.End.After(p.Window.Start):
+		return bad("window end %s is not after start %s", p.Window.End, p.Window.Start)
+	}
+	for i, s := range p.Shards {
+		if s.Index != i {
+			return bad("shard %d has index %d", i, s.Index)
+		}
+		for _, pc := range s.Pieces {
+			if pc.Topic == "" || pc.Partition < 0 || pc.First < 0 || pc.End < pc.First {
+				return bad("shard %d: piece %+v", i, pc)
+			}
+			if pc.Key != PieceKey(pc.Topic, pc.Partition, pc.First) {
+				return bad("shard %d: piece key %q, want %q", i, pc.Key, PieceKey(pc.Topic, pc.Partition, pc.First))
+			}
+		}
+	}
+	return nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON document")
+	}
+	return nil
+}
