@@ -1,0 +1,250 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// S3Config configures the S3 backend. It holds a secret: log it only through its LogValue
+// or String, which redact it.
+type S3Config struct {
+	// Endpoint is the S3 API URL; empty means AWS's own for Region.
+	Endpoint string
+	Region   string
+	// PathStyle addresses buckets as endpoint/bucket rather than bucket.endpoint, as MinIO
+	// and most S3-compatible servers want.
+	PathStyle bool
+	Bucket    string
+	// Prefix is prepended, with a '/', to every key.
+	Prefix       string
+	StorageClass string
+	// SSE is "" (the bucket's default), "AES256" (SSE-S3) or "aws:kms" (SSE-KMS, with
+	// KMSKeyID or the account's default key).
+	SSE      string
+	KMSKeyID string
+	// Checksum is the algorithm the server verifies every upload with: SHA256 (the
+	// default), CRC32C, CRC32 or CRC64NVME.
+	Checksum string
+	// PartSize is the size of multipart upload parts (default 8 MiB, at least 5 MiB);
+	// an object that fits in one part is sent with a single PutObject.
+	PartSize int64
+	// Concurrency is the number of parts uploaded at once (default 4). Put holds at most
+	// Concurrency+1 parts in memory.
+	Concurrency int
+	// AccessKeyID and SecretAccessKey are static credentials; when empty, the AWS default
+	// chain (environment, profile, web identity, instance role) is used.
+	AccessKeyID     string
+	SecretAccessKey string
+}
+
+const minPartSize = 5 << 20
+
+func (c S3Config) withDefaults() S3Config {
+	if c.Checksum == "" {
+		c.Checksum = string(types.ChecksumAlgorithmSha256)
+	}
+	if c.PartSize == 0 {
+		c.PartSize = 8 << 20
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 4
+	}
+	c.Prefix = strings.Trim(c.Prefix, "/")
+	return c
+}
+
+// Validate names the first field that is wrong. Its messages never include the secret.
+func (c S3Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Bucket == "":
+		return errors.New("s3: bucket is required")
+	case c.Region == "":
+		return errors.New("s3: region is required")
+	case c.SSE != "" && c.SSE != "AES256" && c.SSE != "aws:kms":
+		return fmt.Errorf("s3: sse %q: want AES256 or aws:kms", c.SSE)
+	case c.KMSKeyID != "" && c.SSE != "aws:kms":
+		return errors.New("s3: kms key id needs sse aws:kms")
+	case !validChecksum(c.Checksum):
+		return fmt.Errorf("s3: checksum %q: want SHA256, CRC32C, CRC32 or CRC64NVME", c.Checksum)
+	case c.PartSize < minPartSize:
+		return fmt.Errorf("s3: part size %d: want at least %d", c.PartSize, minPartSize)
+	case c.Concurrency < 1:
+		return fmt.Errorf("s3: concurrency %d: want at least 1", c.Concurrency)
+	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
+		return errors.New("s3: give both access key id and secret access key, or neither")
+	}
+	return nil
+}
+
+func validChecksum(alg string) bool {
+	switch types.ChecksumAlgorithm(alg) {
+	case types.ChecksumAlgorithmSha256, types.ChecksumAlgorithmCrc32c, types.ChecksumAlgorithmCrc32, types.ChecksumAlgorithmCrc64nvme:
+		return true
+	}
+	return false
+}
+
+// LogValue shows the configuration with the secret redacted.
+func (c S3Config) LogValue() slog.Value {
+	return slog.StringValue(c.String())
+}
+
+// String shows the configuration with the secret redacted.
+func (c S3Config) String() string {
+	secret := ""
+	if c.SecretAccessKey != "" {
+		secret = "REDACTED"
+	}
+	return fmt.Sprintf("s3{endpoint=%q region=%q bucket=%q prefix=%q path_style=%t access_key_id=%q secret_access_key=%s}",
+		c.Endpoint, c.Region, c.Bucket, c.Prefix, c.PathStyle, c.AccessKeyID, secret)
+}
+
+// S3 is a Bucket in an S3 bucket, through aws-sdk-go-v2. The SDK retries throttling and
+// server errors of each request; S3 adds no retry of its own.
+type S3 struct {
+	client *s3.Client
+	cfg    S3Config
+}
+
+var _ Bucket = (*S3)(nil)
+
+// NewS3 validates cfg and returns the bucket. It does no I/O.
+func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	if cfg.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.PathStyle
+	})
+	return &S3{client: client, cfg: cfg}, nil
+}
+
+func (b *S3) key(key string) string {
+	if b.cfg.Prefix == "" {
+		return key
+	}
+	return b.cfg.Prefix + "/" + key
+}
+
+func (b *S3) relative(key string) string {
+	if b.cfg.Prefix == "" {
+		return key
+	}
+	return strings.TrimPrefix(key, b.cfg.Prefix+"/")
+}
+
+// Get opens key for reading.
+func (b *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key))})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, classify(err))
+	}
+	return out.Body, nil
+}
+
+// Head describes key, with the checksum the server computed at upload.
+func (b *S3) Head(ctx context.Context, key string) (ObjectInfo, error) {
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), ChecksumMode: types.ChecksumModeEnabled})
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, classify(err))
+	}
+	return ObjectInfo{
+		Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag),
+		Checksum: checksumOf(out.ChecksumSHA256, out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumCRC64NVME),
+		Metadata: out.Metadata,
+	}, nil
+}
+
+// checksumOf names the one checksum the server returned, "" when none.
+func checksumOf(sha256, crc32c, crc32, crc64 *string) string {
+	for _, c := range []struct {
+		name string
+		v    *string
+	}{{"sha256", sha256}, {"crc32c", crc32c}, {"crc32", crc32}, {"crc64nvme", crc64}} {
+		if c.v != nil && *c.v != "" {
+			return c.name + ":" + *c.v
+		}
+	}
+	return ""
+}
+
+// List calls fn for each object under prefix, in key order.
+func (b *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	pages := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{Bucket: &b.cfg.Bucket, Prefix: aws.String(b.key(prefix))})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", prefix, classify(err))
+		}
+		for _, o := range page.Contents {
+			info := ObjectInfo{Key: b.relative(aws.ToString(o.Key)), Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified), ETag: aws.ToString(o.ETag)}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// classify maps S3's answers onto the package's sentinels.
+func classify(err error) error {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return errors.Join(ErrNotFound, err)
+		case "PreconditionFailed":
+			return errors.Join(ErrExists, err)
+		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusNotFound:
+			return errors.Join(ErrNotFound, err)
+		case http.StatusPreconditionFailed:
+			return errors.Join(ErrExists, err)
+		}
+	}
+	return err
+}
+
+// abortTimeout bounds the clean-up of a failed multipart upload, which runs even when the
+// caller's context is cancelled: a forgotten upload keeps costing storage.
+const abortTimeout = 30 * time.Second
+
+func (b *S3) abort(ctx context.Context, key string, uploadID *string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, _ = b.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), UploadId: uploadID})
+}
+
+func bodyOf(p []byte) io.ReadSeeker { return bytes.NewReader(p) }
