@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/shard"
+)
+
+func init() {
+	commands["shard"] = command{"archive one shard of a window's plan (run by the Indexed Job)", runShard}
+}
+
+type shardFlags struct {
+	plan     string
+	index    int
+	compress compress.Options
+	kafka    shard.KafkaOptions
+	store    storeFlags
+	log      logFlags
+}
+
+func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
+	f := &shardFlags{kafka: shard.DefaultKafkaOptions()}
+	fs := flag.NewFlagSet("karch shard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: karch shard --plan <url> [--index N] [flags]\n\n"+
+			"Archives the pieces of one completion index of a plan, then writes its receipt.\n"+
+			"The plan URL is s3://bucket/key/plan.json, file:///dir/.../plan.json or a path.\n"+
+			"Exit codes: 0 done, 1 retryable failure, 2 permanent failure.\n\nflags (each also read from the environment variable shown):\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.plan, "plan", os.Getenv("KARCH_PLAN"), "plan URL (KARCH_PLAN)")
+	fs.IntVar(&f.index, "index", -1, "completion index (default: JOB_COMPLETION_INDEX)")
+	fs.IntVar(&f.compress.Level, "zstd-level", envInt("KARCH_ZSTD_LEVEL", 3), "zstd level, 1-22 (KARCH_ZSTD_LEVEL)")
+	fs.IntVar(&f.compress.FrameSize, "frame-size", envInt("KARCH_FRAME_SIZE", 4<<20), "uncompressed bytes per zstd frame (KARCH_FRAME_SIZE)")
+	fs.IntVar(&f.kafka.FetchMaxBytes, "fetch-max-bytes", envInt("KARCH_FETCH_MAX_BYTES", f.kafka.FetchMaxBytes), "bytes per Kafka fetch (KARCH_FETCH_MAX_BYTES)")
+	f.store.register(fs)
+	f.log.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, failure.Permanent(err)
+	}
+	return f, f.validate()
+}
+
+// validate checks everything that needs no I/O, so that a bad flag fails at once.
+func (f *shardFlags) validate() error {
+	if f.plan == "" {
+		return failure.Permanent(errors.New("--plan is required (or KARCH_PLAN)"))
+	}
+	if err := f.compress.Validate(); err != nil {
+		return failure.Permanent(err)
+	}
+	if f.kafka.FetchMaxBytes < 1<<20 {
+		return failure.Permanent(fmt.Errorf("--fetch-max-bytes %d: want at least 1 MiB", f.kafka.FetchMaxBytes))
+	}
+	if err := f.log.validate(); err != nil {
+		return failure.Permanent(err)
+	}
+	return f.resolveIndex()
+}
+
+func (f *shardFlags) resolveIndex() error {
+	if f.index >= 0 {
+		return nil
+	}
+	env := os.Getenv("JOB_COMPLETION_INDEX")
+	i, err := strconv.Atoi(env)
+	if err != nil || i < 0 {
+		return failure.Permanent(fmt.Errorf("no shard index: give --index or set JOB_COMPLETION_INDEX (it is %q)", env))
+	}
+	f.index = i
+	return nil
+}
+
+func runShard(ctx context.Context, args []string, _ io.Writer) error {
+	f, err := parseShardFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := f.log.logger(os.Stderr).With("shard", f.index)
+	bucket, planKey, err := f.store.open(ctx, f.plan)
+	if err != nil {
+		return fmt.Errorf("plan %s: %w", f.plan, err)
+	}
+	var readers []*shard.KafkaReader
+	defer func() {
+		for _, r := range readers {
+			r.Close()
+		}
+	}()
+	_, err = shard.Run(ctx, shard.Spec{PlanKey: planKey, Index: f.index, Compress: f.compress}, shard.Deps{
+		Bucket: bucket,
+		OpenReader: func(brokers []string) shard.RecordReader {
+			r := shard.NewKafkaReader(brokers, f.kafka)
+			readers = append(readers, r)
+			return r
+		},
+		Logger: logger,
+	})
+	if err != nil {
+		logger.Error("shard failed", "plan", f.plan, "err", err, "retryable", !failure.IsPermanent(err))
+		return fmt.Errorf("plan %s: %w", f.plan, err)
+	}
+	return nil
+}
+
+// storeFlags configure the object store. Credentials never come from flags: the AWS default
+// chain reads them from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), a
+// profile or the pod's web identity.
+type storeFlags struct{ s3 blob.S3Config }
+
+func (s *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.s3.Endpoint, "s3-endpoint", os.Getenv("KARCH_S3_ENDPOINT"), "S3 endpoint URL; empty for AWS (KARCH_S3_ENDPOINT)")
+	fs.StringVar(&s.s3.Region, "s3-region", envOr("KARCH_S3_REGION", envOr("AWS_REGION", "us-east-1")), "S3 region (KARCH_S3_REGION, AWS_REGION)")
+	fs.BoolVar(&s.s3.PathStyle, "s3-path-style", os.Getenv("KARCH_S3_PATH_STYLE") == "true", "path-style S3 addressing, as MinIO wants (KARCH_S3_PATH_STYLE=true)")
+	fs.StringVar(&s.s3.StorageClass, "s3-storage-class", os.Getenv("KARCH_S3_STORAGE_CLASS"), "storage class of data objects (KARCH_S3_STORAGE_CLASS)")
+	fs.StringVar(&s.s3.SSE, "s3-sse", os.Getenv("KARCH_S3_SSE"), "server-side encryption: AES256 or aws:kms (KARCH_S3_SSE)")
+	fs.StringVar(&s.s3.KMSKeyID, "s3-kms-key-id", os.Getenv("KARCH_S3_KMS_KEY_ID"), "KMS key for aws:kms (KARCH_S3_KMS_KEY_ID)")
+	fs.StringVar(&s.s3.Checksum, "s3-checksum", envOr("KARCH_S3_CHECKSUM", "SHA256"), "upload checksum: SHA256, CRC32C, CRC32 or CRC64NVME (KARCH_S3_CHECKSUM)")
+}
+
+// open opens the store that holds url and returns the key of url's object in it.
+func (s *storeFlags) open(ctx context.Context, url string) (blob.Bucket, string, error) {
+	base, key := blob.SplitURL(url)
+	b, err := blob.Open(ctx, base, s.s3)
+	if err != nil {
+		return nil, "", failure.Permanent(fmt.Errorf("open store %s: %w", base, err))
+	}
+	return b, key, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,193 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/failure"
+)
+
+// Object metadata on every piece: the planned bounds, so a reader of a bare object knows what
+// it claims to hold, and an adopting shard can reject an object of another plan without
+// reading it.
+const (
+	metaFirst = "karch-first"
+	metaEnd   = "karch-end"
+)
+
+// write streams one piece from Kafka to its key: records are encoded and compressed by one
+// goroutine while the bucket uploads the compressed stream from the other end of a pipe, so
+// memory stays bounded by the compressor's frames and the upload's parts in flight.
+func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
+	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
+	pr, pw := io.Pipe()
+	stored := &countingHash{h: sha256.New()}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := w.encode(gctx, pc, io.MultiWriter(pw, stored), &res)
+		pw.CloseWithError(err)
+		return err
+	})
+	g.Go(func() error {
+		_, err := w.bucket.Put(gctx, w.key(pc.Key), pr, blob.PutOptions{
+			IfAbsent:    true,
+			ContentType: "application/zstd",
+			Metadata:    map[string]string{metaFirst: strconv.FormatInt(pc.First, 10), metaEnd: strconv.FormatInt(pc.End, 10)},
+		})
+		pr.CloseWithError(err) // a failed upload must not leave the encoder blocked on the pipe
+		if err != nil {
+			return fmt.Errorf("put piece %s: %w", pc.Key, err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	res.Bytes, res.SHA256 = stored.n, hex.EncodeToString(stored.h.Sum(nil))
+	return res, nil
+}
+
+// encode reads the piece's range and writes it, compressed, to out. It fills in the record
+// count and the uncompressed size.
+func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, res *archive.PieceResult) error {
+	zw, err := compress.NewWriter(ctx, out, w.compress)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("start compressor: %w", err))
+	}
+	var line []byte
+	err = w.reader.ReadRange(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
+		line = archive.AppendLine(line[:0], r)
+		res.Records++
+		res.RawBytes += int64(len(line))
+		_, err := zw.Write(line)
+		return err
+	})
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("archive %s/%d [%d, %d): %w", pc.Topic, pc.Partition, pc.First, pc.End, err)
+	}
+	return nil
+}
+
+// adopt checks a stored piece and rebuilds its receipt entry by reading it back: its bounds
+// in metadata must be the plan's, every record must lie in them in offset order, and the
+// stream must decompress and decode. The read costs one pass over a piece that an earlier
+// attempt wrote, and proves it intact; a piece that fails the check is never overwritten.
+func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectInfo) (archive.PieceResult, error) {
+	first, end := info.Metadata[metaFirst], info.Metadata[metaEnd]
+	if first != strconv.FormatInt(pc.First, 10) || end != strconv.FormatInt(pc.End, 10) {
+		return archive.PieceResult{}, failure.Permanent(fmt.Errorf("stored piece %s has bounds [%s, %s) and %w [%d, %d)", pc.Key, first, end, errPlanMismatch, pc.First, pc.End))
+	}
+	rc, err := w.bucket.Get(ctx, w.key(pc.Key))
+	if err != nil {
+		return archive.PieceResult{}, fmt.Errorf("read piece %s: %w", pc.Key, err)
+	}
+	defer rc.Close()
+	res, err := scanPiece(pc, rc)
+	if err != nil {
+		return archive.PieceResult{}, fmt.Errorf("check stored piece %s: %w", pc.Key, err)
+	}
+	return res, nil
+}
+
+// scanPiece reads a stored piece and measures it. Corruption is permanent; an error reading
+// the stream is not (the network may fail mid-read).
+func scanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
+	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
+	stored := &countingHash{h: sha256.New()}
+	zr, err := compress.NewReader(io.TeeReader(r, stored))
+	if err != nil {
+		return res, err
+	}
+	defer zr.Close()
+	var raw counter
+	dec := archive.NewDecoder(io.TeeReader(zr, &raw))
+	prev := pc.First - 1
+	for {
+		rec, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return res, classifyRead(err)
+		}
+		if rec.Topic != pc.Topic || rec.Partition != pc.Partition || rec.Offset <= prev || rec.Offset >= pc.End {
+			return res, failure.Permanent(fmt.Errorf("record %s/%d@%d after offset %d: outside the piece or out of order", rec.Topic, rec.Partition, rec.Offset, prev))
+		}
+		prev = rec.Offset
+		res.Records++
+	}
+	// Drain what the decoder did not need, so the digest covers every stored byte.
+	if _, err := io.Copy(io.Discard, io.TeeReader(r, stored)); err != nil {
+		return res, err
+	}
+	res.RawBytes, res.Bytes, res.SHA256 = int64(raw), stored.n, hex.EncodeToString(stored.h.Sum(nil))
+	return res, nil
+}
+
+func classifyRead(err error) error {
+	if errors.Is(err, compress.ErrCorrupt) || errors.Is(err, archive.ErrCorruptLine) {
+		return failure.Permanent(err)
+	}
+	return err
+}
+
+// writeReceipt creates the receipt only if absent. An existing one (a concurrent pod for
+// this index) must be byte-identical, since a receipt holds nothing that varies by attempt.
+func (w *worker) writeReceipt(ctx context.Context, r *archive.Receipt) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode receipt: %w", err)
+	}
+	data = append(data, '\n')
+	key := w.key(archive.ReceiptKey(r.Shard))
+	_, err = w.bucket.Put(ctx, key, bytes.NewReader(data), blob.PutOptions{IfAbsent: true, ContentType: "application/json"})
+	if !blob.IsExists(err) {
+		if err != nil {
+			return fmt.Errorf("put receipt %s: %w", key, err)
+		}
+		return nil
+	}
+	stored, err := readAll(ctx, w.bucket, key)
+	if err != nil {
+		return fmt.Errorf("read receipt %s after losing a create race: %w", key, err)
+	}
+	if !bytes.Equal(stored, data) {
+		return failure.Permanent(fmt.Errorf("receipt %s exists with other content", key))
+	}
+	return nil
+}
+
+// countingHash counts and hashes what is written to it.
+type countingHash struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.h.Write(p)
+}
+
+// counter counts what is written to it.
+type counter int64
+
+func (c *counter) Write(p []byte) (int, error) {
+	*c += counter(len(p))
+	return len(p), nil
+}
