@@ -77,9 +77,45 @@ type Writer struct {
 	prev  chan struct{} // closed when the previous frame has been written
 	out   io.Writer
 	buf   []byte
-	pool  sync.Pool
 	raw   int64
 }
+
+// Encoders are shared by every Writer with the same options: EncodeAll is safe for
+// concurrent use, and each encoder's history buffers are the largest allocation of a
+// shard, which would otherwise be made anew for every piece.
+var (
+	encodersMu sync.Mutex
+	encoders   = map[Options]*zstd.Encoder{}
+)
+
+func encoderFor(opts Options) (*zstd.Encoder, error) {
+	encodersMu.Lock()
+	defer encodersMu.Unlock()
+	if enc, ok := encoders[opts]; ok {
+		return enc, nil
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)),
+		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(false), zstd.WithEncoderConcurrency(opts.Concurrency),
+		zstd.WithWindowSize(windowFor(opts.FrameSize)))
+	if err != nil {
+		return nil, fmt.Errorf("start zstd encoder: %w", err)
+	}
+	encoders[opts] = enc
+	return enc, nil
+}
+
+// windowFor is the smallest power-of-two window that spans a frame: frames are
+// independent, so a larger window only makes the encoder's history buffer larger.
+func windowFor(frameSize int) int {
+	w := zstd.MinWindowSize
+	for w < frameSize && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+// frameBufs recycles frame buffers across Writers.
+var frameBufs sync.Pool
 
 // NewWriter returns a Writer to w. ctx bounds its life: once ctx is done, Write and Close
 // fail.
@@ -88,10 +124,9 @@ func NewWriter(ctx context.Context, w io.Writer, opts Options) (*Writer, error) 
 		return nil, err
 	}
 	opts = opts.WithDefaults()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)),
-		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(false), zstd.WithEncoderConcurrency(opts.Concurrency))
+	enc, err := encoderFor(opts)
 	if err != nil {
-		return nil, fmt.Errorf("start zstd encoder: %w", err)
+		return nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	done := make(chan struct{})
@@ -134,14 +169,14 @@ func (w *Writer) flushFrame() error {
 		defer func() { <-w.slots }()
 		defer close(mine)
 		frame := w.enc.EncodeAll(raw, w.getBuf())
-		w.pool.Put(raw[:0])
+		frameBufs.Put(raw[:0])
 		select {
 		case <-prev:
 		case <-w.ctx.Done():
 			return w.ctx.Err()
 		}
 		_, err := w.out.Write(frame)
-		w.pool.Put(frame[:0])
+		frameBufs.Put(frame[:0])
 		if err != nil {
 			return fmt.Errorf("write zstd frame: %w", err)
 		}
@@ -151,10 +186,11 @@ func (w *Writer) flushFrame() error {
 }
 
 func (w *Writer) getBuf() []byte {
-	if b, ok := w.pool.Get().([]byte); ok {
+	size := w.opts.FrameSize + w.opts.FrameSize/8
+	if b, ok := frameBufs.Get().([]byte); ok && cap(b) >= size {
 		return b
 	}
-	return make([]byte, 0, w.opts.FrameSize+w.opts.FrameSize/8)
+	return make([]byte, 0, size)
 }
 
 // failure prefers the error that stopped the pipeline over the cancellation it caused.
@@ -178,7 +214,7 @@ func (w *Writer) Close() error {
 	if err == nil {
 		err = w.outer.Err() // the group's context ends with Wait; the caller's says if it was cancelled
 	}
-	return errors.Join(err, w.enc.Close())
+	return err
 }
 
 // NewReader returns a streaming reader of concatenated zstd frames. Errors caused by the

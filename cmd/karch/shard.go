@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/karch-archive/karch/blob"
@@ -22,6 +23,7 @@ func init() {
 type shardFlags struct {
 	plan     string
 	index    int
+	memMiB   int
 	compress compress.Options
 	kafka    shard.KafkaOptions
 	store    storeFlags
@@ -43,6 +45,8 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 	fs.IntVar(&f.index, "index", -1, "completion index (default: JOB_COMPLETION_INDEX)")
 	fs.IntVar(&f.compress.Level, "zstd-level", envInt("KARCH_ZSTD_LEVEL", 3), "zstd level, 1-22 (KARCH_ZSTD_LEVEL)")
 	fs.IntVar(&f.compress.FrameSize, "frame-size", envInt("KARCH_FRAME_SIZE", 4<<20), "uncompressed bytes per zstd frame (KARCH_FRAME_SIZE)")
+	fs.IntVar(&f.memMiB, "memory-limit-mib", envInt("KARCH_MEMORY_LIMIT_MIB", 192),
+		"soft heap limit in MiB, so that the garbage collector keeps a shard inside a 256 MiB pod; GOMEMLIMIT, when set, wins (KARCH_MEMORY_LIMIT_MIB)")
 	fs.IntVar(&f.kafka.FetchMaxBytes, "fetch-max-bytes", envInt("KARCH_FETCH_MAX_BYTES", f.kafka.FetchMaxBytes), "bytes per Kafka fetch (KARCH_FETCH_MAX_BYTES)")
 	f.store.register(fs)
 	f.log.register(fs)
@@ -62,6 +66,9 @@ func (f *shardFlags) validate() error {
 	}
 	if err := f.compress.Validate(); err != nil {
 		return failure.Permanent(err)
+	}
+	if f.memMiB < 64 {
+		return failure.Permanent(fmt.Errorf("--memory-limit-mib %d: want at least 64", f.memMiB))
 	}
 	if f.kafka.FetchMaxBytes < 1<<20 {
 		return failure.Permanent(fmt.Errorf("--fetch-max-bytes %d: want at least 1 MiB", f.kafka.FetchMaxBytes))
@@ -94,6 +101,9 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	logger := f.log.logger(os.Stderr).With("shard", f.index)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(f.memMiB) << 20)
+	}
 	bucket, planKey, err := f.store.open(ctx, f.plan)
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", f.plan, err)
