@@ -22,14 +22,15 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCH_KAFKA_PORT) \
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help test vet build services-up services-down services-status bench
+.PHONY: help test vet build services-up services-down services-status bench bench-shard
 
 help:
 	@echo "make test           start the local servers, then go vet and go test ./..."
 	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
 	@echo "make services-down  stop the servers that services-up started"
 	@echo "make build          build bin/karch"
-	@echo "make bench          run the benchmarks under bench/"
+	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
+	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
 
 test: services-up vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
@@ -49,5 +50,9 @@ services-down:
 services-status:
 	tests/services/services.sh status
 
-bench: services-up
-	$(TEST_ENV) go test -run '^$$' -bench . -benchmem ./bench/...
+bench:
+	go test -run '^$$' -bench . -benchmem -count 5 ./bench/
+
+BENCH_SHARD_FLAGS ?= -gb 2 -runs 3
+bench-shard: services-up build
+	$(TEST_ENV) go run ./bench/shardbench $(BENCH_SHARD_FLAGS)

@@ -1,0 +1,76 @@
+// Command shardbench measures one karch shard end to end on the local servers: it fills a
+// topic with call-detail records (once; later runs reuse it), plans one shard over the whole
+// range, runs `karch shard` as a separate process several times, and prints records/s, MB/s
+// of JSON Lines in, the compression ratio and the peak RSS of each run, beside the in-process
+// zstd encode speed of the same bytes at the same level: the ceiling the shard approaches.
+//
+//	make bench-shard                     # 2 GB of JSON Lines, 3 runs, into the local MinIO
+//	go run ./bench/shardbench -gb 0.2    # a quick look
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+type options struct {
+	brokers  string
+	gb       float64
+	runs     int
+	level    int
+	pieceMiB int
+	karch    string
+	store    string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.brokers, "brokers", envOr("KARCH_TEST_KAFKA", "127.0.0.1:19092"), "Kafka bootstrap address")
+	flag.Float64Var(&o.gb, "gb", 2, "uncompressed JSON Lines to archive, in GB")
+	flag.IntVar(&o.runs, "runs", 3, "shard runs; the table gives each and the median")
+	flag.IntVar(&o.level, "zstd-level", 3, "zstd level for the shard and the baseline")
+	flag.IntVar(&o.pieceMiB, "piece-mib", 256, "uncompressed MiB per piece")
+	flag.StringVar(&o.karch, "karch", "bin/karch", "the karch binary to run")
+	flag.StringVar(&o.store, "store", "s3", "s3 (the local MinIO of make services-up) or local (a temporary directory)")
+	flag.Parse()
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "shardbench:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, o options) error {
+	if o.runs < 1 || o.gb <= 0 {
+		return errors.New("-runs and -gb must be positive")
+	}
+	data, err := ensureTopic(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("topic %s: %d records, %.0f MB of JSON Lines, %d pieces; zstd level %d; store %s\n",
+		data.topic, data.records, float64(data.rawBytes)/1e6, len(data.pieces(o)), o.level, o.store)
+	var results []result
+	for i := range o.runs {
+		r, err := runShard(ctx, o, data, i)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	base, err := baseline(ctx, o, data)
+	if err != nil {
+		return err
+	}
+	printTable(os.Stdout, results, base)
+	return nil
+}
