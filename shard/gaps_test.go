@@ -3,11 +3,13 @@ package shard_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/internal/testenv"
@@ -147,4 +149,31 @@ func archiveAll(t *testing.T, addr, topic string, ends []int64, per int64) map[i
 		sortByOffset(got[p])
 	}
 	return got
+}
+
+// Kubernetes may run two pods for one index: both finish, and agree on one receipt.
+func TestShardTwoAttemptsAtOnce(t *testing.T) {
+	addr := testenv.Kafka(t)
+	topic := testenv.Topic(t, addr, 2)
+	testenv.Produce(t, addr, topic, mixedMessages(20_000, 2))
+	b := testenv.LocalBucket(t)
+	planKey := putPlan(t, b, planRanges(topic, testenv.EndOffsets(t, addr, topic, 2), 2_000, 1, addr))
+
+	receipts := make([]*archive.Receipt, 2)
+	var g errgroup.Group
+	for i := range receipts {
+		g.Go(func() (err error) {
+			receipts[i], err = runShard(t, b, planKey, 0)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("an attempt failed: %v", err)
+	}
+	if !reflect.DeepEqual(receipts[0], receipts[1]) {
+		t.Fatalf("the two attempts disagree:\n%+v\n%+v", receipts[0], receipts[1])
+	}
+	if got := archived(t, b, planKey, receipts[:1]); len(got[0])+len(got[1]) != 20_000 {
+		t.Fatalf("archived %d records, want 20000", len(got[0])+len(got[1]))
+	}
 }

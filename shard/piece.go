@@ -53,11 +53,11 @@ func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResu
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
-		return res, err
-	}
+	err := g.Wait()
+	// A lost create race fails only at the commit, after every byte went through the
+	// hash: the caller compares this result with the winner's.
 	res.Bytes, res.SHA256 = stored.n, hex.EncodeToString(stored.h.Sum(nil))
-	return res, nil
+	return res, err
 }
 
 // encode reads the piece's range and writes it, compressed, to out. It fills in the record
