@@ -57,6 +57,15 @@ wait_ready() {
   done
 }
 
+# ensure_cmd CMD PACKAGE: installs the Debian package that provides CMD when CMD is missing.
+apt_updated=
+ensure_cmd() {
+  command -v "$1" >/dev/null && return
+  log "installing $2 (Debian package) for $1"
+  if [[ -z $apt_updated ]]; then apt-get update -qq >&2 || die "apt-get update failed; as root: apt-get install $2"; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2 || die "could not install $2; as root: apt-get install $2"
+}
+
 # start NAME CMD...: runs CMD detached, with its output in NAME's log and its PID in NAME's
 # PID file.
 start() {
@@ -74,8 +83,8 @@ kafka_libs() { echo "$KARCH_CACHE/kafka-$KAFKA_VERSION/libs"; }
 install_kafka() {
   local libs; libs=$(kafka_libs)
   [[ -f $libs/.complete ]] && return
-  command -v java >/dev/null || die "java not found: install a JDK 17 (Debian: openjdk-17-jdk-headless)"
-  command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: maven)"
+  ensure_cmd java openjdk-17-jre-headless
+  ensure_cmd mvn maven
   log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $libs"
   mkdir -p "$libs"
   mvn -q -B -f "$here/kafka-pom.xml" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
@@ -110,11 +119,7 @@ redis_ready() { redis-cli -p "$KARCH_REDIS_PORT" ping >/dev/null 2>&1; }
 up_redis() {
   if ours redis && redis_ready; then log "redis: reusing 127.0.0.1:$KARCH_REDIS_PORT"; return; fi
   port_open "$KARCH_REDIS_PORT" && die "port $KARCH_REDIS_PORT is taken by a process this script did not start"
-  if ! command -v redis-server >/dev/null; then
-    log "installing redis-server (Debian package)"
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2 ||
-      die "could not install redis-server; as root: apt-get install redis-server"
-  fi
+  ensure_cmd redis-server redis-server
   start redis redis-server --bind 127.0.0.1 --port "$KARCH_REDIS_PORT" --save '' --appendonly no \
     --protected-mode yes --dir "$KARCH_STATE/redis"
   wait_ready redis redis_ready
@@ -180,6 +185,8 @@ status_one() {
 case "${1:-}" in
   up)
     mkdir -p "$KARCH_STATE"
+    ensure_cmd curl curl
+    ensure_cmd zstd zstd # the archive must stay readable by Debian's zstd; a test checks it
     up_redis
     up_kafka
     up_minio
