@@ -19,8 +19,19 @@ type Plan struct {
 	Window   Window `json:"window"`
 	RunID    string `json:"run_id"`
 	// Brokers are the Kafka bootstrap addresses the shards read from.
-	Brokers []string    `json:"brokers"`
-	Shards  []ShardPlan `json:"shards"`
+	Brokers []string `json:"brokers"`
+	// Ranges are the window's offsets, one per partition, empty ones included; the
+	// pieces of all shards tile the non-empty ones.
+	Ranges []Range     `json:"ranges,omitempty"`
+	Shards []ShardPlan `json:"shards"`
+}
+
+// Range is one partition's offsets [First, End).
+type Range struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	End       int64  `json:"end"`
 }
 
 // Window is a UTC interval [Start, End).
@@ -75,6 +86,11 @@ func (p *Plan) Validate() error {
 		return bad("no brokers")
 	case !p.Window.End.After(p.Window.Start):
 		return bad("window end %s is not after start %s", p.Window.End, p.Window.Start)
+	}
+	for _, r := range p.Ranges {
+		if r.Topic == "" || r.Partition < 0 || r.First < 0 || r.End < r.First {
+			return bad("range %+v", r)
+		}
 	}
 	for i, s := range p.Shards {
 		if s.Index != i {

@@ -1,0 +1,80 @@
+package archive
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ManifestFormat is the format tag of MANIFEST.json, the archive's public contract.
+const ManifestFormat = "karch.manifest/v1"
+
+// Manifest proves a window: every object of the window, with its checksum and counts.
+// Object keys are relative to the manifest's folder. Its presence means the window is
+// committed; it is created once and never rewritten.
+type Manifest struct {
+	Format       string            `json:"format"`
+	Pipeline     string            `json:"pipeline"`
+	Window       Window            `json:"window"`
+	Partitions   []PartitionRange  `json:"partitions"`
+	Objects      []ManifestObject  `json:"objects"`
+	Records      int64             `json:"records"`
+	Bytes        int64             `json:"bytes"`
+	RawBytes     int64             `json:"raw_bytes"`
+	RunID        string            `json:"run_id"`
+	FencingToken int64             `json:"fencing_token"`
+	CommittedAt  time.Time         `json:"committed_at"`
+	KarchVersion string            `json:"karch_version"`
+	Extra        map[string]string `json:"extra,omitempty"`
+}
+
+// PartitionRange is one partition's planned offsets [First, End) and the records archived.
+type PartitionRange struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	End       int64  `json:"end"`
+	Records   int64  `json:"records"`
+}
+
+// ManifestObject is one stored piece.
+type ManifestObject struct {
+	Key       string `json:"key"`
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	End       int64  `json:"end"`
+	Records   int64  `json:"records"`
+	Bytes     int64  `json:"bytes"`
+	RawBytes  int64  `json:"raw_bytes"`
+	SHA256    string `json:"sha256"`
+}
+
+// DecodeManifest decodes a manifest; unknown fields are allowed (the format may grow), other
+// formats are not.
+func DecodeManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if m.Format != ManifestFormat {
+		return nil, fmt.Errorf("decode manifest: format %q, want %q", m.Format, ManifestFormat)
+	}
+	return &m, nil
+}
+
+// End returns the end offset of each partition, keyed by topic and partition: where the
+// next window starts.
+func (m *Manifest) End() map[TopicPartition]int64 {
+	out := make(map[TopicPartition]int64, len(m.Partitions))
+	for _, p := range m.Partitions {
+		out[TopicPartition{p.Topic, p.Partition}] = p.End
+	}
+	return out
+}
+
+// TopicPartition names one partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}

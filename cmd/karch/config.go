@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/failure"
+)
+
+// runConfig is everything the coordinator commands need. Secrets are not in it: the Redis
+// password comes from KARCH_REDIS_PASSWORD and S3 credentials from the AWS default chain.
+type runConfig struct {
+	coord coordinator.Config
+	store string
+	redis string
+	s3    blob.S3Config
+}
+
+// setting is one configuration key, read from a YAML file (name), the environment
+// (KARCH_NAME) and a flag (--name with '-' for '_'), in that order of precedence upwards.
+type setting struct {
+	name, usage string
+	set         func(c *runConfig, v string) error
+}
+
+var settings = []setting{
+	{"pipeline", "pipeline name: lower-case letters, digits and '-'", func(c *runConfig, v string) error { c.coord.Pipeline = v; return nil }},
+	{"brokers", "Kafka bootstrap addresses, comma-separated", func(c *runConfig, v string) error { c.coord.Brokers = splitList(v); return nil }},
+	{"topic", "Kafka topic to archive", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
+	{"window", "window length; divides a day (1h, 15m, 24h)", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Window })},
+	{"lateness", "wait this long after a window ends before archiving it", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Lateness })},
+	{"start", "where a new pipeline begins, RFC3339 (default: the newest due window)", func(c *runConfig, v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		c.coord.Start = t
+		return err
+	}},
+	{"max_windows", "most windows one run catches up", intSetting(func(c *runConfig) *int { return &c.coord.MaxWindows })},
+	{"shards", "most shards per window", intSetting(func(c *runConfig) *int { return &c.coord.Shards })},
+	{"piece_records", "most offsets per piece", func(c *runConfig, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.coord.PieceRecords = n
+		return err
+	}},
+	{"parallelism", "shards run at once by the local runner", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
+	{"retries", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
+	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
+	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
+	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
+	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
+	{"s3_region", "S3 region", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
+	{"s3_path_style", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.s3.PathStyle = b
+		return err
+	}},
+}
+
+func durationSetting(field func(*runConfig) *time.Duration) func(*runConfig, string) error {
+	return func(c *runConfig, v string) error {
+		d, err := time.ParseDuration(v)
+		*field(c) = d
+		return err
+	}
+}
+
+func intSetting(field func(*runConfig) *int) func(*runConfig, string) error {
+	return func(c *runConfig, v string) error {
+		n, err := strconv.Atoi(v)
+		*field(c) = n
+		return err
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func envName(name string) string { return "KARCH_" + strings.ToUpper(name) }
+func flagName(name string) string { return strings.ReplaceAll(name, "_", "-") }
+
+// configFlags registers --config and one flag per setting on fs; load then layers defaults,
+// file, environment and the flags that were given.
+type configFlags struct {
+	file  string
+	given map[string]string
+}
+
+func (cf *configFlags) register(fs *flag.FlagSet) {
+	cf.given = map[string]string{}
+	fs.StringVar(&cf.file, "config", os.Getenv("KARCH_CONFIG"), "YAML configuration file; unknown keys are errors (KARCH_CONFIG)")
+	for _, s := range settings {
+		fs.Func(flagName(s.name), s.usage+" ("+envName(s.name)+")", func(v string) error {
+			cf.given[s.name] = v
+			return nil
+		})
+	}
+}
+
+func (cf *configFlags) load() (runConfig, error) {
+	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}}
+	layers := []map[string]string{nil, envValues(), cf.given}
+	if cf.file != "" {
+		fileValues, err := readConfigFile(cf.file)
+		if err != nil {
+			return c, failure.Permanent(err)
+		}
+		layers[0] = fileValues
+	}
+	for _, layer := range layers {
+		for _, s := range settings {
+			if v, ok := layer[s.name]; ok {
+				if err := s.set(&c, v); err != nil {
+					return c, failure.Permanent(fmt.Errorf("%w: %s: %q: %v", coordinator.ErrConfig, s.name, v, err))
+				}
+			}
+		}
+	}
+	return c, c.validate()
+}
+
+func (c runConfig) validate() error {
+	if err := c.coord.Validate(); err != nil {
+		return failure.Permanent(err)
+	}
+	if c.store == "" {
+		return failure.Permanent(fmt.Errorf("%w: store: required (s3://bucket/prefix, file:///dir or a directory)", coordinator.ErrConfig))
+	}
+	return nil
+}
+
+func envValues() map[string]string {
+	out := map[string]string{}
+	for _, s := range settings {
+		if v, ok := os.LookupEnv(envName(s.name)); ok {
+			out[s.name] = v
+		}
+	}
+	return out
+}
+
+// readConfigFile reads a YAML mapping of setting names to scalars (brokers may be a list).
+// A key that names no setting is an error: a typo must not pass for a default.
+func readConfigFile(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	var raw map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	out := map[string]string{}
+	for key, node := range raw {
+		if !known(key) {
+			return nil, fmt.Errorf("%w: config file %s, line %d: unknown key %q", coordinator.ErrConfig, path, node.Line, key)
+		}
+		v, err := scalarOrList(node)
+		if err != nil {
+			return nil, fmt.Errorf("%w: config file %s: %s: %v", coordinator.ErrConfig, path, key, err)
+		}
+		out[key] = v
+	}
+	return out, nil
+}
+
+func known(key string) bool {
+	for _, s := range settings {
+		if s.name == key {
+			return true
+		}
+	}
+	return false
+}
+
+func scalarOrList(n yaml.Node) (string, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Value, nil
+	case yaml.SequenceNode:
+		items := make([]string, len(n.Content))
+		for i, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return "", errors.New("a list of plain values is expected")
+			}
+			items[i] = c.Value
+		}
+		return strings.Join(items, ","), nil
+	default:
+		return "", fmt.Errorf("line %d: a value or a list is expected", n.Line)
+	}
+}

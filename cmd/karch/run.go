@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/lock"
+)
+
+func init() {
+	commands["run"] = command{"the coordinator: archive every window that is due, then exit", runRun}
+}
+
+func runRun(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("karch run", flag.ContinueOnError)
+	var cf configFlags
+	var lf logFlags
+	cf.register(fs)
+	lf.register(fs)
+	self, _ := os.Executable()
+	karchBin := fs.String("karch", envOr("KARCH_BINARY", self), "karch binary the local runner starts shards with (KARCH_BINARY)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: karch run [--config file.yaml] [flags]\n\n"+
+			"Takes the pipeline's lease, archives every window that is due (oldest first), running\n"+
+			"its shards as local processes, verifies them and commits each window's MANIFEST.json.\n"+
+			"Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from\n"+
+			"the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.\n"+
+			"Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 permanent.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return failure.Permanent(err)
+	}
+	cfg, err := cf.load()
+	if err == nil {
+		err = lf.validate()
+	}
+	if err != nil {
+		return failure.Permanent(err)
+	}
+	logger := lf.logger(os.Stderr)
+	deps, closeDeps, err := coordinatorDeps(ctx, cfg, *karchBin, logger)
+	if err != nil {
+		return err
+	}
+	defer closeDeps()
+	results, err := coordinator.Run(ctx, cfg.coord, deps)
+	printResults(stdout, results)
+	if err != nil {
+		logger.Error("run failed", "pipeline", cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
+	}
+	return err
+}
+
+func coordinatorDeps(ctx context.Context, cfg runConfig, karchBin string, logger *slog.Logger) (coordinator.Deps, func(), error) {
+	bucket, err := blob.Open(ctx, cfg.store, cfg.s3)
+	if err != nil {
+		return coordinator.Deps{}, nil, failure.Permanent(fmt.Errorf("open store %s: %w", cfg.store, err))
+	}
+	var locker lock.Locker = lock.NewLocal()
+	closeDeps := func() {}
+	if cfg.redis != "" {
+		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Password: os.Getenv("KARCH_REDIS_PASSWORD")})
+		closeDeps = func() { client.Close() }
+		if locker, err = lock.NewRedis(client, cfg.coord.LeaseTTL, logger); err != nil {
+			return coordinator.Deps{}, nil, failure.Permanent(err)
+		}
+	}
+	return coordinator.Deps{
+		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers),
+		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: cfg.coord.Parallelism, Retries: cfg.coord.Retries,
+			Env: shardEnv(cfg), Logger: logger},
+		Logger: logger, Now: time.Now, Version: version,
+	}, closeDeps, nil
+}
+
+// shardEnv passes the store settings on to shard processes; credentials travel in the
+// environment the shards inherit, never on their command line.
+func shardEnv(cfg runConfig) []string {
+	return []string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
+		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle)}
+}
+
+func printResults(w io.Writer, results []coordinator.WindowResult) {
+	if len(results) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "window\trecords\tMB in\tMB stored\tratio\tseconds\tcommitted by\t")
+	for _, r := range results {
+		ratio := 0.0
+		if r.RawBytes > 0 {
+			ratio = float64(r.Bytes) / float64(r.RawBytes)
+		}
+		by := "this run"
+		if !r.Committed {
+			by = "earlier run"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.3f\t%.1f\t%s\t\n", r.Window.Start.Format("2006-01-02 15:04Z"), r.Records,
+			float64(r.RawBytes)/1e6, float64(r.Bytes)/1e6, ratio, r.Duration.Seconds(), by)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,83 @@
+// Package coordinator runs a pipeline's windows: it takes the lease, finds the windows that
+// are due, resolves each to offset ranges chained to the previous manifest, writes an
+// immutable plan, has a Runner run the shards, verifies their receipts against the plan and
+// the store, and commits the manifest with a conditional create (shared/DESIGN.md).
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Config is one pipeline. Every field has a name that errors use.
+type Config struct {
+	Pipeline string
+	Brokers  []string
+	Topic    string
+	// Window is the window length; it divides a day, so windows align to UTC midnight.
+	Window time.Duration
+	// Lateness is how long after a window's end it waits before archiving it.
+	Lateness time.Duration
+	// Start is where a new pipeline begins (aligned down to a window). Zero means the most
+	// recent window that is due.
+	Start time.Time
+	// MaxWindows bounds how many windows one run catches up, oldest first.
+	MaxWindows int
+	// Shards is the most shards (completion indexes) a window is split into.
+	Shards int
+	// PieceRecords bounds the offsets of one piece.
+	PieceRecords int64
+	// Parallelism and Retries are for the local runner: shards at once, and retries of
+	// an index that exits with a retryable failure.
+	Parallelism int
+	Retries     int
+	LeaseTTL    time.Duration
+}
+
+// DefaultConfig returns the defaults that flags, environment and files override.
+func DefaultConfig() Config {
+	return Config{
+		Window: time.Hour, Lateness: 5 * time.Minute, MaxWindows: 24, Shards: 4, PieceRecords: 1_000_000,
+		Parallelism: 2, Retries: 2, LeaseTTL: 30 * time.Second,
+	}
+}
+
+var pipelineName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+// Validate names the first field that is wrong.
+func (c Config) Validate() error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, a...))
+	}
+	day := 24 * time.Hour
+	switch {
+	case !pipelineName.MatchString(c.Pipeline):
+		return bad("pipeline", "%q: want lower-case letters, digits and '-', at most 41", c.Pipeline)
+	case len(c.Brokers) == 0:
+		return bad("brokers", "at least one Kafka broker is required")
+	case c.Topic == "":
+		return bad("topic", "required")
+	case c.Window < time.Minute || day%c.Window != 0:
+		return bad("window", "%s does not divide a day into whole windows of a minute or more", c.Window)
+	case c.Lateness < 0:
+		return bad("lateness", "%s is negative", c.Lateness)
+	case c.MaxWindows < 1:
+		return bad("max_windows", "%d: want at least 1", c.MaxWindows)
+	case c.Shards < 1:
+		return bad("shards", "%d: want at least 1", c.Shards)
+	case c.PieceRecords < 1:
+		return bad("piece_records", "%d: want at least 1", c.PieceRecords)
+	case c.Parallelism < 1:
+		return bad("parallelism", "%d: want at least 1", c.Parallelism)
+	case c.Retries < 0:
+		return bad("retries", "%d is negative", c.Retries)
+	case c.LeaseTTL < time.Second:
+		return bad("lease_ttl", "%s: want at least 1s", c.LeaseTTL)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/failure"
+)
+
+// LocalRunner runs each shard as a local `karch shard` process with JOB_COMPLETION_INDEX
+// set, as an Indexed Job would: Parallelism at once, an index that exits 1 retried up to
+// Retries times, an exit 2 failing the run at once.
+type LocalRunner struct {
+	// Karch is the karch binary.
+	Karch       string
+	Parallelism int
+	Retries     int
+	// Env is added to each shard's environment (the coordinator's own is inherited).
+	Env    []string
+	Logger *slog.Logger
+}
+
+var _ Runner = (*LocalRunner)(nil)
+
+// Run runs every shard of plan and waits for them.
+func (r *LocalRunner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.Parallelism)
+	for _, s := range plan.Shards {
+		g.Go(func() error { return r.index(gctx, planURL, s.Index) })
+	}
+	return g.Wait()
+}
+
+// index runs one completion index until it succeeds, fails for good, or runs out of retries.
+func (r *LocalRunner) index(ctx context.Context, planURL string, i int) error {
+	for attempt := 0; ; attempt++ {
+		code, err := r.attempt(ctx, planURL, i)
+		switch {
+		case err != nil:
+			return err
+		case code == failure.ExitOK:
+			return nil
+		case code == failure.ExitPermanent:
+			return failure.Permanent(fmt.Errorf("shard %d exited %d: a permanent failure (see its log)", i, code))
+		case attempt >= r.Retries:
+			return fmt.Errorf("shard %d exited %d after %d attempts", i, code, attempt+1)
+		}
+		r.Logger.Warn("shard failed; retrying", "shard", i, "exit_code", code, "attempt", attempt+1)
+	}
+}
+
+func (r *LocalRunner) attempt(ctx context.Context, planURL string, i int) (int, error) {
+	cmd := exec.CommandContext(ctx, r.Karch, "shard", "--plan", planURL)
+	cmd.Env = append(append(os.Environ(), r.Env...), "JOB_COMPLETION_INDEX="+strconv.Itoa(i))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Like a pod being deleted: SIGTERM first, SIGKILL if it lingers.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case errors.As(err, &exit):
+		return exit.ExitCode(), nil
+	default:
+		return 0, fmt.Errorf("start shard %d: %w", i, err)
+	}
+}

@@ -1,0 +1,143 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/lock"
+)
+
+// Runner runs the shards of a plan.
+type Runner interface {
+	// Run runs every shard of plan, whose URL the shards read, and returns once all have
+	// succeeded or one has failed for good. A permanent failure is marked
+	// failure.Permanent.
+	Run(ctx context.Context, planURL string, plan *archive.Plan) error
+}
+
+// Deps are the coordinator's connections to the world.
+type Deps struct {
+	// Bucket is the destination, rooted at the pipeline's prefix; StoreURL is the same
+	// place as a URL, for the shards.
+	Bucket   blob.Bucket
+	StoreURL string
+	Locker   lock.Locker
+	Offsets  OffsetLister
+	Runner   Runner
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Version  string
+}
+
+// WindowResult is what one run did with one window.
+type WindowResult struct {
+	Window   archive.Window
+	Records  int64
+	RawBytes int64
+	Bytes    int64
+	Duration time.Duration
+	// Committed is false when another run had committed the window already.
+	Committed bool
+}
+
+// ErrLeaseLost is returned when the lease ended while windows were in progress.
+var ErrLeaseLost = errors.New("coordinator: lease lost; stopped before committing")
+
+// Run archives every window of the pipeline that is due, oldest first, up to
+// cfg.MaxWindows. It returns without error when nothing is due or another coordinator holds
+// the lease.
+func Run(ctx context.Context, cfg Config, deps Deps) ([]WindowResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := deps.Logger.With("pipeline", cfg.Pipeline)
+	lease, err := deps.Locker.Acquire(ctx, "karch:lease:"+cfg.Pipeline)
+	if errors.Is(err, lock.ErrHeld) {
+		log.Info("another coordinator holds the lease; nothing to do")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release(context.WithoutCancel(ctx))
+	c := &coordinator{cfg: cfg, deps: deps, token: lease.Token(), runID: newRunID(deps.Now()), log: log}
+	c.log = c.log.With("run_id", c.runID, "fencing_token", c.token)
+	results, err := c.run(lease.Ctx())
+	if err != nil && lease.Ctx().Err() != nil && ctx.Err() == nil {
+		return results, fmt.Errorf("%w: %w", ErrLeaseLost, context.Cause(lease.Ctx()))
+	}
+	return results, err
+}
+
+type coordinator struct {
+	cfg   Config
+	deps  Deps
+	token int64
+	runID string
+	log   *slog.Logger
+}
+
+func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
+	prev, err := c.latestManifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	next := c.cfg.Start
+	if prev != nil {
+		next = prev.Window.End
+	} else if next.IsZero() {
+		next = latestDue(c.cfg.Window, c.cfg.Lateness, c.deps.Now())
+	}
+	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.deps.Now(), c.cfg.MaxWindows)
+	if len(windows) == 0 {
+		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
+		return nil, nil
+	}
+	var results []WindowResult
+	for _, w := range windows {
+		m, res, err := c.window(ctx, w, prev)
+		if err != nil {
+			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
+		}
+		results = append(results, res)
+		prev = m
+	}
+	return results, nil
+}
+
+// latestManifest finds the newest committed window of the pipeline. Window folders sort
+// by time, so the last manifest key is the newest.
+func (c *coordinator) latestManifest(ctx context.Context) (*archive.Manifest, error) {
+	var last string
+	suffix := fmt.Sprintf("-%s/%s", lengthLabel(c.cfg.Window), archive.ManifestName)
+	err := c.deps.Bucket.List(ctx, c.cfg.Pipeline+"/dt=", func(o blob.ObjectInfo) error {
+		if strings.HasSuffix(o.Key, suffix) {
+			last = o.Key
+		}
+		return nil
+	})
+	if err != nil || last == "" {
+		return nil, err
+	}
+	return c.readManifest(ctx, last)
+}
+
+// lengthLabel is the window length as the folder names write it.
+func lengthLabel(w time.Duration) string {
+	dir := archive.WindowDir("p", time.Time{}, w)
+	return dir[strings.LastIndex(dir, "-")+1 : len(dir)-1]
+}
+
+func (c *coordinator) readManifest(ctx context.Context, key string) (*archive.Manifest, error) {
+	data, err := readAll(ctx, c.deps.Bucket, key)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", key, err)
+	}
+	return archive.DecodeManifest(data)
+}

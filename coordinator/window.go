@@ -1,0 +1,154 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/failure"
+)
+
+// window takes one window through the commit order: plan (create or adopt), run the
+// shards, verify, manifest. A window that is committed already is only read.
+func (c *coordinator) window(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Manifest, WindowResult, error) {
+	started := c.deps.Now()
+	dir := archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)
+	log := c.log.With("window", w.Start)
+	if m, err := c.readManifest(ctx, dir+archive.ManifestName); err == nil {
+		log.Info("window committed already")
+		return m, resultOf(m, 0, false), nil
+	} else if !blob.IsNotFound(err) {
+		return nil, WindowResult{}, err
+	}
+	plan, err := c.plan(ctx, dir, w, prev)
+	if err != nil {
+		return nil, WindowResult{}, err
+	}
+	log = log.With("plan_run_id", plan.RunID)
+	if len(plan.Shards) > 0 {
+		log.Info("running shards", "shards", len(plan.Shards))
+		if err := c.deps.Runner.Run(ctx, c.url(dir+archive.PlanName), plan); err != nil {
+			return nil, WindowResult{}, fmt.Errorf("run shards: %w", err)
+		}
+	}
+	receipts, err := verify(ctx, c.deps.Bucket, dir, plan)
+	if err != nil {
+		return nil, WindowResult{}, err
+	}
+	m, committed, err := c.commit(ctx, dir, c.manifest(plan, receipts))
+	if err != nil {
+		return nil, WindowResult{}, err
+	}
+	res := resultOf(m, c.deps.Now().Sub(started), committed)
+	log.Info("window committed", "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes, "by_this_run", committed)
+	return m, res, nil
+}
+
+func (c *coordinator) url(key string) string { return c.deps.StoreURL + "/" + key }
+
+func resultOf(m *archive.Manifest, d time.Duration, committed bool) WindowResult {
+	return WindowResult{Window: m.Window, Records: m.Records, RawBytes: m.RawBytes, Bytes: m.Bytes, Duration: d, Committed: committed}
+}
+
+// plan adopts the window's plan if one exists, and otherwise resolves the window's offsets
+// and creates it. Adopting, never re-planning, makes every later step deterministic.
+func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+	key := dir + archive.PlanName
+	if p, err := c.readPlan(ctx, key); err == nil || !blob.IsNotFound(err) {
+		if err == nil {
+			c.log.Info("adopting the existing plan", "window", w.Start, "plan_run_id", p.RunID)
+		}
+		return p, err
+	}
+	var prevEnds map[archive.TopicPartition]int64
+	if prev != nil && prev.Window.End.Equal(w.Start) {
+		prevEnds = prev.End()
+	}
+	ranges, err := resolveRanges(ctx, c.deps.Offsets, c.cfg.Topic, w, prevEnds)
+	if err != nil {
+		return nil, err
+	}
+	p := buildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode plan: %w", err)
+	}
+	_, err = c.deps.Bucket.Put(ctx, key, bytes.NewReader(data), blob.PutOptions{IfAbsent: true, ContentType: "application/json"})
+	if blob.IsExists(err) {
+		return c.readPlan(ctx, key) // another coordinator planned it first: theirs is the plan
+	}
+	if err != nil {
+		return nil, fmt.Errorf("put plan %s: %w", key, err)
+	}
+	c.log.Info("plan created", "window", w.Start, "shards", len(p.Shards), "partitions", len(ranges))
+	return &p, nil
+}
+
+func (c *coordinator) readPlan(ctx context.Context, key string) (*archive.Plan, error) {
+	data, err := readAll(ctx, c.deps.Bucket, key)
+	if err != nil {
+		return nil, err
+	}
+	p, err := archive.DecodePlan(data)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("read plan %s: %w", key, err))
+	}
+	return p, nil
+}
+
+// resolveRanges gives each partition its offsets for window w: from the previous window's
+// end offsets when there is one (so windows tile the log whatever the timestamps say), else
+// from the first offset at or after w.Start; up to the first offset at or after w.End, never
+// past the last stable offset.
+func resolveRanges(ctx context.Context, ol OffsetLister, topic string, w archive.Window, prev map[archive.TopicPartition]int64) ([]archive.Range, error) {
+	parts, err := ol.Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	stable, err := ol.StableEnds(ctx, topic, parts)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := ol.OffsetsAt(ctx, topic, parts, w.End)
+	if err != nil {
+		return nil, err
+	}
+	var starts map[int32]int64
+	ranges := make([]archive.Range, len(parts))
+	for i, p := range parts {
+		first, ok := prev[archive.TopicPartition{Topic: topic, Partition: p}]
+		if !ok {
+			if starts == nil {
+				if starts, err = ol.OffsetsAt(ctx, topic, parts, w.Start); err != nil {
+					return nil, err
+				}
+			}
+			first = orStable(starts[p], stable[p])
+		}
+		end := min(orStable(ends[p], stable[p]), stable[p])
+		ranges[i] = archive.Range{Topic: topic, Partition: p, First: first, End: max(end, first)}
+	}
+	return ranges, nil
+}
+
+// orStable reads "no record at or after the time" (-1) as "everything committed so far".
+func orStable(off, stable int64) int64 {
+	if off < 0 {
+		return stable
+	}
+	return off
+}
+
+func readAll(ctx context.Context, b blob.Bucket, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}

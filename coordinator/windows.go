@@ -1,0 +1,26 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+)
+
+// alignDown returns the start of the window that holds t. Windows divide a day, and the
+// zero time is a UTC midnight, so Truncate aligns them to UTC midnights.
+func alignDown(t time.Time, w time.Duration) time.Time { return t.UTC().Truncate(w) }
+
+// dueWindows returns the windows from next on whose end plus lateness has passed at now,
+// oldest first, at most max.
+func dueWindows(next time.Time, w, lateness time.Duration, now time.Time, max int) []archive.Window {
+	var out []archive.Window
+	for s := alignDown(next, w); len(out) < max && !s.Add(w + lateness).After(now); s = s.Add(w) {
+		out = append(out, archive.Window{Start: s, End: s.Add(w)})
+	}
+	return out
+}
+
+// latestDue is where a pipeline without a start begins: the newest window that is due.
+func latestDue(w, lateness time.Duration, now time.Time) time.Time {
+	return alignDown(now.Add(-lateness), w).Add(-w)
+}
