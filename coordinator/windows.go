@@ -14,7 +14,7 @@ func alignDown(t time.Time, w time.Duration) time.Time { return t.UTC().Truncate
 // oldest first, at most max.
 func dueWindows(next time.Time, w, lateness time.Duration, now time.Time, max int) []archive.Window {
 	var out []archive.Window
-	for s := alignDown(next, w); len(out) < max && !s.Add(w + lateness).After(now); s = s.Add(w) {
+	for s := alignDown(next, w); len(out) < max && !s.Add(w+lateness).After(now); s = s.Add(w) {
 		out = append(out, archive.Window{Start: s, End: s.Add(w)})
 	}
 	return out

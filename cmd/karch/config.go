@@ -90,7 +90,7 @@ func splitList(v string) []string {
 	return out
 }
 
-func envName(name string) string { return "KARCH_" + strings.ToUpper(name) }
+func envName(name string) string  { return "KARCH_" + strings.ToUpper(name) }
 func flagName(name string) string { return strings.ReplaceAll(name, "_", "-") }
 
 // configFlags registers --config and one flag per setting on fs; load then layers defaults,
