@@ -22,15 +22,19 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCH_KAFKA_PORT) \
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help test vet build services-up services-down services-status bench bench-shard
+.PHONY: help demo test vet build services-up services-down services-status bench bench-shard
 
 help:
+	@echo "make demo           archive a million synthetic call records end to end on local servers"
 	@echo "make test           start the local servers, then go vet and go test ./..."
 	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
 	@echo "make services-down  stop the servers that services-up started"
 	@echo "make build          build bin/karch"
 	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
 	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
+
+demo: services-up build
+	tests/demo/demo.sh
 
 test: services-up vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...

@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -46,4 +47,15 @@ func ReceiptKey(index int) string {
 // Join joins a window folder and a key relative to it.
 func Join(dir, key string) string {
 	return path.Join(dir, key)
+}
+
+// ParseWindowDir reads a window's start back from its folder name (as WindowDir writes it).
+func ParseWindowDir(dir string) (time.Time, bool) {
+	i := strings.Index(dir, "/dt=")
+	if i < 0 || len(dir) < i+len("/dt=2006-01-02/window=1504Z") {
+		return time.Time{}, false
+	}
+	s := dir[i+len("/dt="):]
+	t, err := time.Parse("2006-01-02/window=1504Z", s[:len("2006-01-02/window=1504Z")])
+	return t, err == nil
 }

@@ -4,11 +4,12 @@ import (
 	"testing"
 
 	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/internal/cdrgen"
 )
 
 // go test -run '^$' -bench 'Line' -benchmem ./bench/
 func BenchmarkAppendLine(b *testing.B) {
-	recs := CDRRecords(10_000, 1)
+	recs := cdrgen.Records(10_000, 1)
 	var buf []byte
 	var n int64
 	for i := range recs {
@@ -24,7 +25,7 @@ func BenchmarkAppendLine(b *testing.B) {
 }
 
 func BenchmarkDecodeLine(b *testing.B) {
-	recs := CDRRecords(10_000, 1)
+	recs := cdrgen.Records(10_000, 1)
 	lines := make([][]byte, len(recs))
 	var n int64
 	for i := range recs {

@@ -9,12 +9,13 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/internal/cdrgen"
 )
 
 // cdrLines is about 64 MB of call-detail JSON Lines, as a shard writes them.
 func cdrLines(b *testing.B) [][]byte {
 	b.Helper()
-	recs := CDRRecords(120_000, 2)
+	recs := cdrgen.Records(120_000, 2)
 	lines := make([][]byte, len(recs))
 	for i := range recs {
 		lines[i] = archive.AppendLine(nil, &recs[i])

@@ -88,12 +88,7 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := c.cfg.Start
-	if prev != nil {
-		next = prev.Window.End
-	} else if next.IsZero() {
-		next = latestDue(c.cfg.Window, c.cfg.Lateness, c.deps.Now())
-	}
+	next := c.next(prev)
 	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.deps.Now(), c.cfg.MaxWindows)
 	if len(windows) == 0 {
 		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))

@@ -65,15 +65,10 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 		}
 		return p, err
 	}
-	var prevEnds map[archive.TopicPartition]int64
-	if prev != nil && prev.Window.End.Equal(w.Start) {
-		prevEnds = prev.End()
-	}
-	ranges, err := resolveRanges(ctx, c.deps.Offsets, c.cfg.Topic, w, prevEnds)
+	p, err := c.newPlan(ctx, w, prev)
 	if err != nil {
 		return nil, err
 	}
-	p := buildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
 	data, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode plan: %w", err)
@@ -85,7 +80,22 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 	if err != nil {
 		return nil, fmt.Errorf("put plan %s: %w", key, err)
 	}
-	c.log.Info("plan created", "window", w.Start, "shards", len(p.Shards), "partitions", len(ranges))
+	c.log.Info("plan created", "window", w.Start, "shards", len(p.Shards), "partitions", len(p.Ranges))
+	return p, nil
+}
+
+// newPlan resolves the window's offsets, chained to prev when it is the window before, and
+// packs them into a plan.
+func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+	var prevEnds map[archive.TopicPartition]int64
+	if prev != nil && prev.Window.End.Equal(w.Start) {
+		prevEnds = prev.End()
+	}
+	ranges, err := resolveRanges(ctx, c.deps.Offsets, c.cfg.Topic, w, prevEnds)
+	if err != nil {
+		return nil, err
+	}
+	p := buildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
 	return &p, nil
 }
 

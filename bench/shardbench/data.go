@@ -9,7 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/karch-archive/karch/archive"
-	"github.com/karch-archive/karch/bench"
+	"github.com/karch-archive/karch/internal/cdrgen"
 )
 
 const partitions = 4
@@ -40,7 +40,7 @@ func (d dataset) pieces(o options) []archive.Piece {
 // ensureTopic reuses the topic for this size when an earlier run filled it, and fills it
 // otherwise.
 func ensureTopic(ctx context.Context, o options) (dataset, error) {
-	sample := bench.CDRRecords(1000, 1)
+	sample := cdrgen.Records(1000, 1)
 	var line []byte
 	var sampleBytes int64
 	for i := range sample {
@@ -108,7 +108,7 @@ func fill(ctx context.Context, o options, c *kafka.Client, d dataset) error {
 	const chunk = 20_000
 	for done := int64(0); done < d.records; done += chunk {
 		n := min(chunk, d.records-done)
-		recs := bench.CDRRecords(int(n), uint64(done))
+		recs := cdrgen.Records(int(n), uint64(done))
 		msgs := make([]kafka.Message, n)
 		for i, r := range recs {
 			msgs[i] = kafka.Message{Key: r.Key, Value: r.Value, Time: r.Timestamp, Headers: []kafka.Header{{Key: r.Headers[0].Key, Value: r.Headers[0].Value}}}

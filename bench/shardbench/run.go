@@ -17,9 +17,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/karch-archive/karch/archive"
-	"github.com/karch-archive/karch/bench"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/internal/cdrgen"
 )
 
 // result is one shard run.
@@ -165,4 +165,4 @@ func maxRSS(rs []result) float64 {
 }
 
 // benchRecords is one chunk of the records the topic was filled with.
-func benchRecords(seed uint64) []archive.Record { return bench.CDRRecords(20_000, seed) }
+func benchRecords(seed uint64) []archive.Record { return cdrgen.Records(20_000, seed) }

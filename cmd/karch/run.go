@@ -24,48 +24,72 @@ func init() {
 	commands["run"] = command{"the coordinator: archive every window that is due, then exit", runRun}
 }
 
+const runUsage = `usage: karch run [--config file.yaml] [flags]
+
+Takes the pipeline's lease, archives every window that is due (oldest first), running
+its shards as local processes, verifies them and commits each window's MANIFEST.json.
+Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from
+the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 permanent.
+`
+
 func runRun(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("karch run", flag.ContinueOnError)
+	cli, err := parseCoordinatorFlags("run", runUsage, args)
+	if cli == nil || err != nil {
+		return err
+	}
+	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.karch, cli.logger)
+	if err != nil {
+		return err
+	}
+	defer closeDeps()
+	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
+	printResults(stdout, results)
+	if err != nil {
+		cli.logger.Error("run failed", "pipeline", cli.cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
+	}
+	return err
+}
+
+// coordinatorCLI is what the coordinator commands parse from their arguments.
+type coordinatorCLI struct {
+	cfg    runConfig
+	karch  string
+	json   bool
+	logger *slog.Logger
+}
+
+// parseCoordinatorFlags parses the flags that run, plan and status share. It returns nil
+// and no error after --help.
+func parseCoordinatorFlags(name, usage string, args []string) (*coordinatorCLI, error) {
+	fs := flag.NewFlagSet("karch "+name, flag.ContinueOnError)
 	var cf configFlags
 	var lf logFlags
+	cli := &coordinatorCLI{}
 	cf.register(fs)
 	lf.register(fs)
 	self, _ := os.Executable()
-	karchBin := fs.String("karch", envOr("KARCH_BINARY", self), "karch binary the local runner starts shards with (KARCH_BINARY)")
+	fs.StringVar(&cli.karch, "karch", envOr("KARCH_BINARY", self), "karch binary the local runner starts shards with (KARCH_BINARY)")
+	fs.BoolVar(&cli.json, "json", false, "print JSON instead of a table (plan, status)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: karch run [--config file.yaml] [flags]\n\n"+
-			"Takes the pipeline's lease, archives every window that is due (oldest first), running\n"+
-			"its shards as local processes, verifies them and commits each window's MANIFEST.json.\n"+
-			"Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from\n"+
-			"the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.\n"+
-			"Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 permanent.\n\nflags:\n")
+		fmt.Fprint(fs.Output(), usage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return nil, nil
 		}
-		return failure.Permanent(err)
+		return nil, failure.Permanent(err)
 	}
 	cfg, err := cf.load()
 	if err == nil {
 		err = lf.validate()
 	}
 	if err != nil {
-		return failure.Permanent(err)
+		return nil, failure.Permanent(err)
 	}
-	logger := lf.logger(os.Stderr)
-	deps, closeDeps, err := coordinatorDeps(ctx, cfg, *karchBin, logger)
-	if err != nil {
-		return err
-	}
-	defer closeDeps()
-	results, err := coordinator.Run(ctx, cfg.coord, deps)
-	printResults(stdout, results)
-	if err != nil {
-		logger.Error("run failed", "pipeline", cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
-	}
-	return err
+	cli.cfg, cli.logger = cfg, lf.logger(os.Stderr)
+	return cli, nil
 }
 
 func coordinatorDeps(ctx context.Context, cfg runConfig, karchBin string, logger *slog.Logger) (coordinator.Deps, func(), error) {

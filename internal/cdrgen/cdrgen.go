@@ -1,8 +1,6 @@
-// Package bench holds karch's benchmarks (Go benchmarks in this folder, the shard benchmark
-// command in shardbench/) and the call-detail records they share.
-//
-//	go test -run '^$' -bench . -benchmem ./bench/
-package bench
+// Package cdrgen makes synthetic call-detail records, the same for the same seed, for the
+// demo and the benchmarks.
+package cdrgen
 
 import (
 	"fmt"
@@ -14,10 +12,10 @@ import (
 
 var results = []string{"ANSWERED", "ANSWERED", "ANSWERED", "BUSY", "NO_ANSWER", "FAILED", "REJECTED"}
 
-// CDRRecords makes n realistic call-detail records of about 400 bytes of JSON each, the same
+// Records makes n realistic call-detail records of about 400 bytes of JSON each, the same
 // for the same seed: topic "cdr", partition 0, offsets from 0, 1 ms apart from
 // 2026-11-23T02:00:00Z, a "4471-22"-style key and an 8-byte binary trace header.
-func CDRRecords(n int, seed uint64) []archive.Record {
+func Records(n int, seed uint64) []archive.Record {
 	rng := rand.New(rand.NewPCG(seed, 0x4b41524348))
 	start := time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 	recs := make([]archive.Record, n)
@@ -30,14 +28,16 @@ func CDRRecords(n int, seed uint64) []archive.Record {
 		recs[i] = archive.Record{
 			Topic: "cdr", Offset: int64(i), Timestamp: ts,
 			Key:     fmt.Appendf(nil, "44%02d-%02d", rng.IntN(100), rng.IntN(100)),
-			Value:   cdrValue(rng, ts),
+			Value:   Value(rng, ts),
 			Headers: []archive.Header{{Key: "trace", Value: trace}},
 		}
 	}
 	return recs
 }
 
-func cdrValue(rng *rand.Rand, ts time.Time) []byte {
+// Value is one call's JSON: call id, caller, callee, start, end, duration, cell, result and
+// a few more fields a switch reports.
+func Value(rng *rand.Rand, ts time.Time) []byte {
 	dur := rng.IntN(3_600_000)
 	return fmt.Appendf(nil, `{"call_id":"%08x-%04x-%04x-%04x-%012x","caller":"+4479%08d","callee":"+44%010d",`+
 		`"start":"%s","end":"%s","duration_ms":%d,"cell":"234-15-%04d-%04d","result":"%s",`+

@@ -1,0 +1,118 @@
+package coordinator
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+)
+
+// Preview returns the plans the next run would carry out, without a lease and without
+// writing anything: an existing plan as stored, a new one as it would be made now.
+func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &coordinator{cfg: cfg, deps: deps, runID: "preview", log: deps.Logger}
+	prev, err := c.latestManifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var plans []*archive.Plan
+	for _, w := range dueWindows(c.next(prev), cfg.Window, cfg.Lateness, deps.Now(), cfg.MaxWindows) {
+		p, err := c.previewWindow(ctx, w, prev)
+		if err != nil {
+			return nil, err
+		}
+		plans = append(plans, p)
+		prev = &archive.Manifest{Window: w, Partitions: partitionsOf(p)}
+	}
+	return plans, nil
+}
+
+func (c *coordinator) previewWindow(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+	p, err := c.readPlan(ctx, archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)+archive.PlanName)
+	if err == nil || !blob.IsNotFound(err) {
+		return p, err
+	}
+	return c.newPlan(ctx, w, prev)
+}
+
+func partitionsOf(p *archive.Plan) []archive.PartitionRange {
+	out := make([]archive.PartitionRange, len(p.Ranges))
+	for i, r := range p.Ranges {
+		out[i] = archive.PartitionRange{Topic: r.Topic, Partition: r.Partition, First: r.First, End: r.End}
+	}
+	return out
+}
+
+// next is the start of the first window not yet committed.
+func (c *coordinator) next(prev *archive.Manifest) time.Time {
+	switch {
+	case prev != nil:
+		return prev.Window.End
+	case !c.cfg.Start.IsZero():
+		return c.cfg.Start
+	default:
+		return latestDue(c.cfg.Window, c.cfg.Lateness, c.deps.Now())
+	}
+}
+
+// WindowState is what the store holds of one window.
+type WindowState struct {
+	Window   archive.Window
+	State    string // "committed", "planned" (a plan, no manifest yet) or "missing"
+	Manifest *archive.Manifest
+}
+
+// Status lists every window from the pipeline's first (or cfg.Start) to the newest due one,
+// with what the store holds of it. Reading only; no lease.
+func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &coordinator{cfg: cfg, deps: deps, log: deps.Logger}
+	found := map[string]string{}
+	var first string
+	err := deps.Bucket.List(ctx, cfg.Pipeline+"/dt=", func(o blob.ObjectInfo) error {
+		dir, name := o.Key[:strings.LastIndex(o.Key, "/")+1], o.Key[strings.LastIndex(o.Key, "/")+1:]
+		switch {
+		case name == archive.ManifestName:
+			found[dir] = "committed"
+		case name == archive.PlanName && found[dir] == "":
+			found[dir] = "planned"
+		default:
+			return nil
+		}
+		if first == "" || dir < first {
+			first = dir
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	start := c.next(nil)
+	if first != "" {
+		if t, ok := archive.ParseWindowDir(first); ok && (cfg.Start.IsZero() || t.Before(start)) {
+			start = t
+		}
+	}
+	var out []WindowState
+	for _, w := range dueWindows(start, cfg.Window, cfg.Lateness, deps.Now(), 1<<20) {
+		dir := archive.WindowDir(cfg.Pipeline, w.Start, cfg.Window)
+		st := WindowState{Window: w, State: found[dir]}
+		if st.State == "" {
+			st.State = "missing"
+		}
+		if st.State == "committed" {
+			if st.Manifest, err = c.readManifest(ctx, dir+archive.ManifestName); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
