@@ -62,7 +62,7 @@ func newPipeline(t *testing.T, topic string, partitions int) *pipeline {
 		t.Fatal(err)
 	}
 	cfg := coordinator.DefaultConfig()
-	cfg.Pipeline, cfg.Brokers, cfg.Topic = "cdr", []string{addr}, topic
+	cfg.Pipeline, cfg.Brokers, cfg.Topic = fmt.Sprintf("cdr-%d", time.Now().UnixNano()%1e12), []string{addr}, topic
 	cfg.Start, cfg.Lateness, cfg.PieceRecords, cfg.Shards = t0, time.Minute, 700, 3
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	return &pipeline{cfg: cfg, s3: s3cfg, deps: coordinator.Deps{

@@ -19,10 +19,11 @@ import (
 // runConfig is everything the coordinator commands need. Secrets are not in it: the Redis
 // password comes from KARCH_REDIS_PASSWORD and S3 credentials from the AWS default chain.
 type runConfig struct {
-	coord coordinator.Config
-	store string
-	redis string
-	s3    blob.S3Config
+	coord     coordinator.Config
+	store     string
+	redis     string
+	redisUser string
+	s3        blob.S3Config
 }
 
 // setting is one configuration key, read from a YAML file (name), the environment
@@ -55,6 +56,7 @@ var settings = []setting{
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
+	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
 	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
 	{"s3_region", "S3 region", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
 	{"s3_path_style", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {

@@ -100,7 +100,7 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, karchBin string, logger
 	var locker lock.Locker = lock.NewLocal()
 	closeDeps := func() {}
 	if cfg.redis != "" {
-		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Password: os.Getenv("KARCH_REDIS_PASSWORD")})
+		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: os.Getenv("KARCH_REDIS_PASSWORD")})
 		closeDeps = func() { client.Close() }
 		if locker, err = lock.NewRedis(client, cfg.coord.LeaseTTL, logger); err != nil {
 			return coordinator.Deps{}, nil, failure.Permanent(err)
