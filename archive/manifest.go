@@ -48,6 +48,7 @@ type ManifestObject struct {
 	Bytes     int64  `json:"bytes"`
 	RawBytes  int64  `json:"raw_bytes"`
 	SHA256    string `json:"sha256"`
+	Checksum  string `json:"checksum,omitempty"`
 }
 
 // DecodeManifest decodes a manifest; unknown fields are allowed (the format may grow), other

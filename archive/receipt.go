@@ -34,6 +34,9 @@ type PieceResult struct {
 	Bytes    int64 `json:"bytes"`
 	// SHA256 is the hex digest of the stored (compressed) bytes.
 	SHA256 string `json:"sha256"`
+	// Checksum is the store's own checksum of the object (blob.ObjectInfo.Checksum), which
+	// a verifier compares with a HEAD without reading the object.
+	Checksum string `json:"checksum"`
 }
 
 // Add appends a piece and keeps the totals.

@@ -16,7 +16,8 @@ import (
 
 // verify proves the window before it is committed: every shard's receipt is present and
 // lists exactly its planned pieces, so the pieces cover every planned range exactly once;
-// every piece exists with the size its receipt gives and the planned bounds in its metadata.
+// every piece exists with the size and store checksum its receipt gives and the planned
+// bounds in its metadata.
 func verify(ctx context.Context, b blob.Bucket, dir string, plan *archive.Plan) ([]*archive.Receipt, error) {
 	receipts := make([]*archive.Receipt, len(plan.Shards))
 	for i, s := range plan.Shards {
@@ -84,6 +85,9 @@ func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.Piec
 		return fmt.Errorf("verify piece %s: %w", pc.Key, err)
 	}
 	first, end := strconv.FormatInt(pc.First, 10), strconv.FormatInt(pc.End, 10)
+	if info.Checksum != pc.Checksum {
+		return failure.Permanent(fmt.Errorf("verify: piece %s has checksum %q, its receipt says %q", pc.Key, info.Checksum, pc.Checksum))
+	}
 	if info.Size != pc.Bytes || info.Metadata["karch-first"] != first || info.Metadata["karch-end"] != end {
 		return failure.Permanent(fmt.Errorf("verify: piece %s is %d bytes for [%s, %s), its receipt says %d bytes for [%s, %s)",
 			pc.Key, info.Size, info.Metadata["karch-first"], info.Metadata["karch-end"], pc.Bytes, first, end))
@@ -101,7 +105,7 @@ func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt) 
 	for _, r := range receipts {
 		for _, p := range r.Pieces {
 			m.Objects = append(m.Objects, archive.ManifestObject{Key: p.Key, Topic: p.Topic, Partition: p.Partition, First: p.First,
-				End: p.End, Records: p.Records, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256})
+				End: p.End, Records: p.Records, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256, Checksum: p.Checksum})
 			records[archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}] += p.Records
 			m.Records, m.Bytes, m.RawBytes = m.Records+p.Records, m.Bytes+p.Bytes, m.RawBytes+p.RawBytes
 		}

@@ -42,7 +42,7 @@ func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResu
 		return err
 	})
 	g.Go(func() error {
-		_, err := w.bucket.Put(gctx, w.key(pc.Key), pr, blob.PutOptions{
+		info, err := w.bucket.Put(gctx, w.key(pc.Key), pr, blob.PutOptions{
 			IfAbsent:    true,
 			ContentType: "application/zstd",
 			Metadata:    map[string]string{metaFirst: strconv.FormatInt(pc.First, 10), metaEnd: strconv.FormatInt(pc.End, 10)},
@@ -51,6 +51,7 @@ func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResu
 		if err != nil {
 			return fmt.Errorf("put piece %s: %w", pc.Key, err)
 		}
+		res.Checksum = info.Checksum
 		return nil
 	})
 	err := g.Wait()
@@ -102,6 +103,7 @@ func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectIn
 	if err != nil {
 		return archive.PieceResult{}, fmt.Errorf("check stored piece %s: %w", pc.Key, err)
 	}
+	res.Checksum = info.Checksum
 	return res, nil
 }
 

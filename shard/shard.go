@@ -152,6 +152,7 @@ func (w *worker) adoptRace(ctx context.Context, pc archive.Piece, mine archive.P
 	if err != nil {
 		return archive.PieceResult{}, err
 	}
+	mine.Checksum = theirs.Checksum // only the winning upload learns the store's checksum
 	if theirs != mine {
 		return archive.PieceResult{}, failure.Permanent(fmt.Errorf("piece %s: the stored object differs from this attempt's (sha256 %s, want %s)", pc.Key, theirs.SHA256, mine.SHA256))
 	}

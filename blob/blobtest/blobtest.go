@@ -102,6 +102,9 @@ func testHeadAndChecksum(t *testing.T, b blob.Bucket) {
 	if h1.Size != int64(len(data)) || h1.Key != k1 || h1.Checksum == "" || h1.Checksum != h2.Checksum || h1.ETag == "" {
 		t.Fatalf("head: %+v / %+v", h1, h2)
 	}
+	if put := put(t, b, key(t, "c"), data, blob.PutOptions{}); put.Checksum != h1.Checksum {
+		t.Fatalf("Put reports checksum %q, Head %q", put.Checksum, h1.Checksum)
+	}
 	if h1.Metadata["karch-first"] != "100" || h1.Metadata["karch-end"] != "200" {
 		t.Fatalf("metadata: %v", h1.Metadata)
 	}
