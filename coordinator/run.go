@@ -106,21 +106,35 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 	return results, nil
 }
 
-// latestManifest finds the newest committed window of the pipeline. Window folders sort
-// by time, so the last manifest key is the newest.
+// maxLookback bounds the search for the newest manifest of a pipeline that has no start.
+const maxLookback = 400 * 24 * time.Hour
+
+// latestManifest finds the newest committed window, walking back one day folder at a time
+// from today, so that a listing covers one day of objects rather than the pipeline's whole
+// history. It stops at the configured start, or after maxLookback.
 func (c *coordinator) latestManifest(ctx context.Context) (*archive.Manifest, error) {
-	var last string
 	suffix := fmt.Sprintf("-%s/%s", lengthLabel(c.cfg.Window), archive.ManifestName)
-	err := c.deps.Bucket.List(ctx, c.cfg.Pipeline+"/dt=", func(o blob.ObjectInfo) error {
-		if strings.HasSuffix(o.Key, suffix) {
-			last = o.Key
-		}
-		return nil
-	})
-	if err != nil || last == "" {
-		return nil, err
+	stop := c.deps.Now().Add(-maxLookback)
+	if !c.cfg.Start.IsZero() {
+		stop = alignDown(c.cfg.Start, 24*time.Hour)
 	}
-	return c.readManifest(ctx, last)
+	for day := alignDown(c.deps.Now(), 24*time.Hour); !day.Before(stop); day = day.Add(-24 * time.Hour) {
+		var last string
+		prefix := c.cfg.Pipeline + "/dt=" + day.Format("2006-01-02") + "/"
+		err := c.deps.Bucket.List(ctx, prefix, func(o blob.ObjectInfo) error {
+			if strings.HasSuffix(o.Key, suffix) {
+				last = o.Key // window folders sort by time within a day
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if last != "" {
+			return c.readManifest(ctx, last)
+		}
+	}
+	return nil, nil
 }
 
 // lengthLabel is the window length as the folder names write it.
