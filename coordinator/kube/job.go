@@ -1,0 +1,130 @@
+// Package kube runs a window's shards as a Kubernetes Indexed Job: a pure builder of the Job
+// (shared/DESIGN.md, "Kubernetes") and a Runner that creates or adopts it and watches it.
+package kube
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Labels and annotations karch puts on its Jobs.
+const (
+	LabelPipeline  = "karch.io/pipeline"
+	LabelWindow    = "karch.io/window"
+	AnnotationPlan = "karch.io/plan"
+	containerName  = "shard"
+)
+
+// JobTemplate is what every shard Job of a deployment shares.
+type JobTemplate struct {
+	Namespace      string
+	Image          string
+	ServiceAccount string
+	// Env is given to every shard; CredentialsSecret, when set, adds all keys of that
+	// Secret (S3 credentials) as environment variables.
+	Env               []corev1.EnvVar
+	CredentialsSecret string
+	Parallelism       int32
+	// BackoffLimitPerIndex is the retries of each completion index; MaxFailedIndexes how
+	// many indexes may fail for good before the Job does.
+	BackoffLimitPerIndex int32
+	MaxFailedIndexes     int32
+	TTLAfterFinished     time.Duration
+	Resources            corev1.ResourceRequirements
+	TmpSize              resource.Quantity
+	// Owner is the coordinator's own Job, so that shard Jobs go when it goes.
+	Owner *metav1.OwnerReference
+}
+
+// JobName derives a window's Job name from its pipeline and window start. The name leaves
+// room for the "-<index>" suffix of pod hostnames inside a 63-character DNS label; a long
+// pipeline name is shortened with a hash so that names stay unique.
+func JobName(pipeline string, window time.Time) string {
+	name := fmt.Sprintf("karch-%s-%s", pipeline, window.UTC().Format("200601021504"))
+	const maxLen = 63 - len("-99999") // the index suffix of the Job's pods
+	if len(name) <= maxLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	suffix := "-" + hex.EncodeToString(sum[:4])
+	return strings.TrimRight(name[:maxLen-len(suffix)], "-") + suffix
+}
+
+// BuildJob returns the Indexed Job that runs every shard of a plan: one completion index per
+// shard, failing fast on exit code 2, ignoring evictions, replacing a pod only once the old
+// one is gone.
+func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, shards int32) *batchv1.Job {
+	name := JobName(pipeline, window)
+	labels := map[string]string{LabelPipeline: pipeline, LabelWindow: window.UTC().Format("200601021504")}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: t.Namespace, Labels: labels,
+			Annotations: map[string]string{AnnotationPlan: planURL},
+		},
+		Spec: batchv1.JobSpec{
+			CompletionMode:          ptr(batchv1.IndexedCompletion),
+			Completions:             ptr(shards),
+			Parallelism:             ptr(min(t.Parallelism, shards)),
+			BackoffLimitPerIndex:    ptr(t.BackoffLimitPerIndex),
+			MaxFailedIndexes:        ptr(min(t.MaxFailedIndexes, shards)),
+			PodReplacementPolicy:    ptr(batchv1.Failed),
+			TTLSecondsAfterFinished: ptr(int32(t.TTLAfterFinished.Seconds())),
+			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+				{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+					ContainerName: ptr(containerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{2}}},
+				{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
+					{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
+			}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       podSpec(t, planURL),
+			},
+		},
+	}
+	if t.Owner != nil {
+		job.OwnerReferences = []metav1.OwnerReference{*t.Owner}
+	}
+	return job
+}
+
+func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
+	env := append([]corev1.EnvVar{{Name: "TZ", Value: "UTC"}, {Name: "KARCH_PLAN", Value: planURL}}, t.Env...)
+	c := corev1.Container{
+		Name: containerName, Image: t.Image, Args: []string{"shard"}, Env: env, Resources: t.Resources,
+		VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot: ptr(true), ReadOnlyRootFilesystem: ptr(true), AllowPrivilegeEscalation: ptr(false),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
+	if t.CredentialsSecret != "" {
+		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: t.CredentialsSecret}}}}
+	}
+	return corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		ServiceAccountName:           t.ServiceAccount,
+		AutomountServiceAccountToken: ptr(false),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Containers: []corev1.Container{c},
+		Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
+			EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(t.TmpSize)}}}},
+	}
+}
+
+// OwnerReference names the coordinator's own Job as the owner of the shard Jobs.
+func OwnerReference(jobName string, uid types.UID) *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: jobName, UID: uid, BlockOwnerDeletion: ptr(true)}
+}
+
+func ptr[T any](v T) *T { return &v }

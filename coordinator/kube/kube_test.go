@@ -1,0 +1,162 @@
+package kube
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/failure"
+)
+
+var window = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
+
+func template() JobTemplate {
+	return JobTemplate{Namespace: "karch", Image: "karch:dev", ServiceAccount: "karch-shard", Parallelism: 4,
+		BackoffLimitPerIndex: 3, MaxFailedIndexes: 2, TTLAfterFinished: time.Hour, TmpSize: resource.MustParse("1Gi"),
+		CredentialsSecret: "karch-s3", Owner: OwnerReference("karch-cron-123", "uid-1")}
+}
+
+func TestJobName(t *testing.T) {
+	for _, tc := range []struct{ pipeline, want string }{
+		{"cdr", "karch-cdr-202611230200"},
+		{strings.Repeat("p", 41), ""},
+		{strings.Repeat("p", 40) + "q", ""},
+	} {
+		got := JobName(tc.pipeline, window)
+		if tc.want != "" && got != tc.want {
+			t.Errorf("JobName(%q) = %q, want %q", tc.pipeline, got, tc.want)
+		}
+		if len(got)+len("-99999") > 63 {
+			t.Errorf("JobName(%q) = %q leaves no room for the index suffix", tc.pipeline, got)
+		}
+	}
+	if JobName(strings.Repeat("p", 41), window) == JobName(strings.Repeat("p", 40)+"q", window) {
+		t.Error("shortened names collide")
+	}
+}
+
+func TestBuildJob(t *testing.T) {
+	job := BuildJob(template(), "cdr", window, "s3://b/cdr/dt=2026-11-23/window=0200Z-1h/plan.json", 3)
+	s := job.Spec
+	pod := s.Template.Spec
+	c := pod.Containers[0]
+	for _, check := range []struct {
+		what string
+		ok   bool
+	}{
+		{"indexed", *s.CompletionMode == batchv1.IndexedCompletion && *s.Completions == 3},
+		{"parallelism capped at completions", *s.Parallelism == 3},
+		{"max failed indexes capped", *s.MaxFailedIndexes == 2 && *s.BackoffLimitPerIndex == 3},
+		{"replacement only once the old pod is gone", *s.PodReplacementPolicy == batchv1.Failed},
+		{"exit 2 fails the job", s.PodFailurePolicy.Rules[0].Action == batchv1.PodFailurePolicyActionFailJob && s.PodFailurePolicy.Rules[0].OnExitCodes.Values[0] == 2},
+		{"evictions ignored", s.PodFailurePolicy.Rules[1].Action == batchv1.PodFailurePolicyActionIgnore && s.PodFailurePolicy.Rules[1].OnPodConditions[0].Type == corev1.DisruptionTarget},
+		{"ttl", *s.TTLSecondsAfterFinished == 3600},
+		{"owner", job.OwnerReferences[0].Name == "karch-cron-123"},
+		{"restart never", pod.RestartPolicy == corev1.RestartPolicyNever},
+		{"no service account token", !*pod.AutomountServiceAccountToken},
+		{"non-root, read-only, no escalation, no capabilities", *c.SecurityContext.RunAsNonRoot && *c.SecurityContext.ReadOnlyRootFilesystem &&
+			!*c.SecurityContext.AllowPrivilegeEscalation && c.SecurityContext.Capabilities.Drop[0] == "ALL"},
+		{"seccomp", pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"tmp emptyDir with a limit", pod.Volumes[0].EmptyDir.SizeLimit.String() == "1Gi" && c.VolumeMounts[0].MountPath == "/tmp"},
+		{"TZ=UTC and the plan in env", c.Env[0].Value == "UTC" && c.Env[1].Name == "KARCH_PLAN"},
+		{"credentials only from a Secret", c.EnvFrom[0].SecretRef.Name == "karch-s3"},
+		{"plan annotation", job.Annotations[AnnotationPlan] != ""},
+	} {
+		if !check.ok {
+			t.Errorf("%s: not so in %+v", check.what, job)
+		}
+	}
+}
+
+func newRunner(client *fake.Clientset) *Runner {
+	return &Runner{Client: client, Template: template(), Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+}
+
+func plan(shards int) *archive.Plan {
+	p := &archive.Plan{Pipeline: "cdr", Window: archive.Window{Start: window, End: window.Add(time.Hour)}}
+	for i := range shards {
+		p.Shards = append(p.Shards, archive.ShardPlan{Index: i})
+	}
+	return p
+}
+
+// finish plays the Job controller: it marks the Job with a terminal condition once created.
+func finish(t *testing.T, client *fake.Clientset, cond batchv1.JobConditionType, reason string) {
+	t.Helper()
+	go func() {
+		jobs := client.BatchV1().Jobs("karch")
+		for range 200 {
+			j, err := jobs.Get(context.Background(), JobName("cdr", window), metav1.GetOptions{})
+			if err == nil {
+				j.Status.Conditions = append(j.Status.Conditions, batchv1.JobCondition{Type: cond, Status: corev1.ConditionTrue, Reason: reason})
+				if _, err := jobs.UpdateStatus(context.Background(), j, metav1.UpdateOptions{}); err == nil {
+					return
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+}
+
+func TestRunnerCreatesAndAwaits(t *testing.T) {
+	client := fake.NewClientset()
+	finish(t, client, batchv1.JobComplete, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(3)); err != nil {
+		t.Fatal(err)
+	}
+	creates := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "create" {
+			creates++
+		}
+		if a.GetVerb() == "delete" {
+			t.Fatal("the runner deleted something")
+		}
+	}
+	if creates != 1 {
+		t.Fatalf("%d creates, want 1", creates)
+	}
+}
+
+func TestRunnerAdoptsExistingJob(t *testing.T) {
+	existing := BuildJob(template(), "cdr", window, "s3://b/plan.json", 3)
+	existing.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	client := fake.NewClientset(existing)
+	if err := newRunner(client).Run(context.Background(), "s3://b/plan.json", plan(3)); err != nil {
+		t.Fatalf("adopting a complete job: %v", err)
+	}
+	other := fake.NewClientset(existing)
+	if err := newRunner(other).Run(context.Background(), "s3://b/another-plan.json", plan(3)); !failure.IsPermanent(err) {
+		t.Fatalf("a job of another plan: %v, want a permanent error", err)
+	}
+}
+
+func TestRunnerFailures(t *testing.T) {
+	for _, tc := range []struct {
+		reason    string
+		permanent bool
+	}{
+		{batchv1.JobReasonPodFailurePolicy, true},
+		{batchv1.JobReasonBackoffLimitExceeded, false},
+		{batchv1.JobReasonMaxFailedIndexesExceeded, false},
+	} {
+		client := fake.NewClientset()
+		finish(t, client, batchv1.JobFailed, tc.reason)
+		err := newRunner(client).Run(context.Background(), "s3://b/plan.json", plan(2))
+		if err == nil || failure.IsPermanent(err) != tc.permanent {
+			t.Errorf("%s: %v, want permanent=%v", tc.reason, err, tc.permanent)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/failure"
+)
+
+// Runner runs a plan's shards as an Indexed Job. It creates the window's Job, or adopts the
+// one an earlier coordinator created for the same plan, and watches it to the end. It never
+// deletes anything: finished Jobs go by their TTL, or with their owner.
+type Runner struct {
+	Client   kubernetes.Interface
+	Template JobTemplate
+	Logger   *slog.Logger
+}
+
+var _ coordinator.Runner = (*Runner)(nil)
+
+// Run creates or adopts the plan's Job and waits for it to complete or fail.
+func (r *Runner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
+	job := BuildJob(r.Template, plan.Pipeline, plan.Window.Start, planURL, int32(len(plan.Shards)))
+	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
+	_, err := jobs.Create(ctx, job, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		existing, err := jobs.Get(ctx, job.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get existing job %s: %w", job.Name, classify(err))
+		}
+		if existing.Annotations[AnnotationPlan] != planURL {
+			return failure.Permanent(fmt.Errorf("job %s exists for plan %q, not %q", job.Name, existing.Annotations[AnnotationPlan], planURL))
+		}
+		r.Logger.Info("adopting the existing shard job", "job", job.Name)
+	case err != nil:
+		return fmt.Errorf("create job %s: %w", job.Name, classify(err))
+	default:
+		r.Logger.Info("shard job created", "job", job.Name, "completions", len(plan.Shards))
+	}
+	return r.await(ctx, job.Name)
+}
+
+// await watches the Job until it has a terminal condition, re-reading it whenever the watch
+// ends (API servers close watches from time to time).
+func (r *Runner) await(ctx context.Context, name string) error {
+	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
+	for {
+		job, err := jobs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get job %s: %w", name, classify(err))
+		}
+		if done, err := r.outcome(job); done {
+			return err
+		}
+		w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: job.ResourceVersion})
+		if err != nil {
+			return fmt.Errorf("watch job %s: %w", name, classify(err))
+		}
+		for ev := range w.ResultChan() {
+			j, ok := ev.Object.(*batchv1.Job)
+			if !ok || j.Name != name {
+				continue
+			}
+			if done, err := r.outcome(j); done {
+				w.Stop()
+				return err
+			}
+		}
+		w.Stop()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// outcome reads a Job's terminal condition. A failure through the pod failure policy is a
+// shard's exit code 2, permanent; any other failure (retries exhausted) is retryable.
+func (r *Runner) outcome(job *batchv1.Job) (bool, error) {
+	for _, c := range job.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			r.Logger.Info("shard job complete", "job", job.Name, "completed_indexes", job.Status.CompletedIndexes)
+			return true, nil
+		case batchv1.JobFailed:
+			err := fmt.Errorf("shard job %s failed (%s: %s); completed indexes %q, failed indexes %q",
+				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes))
+			if c.Reason == batchv1.JobReasonPodFailurePolicy {
+				return true, failure.Permanent(err)
+			}
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// classify marks API errors that a retry cannot cure.
+func classify(err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsUnauthorized(err) || apierrors.IsNotFound(err) {
+		return failure.Permanent(err)
+	}
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
