@@ -12,23 +12,27 @@ export KARCH_S3_PORT ?= 19000
 export KARCH_S3_ACCESS_KEY ?= karchtest
 export KARCH_S3_SECRET_KEY ?= karchtest-secret
 export KARCH_S3_BUCKET ?= karch-test
+export KARCH_CACHE ?= $(HOME)/.cache/karch
+export KARCH_STATE ?= $(KARCH_CACHE)/state
 
 TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCH_KAFKA_PORT) \
 	KARCH_TEST_REDIS=127.0.0.1:$(KARCH_REDIS_PORT) \
 	KARCH_TEST_S3_ENDPOINT=http://127.0.0.1:$(KARCH_S3_PORT) \
 	KARCH_TEST_S3_BUCKET=$(KARCH_S3_BUCKET) \
 	KARCH_TEST_S3_ACCESS_KEY=$(KARCH_S3_ACCESS_KEY) \
-	KARCH_TEST_S3_SECRET_KEY=$(KARCH_S3_SECRET_KEY)
+	KARCH_TEST_S3_SECRET_KEY=$(KARCH_S3_SECRET_KEY) \
+	KARCH_TEST_KUBECONFIG=$(KARCH_STATE)/kube/admin.kubeconfig
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help demo test vet build services-up services-down services-status bench bench-shard
+.PHONY: help demo test vet build services-up kube-up services-down services-status bench bench-shard
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
 	@echo "make test           start the local servers, then go vet and go test ./..."
 	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
-	@echo "make services-down  stop the servers that services-up started"
+	@echo "make kube-up        the same, and a local Kubernetes control plane (etcd, apiserver, controllers)"
+	@echo "make services-down  stop the servers that services-up and kube-up started"
 	@echo "make build          build bin/karch"
 	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
 	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
@@ -36,7 +40,7 @@ help:
 demo: services-up build
 	tests/demo/demo.sh
 
-test: services-up vet
+test: kube-up vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
 
 vet:
@@ -47,6 +51,11 @@ build:
 
 services-up:
 	tests/services/services.sh up
+
+# The Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) that the
+# Kubernetes tests need, beside the servers above; built once (about 13 minutes cold).
+kube-up:
+	tests/services/services.sh up kube
 
 services-down:
 	tests/services/services.sh down

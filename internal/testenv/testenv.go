@@ -51,6 +51,16 @@ func S3Server(t testing.TB) S3 {
 	return s
 }
 
+// Kube returns the admin kubeconfig of the test Kubernetes control plane.
+func Kube(t testing.TB) string {
+	t.Helper()
+	path := mustEnv(t, "KARCH_TEST_KUBECONFIG")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("KARCH_TEST_KUBECONFIG: %v: start the control plane with `make test`", err)
+	}
+	return path
+}
+
 func mustEnv(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)

@@ -3,6 +3,8 @@
 # one combined broker+controller), Redis and MinIO, all on 127.0.0.1 and non-default ports.
 #
 #   services.sh up     install what is missing, start what is not healthy, reuse what is
+#   services.sh up kube   the same, and a Kubernetes control plane (etcd, kube-apiserver,
+#                         kube-controller-manager) for the Kubernetes tests
 #   services.sh down   stop only the servers this script started (by their PID files)
 #   services.sh status one line per server
 #
@@ -13,6 +15,7 @@ set -euo pipefail
 KAFKA_VERSION=4.3.1
 LOG4J_VERSION=2.25.4
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+KUBE_VERSION=1.37.2 # keep in step with tests/kube/build.sh
 
 : "${KARCH_CACHE:=$HOME/.cache/karch}"
 : "${KARCH_STATE:=$KARCH_CACHE/state}"
@@ -23,6 +26,9 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 : "${KARCH_S3_ACCESS_KEY:=karchtest}"
 : "${KARCH_S3_SECRET_KEY:=karchtest-secret}"
 : "${KARCH_S3_BUCKET:=karch-test}"
+: "${KARCH_ETCD_PORT:=12379}"
+: "${KARCH_KUBE_PORT:=16443}"
+: "${KARCH_KUBE_CM_PORT:=20257}"
 : "${KARCH_READY_TIMEOUT:=90}"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -163,6 +169,72 @@ up_minio() {
   make_bucket
 }
 
+# --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager ----------------
+# Started only by `services.sh up kube` (make test), since its first build takes minutes and
+# the demo does not need it. The three are one unit: when any is unhealthy, all three restart
+# on a fresh etcd, so no test ever sees a half-remembered cluster.
+
+kube_dir() { echo "$KARCH_STATE/kube"; }
+kube_bin() { echo "$KARCH_CACHE/kube-$KUBE_VERSION/$1"; }
+kube_url() { echo "https://127.0.0.1:$KARCH_KUBE_PORT"; }
+etcd_ready() { curl -fs "http://127.0.0.1:$KARCH_ETCD_PORT/health" | grep -q '"health":"true"'; }
+apiserver_ready() { curl -fsk -H "Authorization: Bearer $(cat "$(kube_dir)/admin.token")" "$(kube_url)/readyz" >/dev/null; }
+controller_ready() { curl -fsk "https://127.0.0.1:$KARCH_KUBE_CM_PORT/healthz" >/dev/null; }
+kube_healthy() { ours etcd && ours kube-apiserver && ours kube-controller-manager && etcd_ready && apiserver_ready && controller_ready; }
+
+# kube_credentials writes the service-account signing key, the admin token and a kubeconfig
+# holding it, once per state directory.
+kube_credentials() {
+  local dir; dir=$(kube_dir)
+  mkdir -p "$dir"
+  [[ -f $dir/sa.key ]] || openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
+  [[ -f $dir/admin.token ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin.token"
+  echo "$(cat "$dir/admin.token"),karch-admin,karch-admin,system:masters" >"$dir/tokens.csv"
+  cat >"$dir/admin.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$(kube_url)", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: "$(cat "$dir/admin.token")"}}]
+contexts: [{name: local, context: {cluster: local, user: admin}}]
+current-context: local
+KC
+}
+
+up_kube() {
+  if kube_healthy; then log "kube: reusing $(kube_url) (kubeconfig: $(kube_dir)/admin.kubeconfig)"; return; fi
+  for s in kube-controller-manager kube-apiserver etcd; do down_one "$s"; done
+  for p in "$KARCH_ETCD_PORT" "$KARCH_KUBE_PORT" "$KARCH_KUBE_CM_PORT"; do
+    port_open "$p" && die "port $p is taken by a process this script did not start"
+  done
+  ensure_cmd etcd etcd-server
+  ensure_cmd openssl openssl
+  ensure_cmd kubectl kubernetes-client
+  "$here/../kube/build.sh"
+  kube_credentials
+  local dir; dir=$(kube_dir)
+  rm -rf "$KARCH_STATE/etcd/data"
+  mkdir -p "$KARCH_STATE/etcd"
+  start etcd etcd --name karch --data-dir "$KARCH_STATE/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$KARCH_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$KARCH_ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((KARCH_ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((KARCH_ETCD_PORT + 1))" \
+    --initial-cluster "karch=http://127.0.0.1:$((KARCH_ETCD_PORT + 1))"
+  wait_ready etcd etcd_ready
+  start kube-apiserver "$(kube_bin kube-apiserver)" --etcd-servers "http://127.0.0.1:$KARCH_ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KARCH_KUBE_PORT" \
+    --endpoint-reconciler-type none --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" \
+    --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
+    --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$dir/sa.key" \
+    --service-account-signing-key-file "$dir/sa.key"
+  wait_ready kube-apiserver apiserver_ready
+  start kube-controller-manager "$(kube_bin kube-controller-manager)" --kubeconfig "$dir/admin.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KARCH_KUBE_CM_PORT" --cert-dir "$dir/cm-certs" --leader-elect=false \
+    --controllers job,cronjob,ttl-after-finished,garbagecollector,serviceaccount,serviceaccount-token,namespace \
+    --service-account-private-key-file "$dir/sa.key" --concurrent-job-syncs 2
+  wait_ready kube-controller-manager controller_ready
+  log "kube: ready at $(kube_url) (kubeconfig: $dir/admin.kubeconfig)"
+}
+
 # --- commands -----------------------------------------------------------------------------
 
 down_one() {
@@ -190,8 +262,9 @@ case "${1:-}" in
     up_redis
     up_kafka
     up_minio
+    [[ ${2:-} == kube ]] && up_kube
     ;;
-  down) for s in minio kafka redis; do down_one "$s"; done ;;
-  status) for s in kafka redis minio; do status_one "$s"; done ;;
-  *) die "usage: $0 up|down|status" ;;
+  down) for s in kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done ;;
+  status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager; do status_one "$s"; done ;;
+  *) die "usage: $0 up [kube]|down|status" ;;
 esac
