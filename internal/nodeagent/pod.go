@@ -1,0 +1,176 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LogFile is where the output of a pod's process goes.
+func (a *Agent) LogFile(namespace, name string) string {
+	return filepath.Join(a.Dir, namespace, name, "log")
+}
+
+// runPod runs the pod's single container to its end and reports the exit code. A pod the
+// agent cannot start fails with exit code 128, and the reason in its status message.
+func (a *Agent) runPod(ctx context.Context, pod *corev1.Pod) {
+	log := a.Logger.With("pod", pod.Namespace+"/"+pod.Name)
+	cmd, err := a.command(ctx, pod)
+	if err == nil {
+		err = a.setStatus(ctx, pod, corev1.PodRunning, running(), "")
+	}
+	if err == nil {
+		err = a.start(pod, cmd)
+	}
+	if err != nil {
+		log.Warn("cannot run pod", "err", err)
+		a.finish(ctx, pod, 128, err.Error())
+		return
+	}
+	log.Info("pod started", "pid", cmd.Process.Pid)
+	code := exitCode(cmd.Wait())
+	a.mu.Lock()
+	delete(a.running, pod.UID)
+	a.mu.Unlock()
+	log.Info("pod exited", "exit_code", code)
+	a.finish(ctx, pod, code, "")
+}
+
+func (a *Agent) start(pod *corev1.Pod, cmd *exec.Cmd) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	a.running[pod.UID] = cmd.Process
+	return nil
+}
+
+// command builds the process for the pod's container.
+func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, error) {
+	if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) != 0 {
+		return nil, errors.New("node agent: exactly one container and no init containers are supported")
+	}
+	c := pod.Spec.Containers[0]
+	bin, ok := a.Images[c.Image]
+	if !ok {
+		return nil, fmt.Errorf("node agent: no local binary for image %q", c.Image)
+	}
+	if len(c.Command) != 0 {
+		return nil, errors.New("node agent: container command is not supported; use args")
+	}
+	dir := a.podDir(pod)
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		return nil, err
+	}
+	env, err := a.environment(ctx, pod, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.Tamper != nil {
+		env = a.Tamper(pod, env)
+	}
+	out, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		return nil, err
+	}
+	// The pod's process owns its own copy of the log descriptor; ours can go at once.
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, bin, c.Args...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, nil
+}
+
+// finish writes the container's exit code into the pod status, then lets a pod that was
+// deleted meanwhile go.
+func (a *Agent) finish(ctx context.Context, pod *corev1.Pod, code int, message string) {
+	phase, reason := corev1.PodSucceeded, "Completed"
+	if code != 0 {
+		phase, reason = corev1.PodFailed, "Error"
+	}
+	state := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: int32(code), Reason: reason, Message: message,
+		StartedAt: metav1.Now(), FinishedAt: metav1.Now(),
+	}}
+	if err := a.setStatus(ctx, pod, phase, state, message); err != nil {
+		a.Logger.Warn("report pod exit", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
+	latest, err := a.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err == nil && latest.UID == pod.UID && latest.DeletionTimestamp != nil {
+		a.forget(ctx, latest)
+	}
+}
+
+// setStatus writes the pod's phase and its container's state, re-reading the pod on a
+// conflict with the Job controller's own writes.
+func (a *Agent) setStatus(ctx context.Context, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState, message string) error {
+	pods := a.Client.CoreV1().Pods(pod.Namespace)
+	for attempt := 0; ; attempt++ {
+		latest, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if latest.UID != pod.UID {
+			return nil
+		}
+		now := metav1.Now()
+		latest.Status.Phase, latest.Status.Message = phase, message
+		latest.Status.PodIP, latest.Status.HostIP = "127.0.0.1", "127.0.0.1"
+		if latest.Status.StartTime == nil {
+			latest.Status.StartTime = &now
+		}
+		c := pod.Spec.Containers[0]
+		latest.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, State: state,
+			Ready: state.Running != nil, Started: ptr(state.Running != nil),
+		}}
+		latest.Status.Conditions = podConditions(state.Running != nil, now)
+		_, err = pods.UpdateStatus(ctx, latest, metav1.UpdateOptions{})
+		if err == nil || attempt == 5 || !apierrors.IsConflict(err) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func podConditions(ready bool, now metav1.Time) []corev1.PodCondition {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	return []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
+	}
+}
+
+func running() corev1.ContainerState {
+	return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+}
+
+// exitCode reads a finished process's code the way a container runtime reports it: 128 plus
+// the signal for a killed process.
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		if err != nil {
+			return 128
+		}
+		return 0
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return exit.ExitCode()
+}
