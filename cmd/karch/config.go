@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
@@ -24,6 +25,14 @@ type runConfig struct {
 	redis     string
 	redisUser string
 	s3        blob.S3Config
+	runner    string
+	kube      kubeSettings
+}
+
+// kubeSettings describe the shard pods of the kube runner.
+type kubeSettings struct {
+	namespace, image, serviceAccount, secret string
+	cpu, memory                              resource.Quantity
 }
 
 // setting is one configuration key, read from a YAML file (name), the environment
@@ -51,8 +60,21 @@ var settings = []setting{
 		c.coord.PieceRecords = n
 		return err
 	}},
-	{"parallelism", "shards run at once by the local runner", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
+	{"parallelism", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
 	{"retries", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
+	{"runner", "where shards run: local (processes) or kube (an Indexed Job)", func(c *runConfig, v string) error {
+		if v != "local" && v != "kube" {
+			return errors.New("want local or kube")
+		}
+		c.runner = v
+		return nil
+	}},
+	{"kube_namespace", "namespace of the shard Jobs (default: the pod's own)", func(c *runConfig, v string) error { c.kube.namespace = v; return nil }},
+	{"shard_image", "container image of the shards (runner kube)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
+	{"shard_service_account", "ServiceAccount of the shard pods", func(c *runConfig, v string) error { c.kube.serviceAccount = v; return nil }},
+	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
+	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
+	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
@@ -70,6 +92,14 @@ func durationSetting(field func(*runConfig) *time.Duration) func(*runConfig, str
 	return func(c *runConfig, v string) error {
 		d, err := time.ParseDuration(v)
 		*field(c) = d
+		return err
+	}
+}
+
+func quantitySetting(field func(*runConfig) *resource.Quantity) func(*runConfig, string) error {
+	return func(c *runConfig, v string) error {
+		q, err := resource.ParseQuantity(v)
+		*field(c) = q
 		return err
 	}
 }
@@ -114,7 +144,8 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (cf *configFlags) load() (runConfig, error) {
-	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}}
+	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}, runner: "local",
+		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi")}}
 	layers := []map[string]string{nil, envValues(), cf.given}
 	if cf.file != "" {
 		fileValues, err := readConfigFile(cf.file)
@@ -141,6 +172,9 @@ func (c runConfig) validate() error {
 	}
 	if c.store == "" {
 		return failure.Permanent(fmt.Errorf("%w: store: required (s3://bucket/prefix, file:///dir or a directory)", coordinator.ErrConfig))
+	}
+	if c.runner == "kube" && c.kube.image == "" {
+		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube", coordinator.ErrConfig))
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	if cli == nil || err != nil {
 		return err
 	}
-	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.karch, cli.logger)
+	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.logger)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if cli == nil || err != nil {
 		return err
 	}
-	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.karch, cli.logger)
+	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.logger)
 	if err != nil {
 		return err
 	}

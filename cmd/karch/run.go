@@ -27,7 +27,8 @@ func init() {
 const runUsage = `usage: karch run [--config file.yaml] [flags]
 
 Takes the pipeline's lease, archives every window that is due (oldest first), running
-its shards as local processes, verifies them and commits each window's MANIFEST.json.
+its shards as local processes (runner local) or as a Kubernetes Indexed Job (runner kube),
+verifies them and commits each window's MANIFEST.json.
 Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from
 the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 permanent.
@@ -38,11 +39,14 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if cli == nil || err != nil {
 		return err
 	}
-	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.karch, cli.logger)
+	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.logger)
 	if err != nil {
 		return err
 	}
 	defer closeDeps()
+	if deps.Runner, err = newRunner(ctx, cli); err != nil {
+		return err
+	}
 	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
 	printResults(stdout, results)
 	if err != nil {
@@ -54,8 +58,9 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 // coordinatorCLI is what the coordinator commands parse from their arguments.
 type coordinatorCLI struct {
 	cfg    runConfig
-	karch  string
-	json   bool
+	karch      string
+	kubeconfig string
+	json       bool
 	logger *slog.Logger
 }
 
@@ -70,6 +75,7 @@ func parseCoordinatorFlags(name, usage string, args []string) (*coordinatorCLI, 
 	lf.register(fs)
 	self, _ := os.Executable()
 	fs.StringVar(&cli.karch, "karch", envOr("KARCH_BINARY", self), "karch binary the local runner starts shards with (KARCH_BINARY)")
+	fs.StringVar(&cli.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the kube runner; empty: in-cluster config (KUBECONFIG)")
 	fs.BoolVar(&cli.json, "json", false, "print JSON instead of a table (plan, status)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage+"\nflags:\n")
@@ -92,7 +98,8 @@ func parseCoordinatorFlags(name, usage string, args []string) (*coordinatorCLI, 
 	return cli, nil
 }
 
-func coordinatorDeps(ctx context.Context, cfg runConfig, karchBin string, logger *slog.Logger) (coordinator.Deps, func(), error) {
+// coordinatorDeps opens what every coordinator command needs; only run adds a Runner.
+func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (coordinator.Deps, func(), error) {
 	bucket, err := blob.Open(ctx, cfg.store, cfg.s3)
 	if err != nil {
 		return coordinator.Deps{}, nil, failure.Permanent(fmt.Errorf("open store %s: %w", cfg.store, err))
@@ -108,10 +115,19 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, karchBin string, logger
 	}
 	return coordinator.Deps{
 		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers),
-		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: cfg.coord.Parallelism, Retries: cfg.coord.Retries,
-			Env: shardEnv(cfg), Logger: logger},
 		Logger: logger, Now: time.Now, Version: version,
 	}, closeDeps, nil
+}
+
+// newRunner returns the runner the configuration names: shards as local processes, or as an
+// Indexed Job.
+func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, error) {
+	cfg := cli.cfg
+	if cfg.runner == "kube" {
+		return newKubeRunner(ctx, cfg, cli.kubeconfig, cli.logger)
+	}
+	return &coordinator.LocalRunner{Karch: cli.karch, Parallelism: cfg.coord.Parallelism, Retries: cfg.coord.Retries,
+		Env: shardEnv(cfg), Logger: cli.logger}, nil
 }
 
 // shardEnv passes the store settings on to shard processes; credentials travel in the

@@ -64,7 +64,8 @@ func JobName(pipeline string, window time.Time) string {
 // one is gone.
 func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, shards int32) *batchv1.Job {
 	name := JobName(pipeline, window)
-	labels := map[string]string{LabelPipeline: pipeline, LabelWindow: window.UTC().Format("200601021504")}
+	labels := map[string]string{"app.kubernetes.io/name": "karch", "app.kubernetes.io/component": "shard",
+		LabelPipeline: pipeline, LabelWindow: window.UTC().Format("200601021504")}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: t.Namespace, Labels: labels,
@@ -122,9 +123,11 @@ func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
 	}
 }
 
-// OwnerReference names the coordinator's own Job as the owner of the shard Jobs.
+// OwnerReference names the coordinator's own Job as the owner of the shard Jobs. It does not
+// block the owner's deletion: that would need update on jobs/finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin runs, beyond the coordinator's Role.
 func OwnerReference(jobName string, uid types.UID) *metav1.OwnerReference {
-	return &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: jobName, UID: uid, BlockOwnerDeletion: ptr(true)}
+	return &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: jobName, UID: uid}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/coordinator/kube"
+	"github.com/karch-archive/karch/failure"
+)
+
+// The coordinator's own Job, for the shard Jobs' owner reference; the CronJob passes them
+// from its pod's labels through the downward API.
+const (
+	envOwnerJob    = "KARCH_OWNER_JOB"
+	envOwnerJobUID = "KARCH_OWNER_JOB_UID"
+)
+
+const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+func newKubeRunner(_ context.Context, cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
+	rc, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("kubernetes client config: %w", err))
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("kubernetes client: %w", err))
+	}
+	ns, err := namespace(cfg.kube.namespace)
+	if err != nil {
+		return nil, failure.Permanent(err)
+	}
+	t := kube.JobTemplate{
+		Namespace: ns, Image: cfg.kube.image, ServiceAccount: cfg.kube.serviceAccount,
+		Env: envVars(shardEnv(cfg)), CredentialsSecret: cfg.kube.secret,
+		Parallelism: int32(cfg.coord.Parallelism), BackoffLimitPerIndex: int32(cfg.coord.Retries),
+		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: resource.MustParse("64Mi"),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: cfg.kube.cpu, corev1.ResourceMemory: cfg.kube.memory},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: cfg.kube.memory},
+		},
+	}
+	if job, uid := os.Getenv(envOwnerJob), os.Getenv(envOwnerJobUID); job != "" && uid != "" {
+		t.Owner = kube.OwnerReference(job, types.UID(uid))
+	}
+	logger.Info("shards run as an Indexed Job", "namespace", ns, "image", t.Image, "owner_job", os.Getenv(envOwnerJob))
+	return &kube.Runner{Client: client, Template: t, Logger: logger}, nil
+}
+
+// restConfig uses the kubeconfig when one is given, else the pod's in-cluster identity.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return rest.InClusterConfig()
+}
+
+func namespace(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	b, err := os.ReadFile(inClusterNamespaceFile)
+	if ns := strings.TrimSpace(string(b)); err == nil && ns != "" {
+		return ns, nil
+	}
+	return "", fmt.Errorf("%w: kube_namespace: not set, and not running in a pod", coordinator.ErrConfig)
+}
+
+func envVars(kv []string) []corev1.EnvVar {
+	out := make([]corev1.EnvVar, 0, len(kv))
+	for _, s := range kv {
+		k, v, _ := strings.Cut(s, "=")
+		out = append(out, corev1.EnvVar{Name: k, Value: v})
+	}
+	return out
+}
+
