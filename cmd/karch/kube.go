@@ -86,4 +86,3 @@ func envVars(kv []string) []corev1.EnvVar {
 	}
 	return out
 }
-

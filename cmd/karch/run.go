@@ -57,11 +57,11 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 
 // coordinatorCLI is what the coordinator commands parse from their arguments.
 type coordinatorCLI struct {
-	cfg    runConfig
+	cfg        runConfig
 	karch      string
 	kubeconfig string
 	json       bool
-	logger *slog.Logger
+	logger     *slog.Logger
 }
 
 // parseCoordinatorFlags parses the flags that run, plan and status share. It returns nil
