@@ -1,0 +1,327 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/internal/testenv"
+)
+
+// pipeline is a topic whose records span the last three hours, so three hourly windows are
+// due, and the settings that archive it to a fresh S3 prefix.
+type pipeline struct {
+	name     string
+	start    time.Time
+	bucket   blob.Bucket
+	ends     []int64
+	settings map[string]string
+}
+
+func newPipeline(t *testing.T, name string, windows int) *pipeline {
+	t.Helper()
+	const partitions, perPartition = 4, 3000
+	addr := testenv.Kafka(t)
+	cfg := testenv.S3Config(t)
+	b, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	start := now.Add(-3 * time.Hour).Truncate(time.Hour)
+	topic := testenv.Topic(t, addr, partitions)
+	total := partitions * perPartition
+	step := now.Sub(start) / time.Duration(total)
+	msgs := make([]kafka.Message, 0, total)
+	for i := range total {
+		ts := start.Add(time.Duration(i)*step + time.Duration(i%5)*time.Second).Truncate(time.Millisecond)
+		msgs = append(msgs, kafka.Message{Partition: i % partitions, Time: ts, Value: fmt.Appendf(nil, `{"n":%d}`, i)})
+	}
+	testenv.Produce(t, addr, topic, msgs)
+	s3 := testenv.S3Server(t)
+	return &pipeline{name: name, start: start, bucket: b, ends: testenv.EndOffsets(t, addr, topic, partitions),
+		settings: map[string]string{
+			"KARCH_PIPELINE": name, "KARCH_TOPIC": topic, "KARCH_BROKERS": addr, "KARCH_REDIS": testenv.Redis(t),
+			"KARCH_STORE": "s3://" + cfg.Bucket + "/" + cfg.Prefix, "KARCH_S3_ENDPOINT": s3.Endpoint,
+			"KARCH_WINDOW": "1h", "KARCH_LATENESS": "0s", "KARCH_START": start.Format(time.RFC3339),
+			"KARCH_MAX_WINDOWS": strconv.Itoa(windows), "KARCH_SHARDS": "3", "KARCH_PARALLELISM": "3",
+			"KARCH_RETRIES": "2", "KARCH_PIECE_RECORDS": "1500", "KARCH_LEASE_TTL": "4s",
+		}}
+}
+
+// manifest reads the committed manifest of the pipeline's n-th window, or nil.
+func (p *pipeline) manifest(t *testing.T, n int) *archive.Manifest {
+	t.Helper()
+	key := archive.WindowDir(p.name, p.start.Add(time.Duration(n)*time.Hour), time.Hour) + archive.ManifestName
+	rc, err := p.bucket.Get(context.Background(), key)
+	if blob.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := archive.DecodeManifest(data)
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return m
+}
+
+// assertChained checks that the first n windows are committed and tile every partition from
+// offset 0 with no gap and no overlap, within what was produced.
+func (p *pipeline) assertChained(t *testing.T, n int) {
+	t.Helper()
+	next := map[int32]int64{}
+	var records int64
+	for w := range n {
+		m := p.manifest(t, w)
+		if m == nil {
+			t.Fatalf("window %d has no manifest", w)
+		}
+		for _, r := range m.Partitions {
+			if r.First != next[r.Partition] {
+				t.Fatalf("window %d partition %d starts at %d; the window before ended at %d", w, r.Partition, r.First, next[r.Partition])
+			}
+			next[r.Partition] = r.End
+		}
+		records += m.Records
+	}
+	var produced int64
+	for part, end := range p.ends {
+		produced += end
+		if next[int32(part)] > end {
+			t.Fatalf("partition %d archived to %d, past its end %d", part, next[int32(part)], end)
+		}
+	}
+	if records == 0 || records > produced {
+		t.Fatalf("%d windows hold %d records of %d produced", n, records, produced)
+	}
+	t.Logf("%d windows committed, %d of %d produced records (the rest are newer than the last window)", n, records, produced)
+}
+
+// shardIndex is the completion index of a shard pod, or -1 for any other pod.
+func shardIndex(pod *corev1.Pod) int {
+	if pod.Labels["app.kubernetes.io/component"] != "shard" {
+		return -1
+	}
+	i, err := strconv.Atoi(pod.Annotations[batchv1.JobCompletionIndexAnnotation])
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// TestCronJobArchivesThroughIndexedJobs is the deployment end to end: the kind overlay
+// applied, the coordinator started from its CronJob, creating one Indexed Job per window as
+// its own ServiceAccount, and three windows committed exactly once.
+func TestCronJobArchivesThroughIndexedJobs(t *testing.T) {
+	c := newCluster(t, nil)
+	p := newPipeline(t, c.ns, 3)
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	run := c.waitJob("run-1", 3*time.Minute)
+	if finished(run) != batchv1.JobComplete {
+		t.Fatalf("coordinator job: %+v", run.Status)
+	}
+	p.assertChained(t, 3)
+	jobs := c.shardJobs()
+	if len(jobs) != 3 {
+		t.Fatalf("%d shard jobs, want one per window", len(jobs))
+	}
+	for _, j := range jobs {
+		if finished(&j) != batchv1.JobComplete || len(j.OwnerReferences) != 1 || j.OwnerReferences[0].UID != run.UID {
+			t.Errorf("shard job %s: complete %v, owners %+v; want complete and owned by run-1", j.Name, finished(&j), j.OwnerReferences)
+		}
+	}
+}
+
+// TestShardExit1IsRetried: one attempt of one shard fails retryably (its S3 endpoint refuses
+// connections); the Job controller runs the index again and the window commits.
+func TestShardExit1IsRetried(t *testing.T) {
+	var once sync.Once
+	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+		if shardIndex(pod) == 1 {
+			once.Do(func() { env = append(env, "KARCH_S3_ENDPOINT=http://127.0.0.1:1") })
+		}
+		return env
+	})
+	p := newPipeline(t, c.ns, 1)
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	if run := c.waitJob("run-1", 3*time.Minute); finished(run) != batchv1.JobComplete {
+		t.Fatalf("coordinator job: %+v", run.Status)
+	}
+	p.assertChained(t, 1)
+	jobs := c.shardJobs()
+	if len(jobs) != 1 {
+		t.Fatalf("%d shard jobs, want 1", len(jobs))
+	}
+	codes := c.exitCodes(jobs[0].Name)
+	if !slices.Contains(codes, 1) || jobs[0].Status.Failed != 1 {
+		t.Fatalf("shard pods exited %v with %d failed; want one exit 1, retried", codes, jobs[0].Status.Failed)
+	}
+}
+
+// TestShardExit2FailsTheRun: a shard that fails permanently (its index is out of the plan's
+// range) fails the Job through its pod failure policy, at once; the coordinator exits 2 and
+// commits nothing.
+func TestShardExit2FailsTheRun(t *testing.T) {
+	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+		if shardIndex(pod) == 0 {
+			env = append(env, "JOB_COMPLETION_INDEX=99")
+		}
+		return env
+	})
+	p := newPipeline(t, c.ns, 1)
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	run := c.waitJob("run-1", 3*time.Minute)
+	if finished(run) != batchv1.JobFailed {
+		t.Fatalf("coordinator job %+v; want failed", run.Status)
+	}
+	if codes := c.exitCodes("run-1"); len(codes) != 1 || codes[0] != 2 {
+		t.Fatalf("coordinator pods exited %v; want one exit 2, not retried", codes)
+	}
+	jobs := c.shardJobs()
+	if len(jobs) != 1 || !hasCondition(&jobs[0], batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy) {
+		t.Fatalf("shard jobs %+v; want one failed by its pod failure policy", jobs)
+	}
+	if m := p.manifest(t, 0); m != nil {
+		t.Fatalf("a manifest was committed: %+v", m)
+	}
+}
+
+// TestKilledCoordinatorAdoptsItsJob: the coordinator killed while it awaits its shards is
+// started again by its Job and adopts the shard Job already running, never a second.
+func TestKilledCoordinatorAdoptsItsJob(t *testing.T) {
+	release := make(chan struct{})
+	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+		if shardIndex(pod) >= 0 {
+			select { // hold the shards until the coordinator is gone
+			case <-release:
+			case <-time.After(2 * time.Minute):
+			}
+		}
+		return env
+	})
+	p := newPipeline(t, c.ns, 1)
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	shardJob := c.waitShardJob()
+	c.killCoordinator("run-1")
+	close(release)
+	if run := c.waitJob("run-1", 3*time.Minute); finished(run) != batchv1.JobComplete {
+		t.Fatalf("coordinator job: %+v", run.Status)
+	}
+	if codes := c.exitCodes("run-1"); len(codes) != 2 || codes[0]+codes[1] != 137 {
+		t.Fatalf("coordinator pods exited %v; want 137 (killed) and 0", codes)
+	}
+	jobs := c.shardJobs()
+	if len(jobs) != 1 || jobs[0].UID != shardJob.UID {
+		t.Fatalf("%d shard jobs after the restart; want the first one only", len(jobs))
+	}
+	p.assertChained(t, 1)
+}
+
+func (c *cluster) waitShardJob() batchv1.Job {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if jobs := c.shardJobs(); len(jobs) > 0 {
+			return jobs[0]
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatal("the coordinator created no shard job")
+	return batchv1.Job{}
+}
+
+func (c *cluster) killCoordinator(job string) {
+	c.t.Helper()
+	pods, err := c.client.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + job})
+	if err != nil || len(pods.Items) != 1 {
+		c.t.Fatalf("coordinator pods: %v, %v", pods, err)
+	}
+	if err := c.agent.Kill(context.Background(), c.ns, pods.Items[0].Name); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// TestCoordinatorRoleIsNarrow: the coordinator's ServiceAccount manages Jobs in its own
+// namespace and nothing else: no Secrets, no other namespace.
+func TestCoordinatorRoleIsNarrow(t *testing.T) {
+	c := newCluster(t, nil)
+	c.deploy(map[string]string{})
+	ctx := context.Background()
+	as := c.clientAs("karch-coordinator")
+	if _, err := as.BatchV1().Jobs(c.ns).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatalf("list jobs in its namespace: %v", err)
+	}
+	if _, err := as.CoreV1().Secrets(c.ns).Get(ctx, "karch-s3", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("get a secret: %v; want Forbidden", err)
+	}
+	if _, err := as.CoreV1().Secrets(c.ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("list secrets: %v; want Forbidden", err)
+	}
+	other := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "escape"}, Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "x", Image: image}}}}}}
+	if _, err := as.BatchV1().Jobs("default").Create(ctx, other, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("create a job in namespace default: %v; want Forbidden", err)
+	}
+	if _, err := as.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("list jobs in namespace default: %v; want Forbidden", err)
+	}
+}
+
+// TestOverlaysPassServerDryRun: every overlay, the Secret example and the kind bench's
+// manifests are valid for a real API server (with a stand-in PrometheusRule CRD).
+func TestOverlaysPassServerDryRun(t *testing.T) {
+	c := newCluster(t, nil)
+	c.kubectl(nil, "apply", "-f", "testdata/prometheusrule-crd.yaml")
+	c.kubectl(nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/prometheusrules.monitoring.coreos.com")
+	// Namespaced objects of a dry run need their namespace to exist for real.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "karch"}}
+	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, overlay := range []string{"kind", "production"} {
+		rendered := c.kubectl(nil, "kustomize", "../../deploy/overlays/"+overlay)
+		out := c.kubectl([]byte(rendered), "apply", "--dry-run=server", "-f", "-")
+		t.Logf("overlay %s:\n%s", overlay, out)
+	}
+	for _, f := range []string{"../../deploy/secret.example.yaml", "../../bench/kind/infra.yaml"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s:\n%s", f, c.kubectl(nil, "apply", "--dry-run=server", "-f", f))
+	}
+}
+
+func hasCondition(job *batchv1.Job, typ batchv1.JobConditionType, reason string) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Type == typ && c.Status == corev1.ConditionTrue && c.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
