@@ -32,7 +32,7 @@ const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/na
 func newKubeRunner(_ context.Context, cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
 	rc, err := restConfig(kubeconfig)
 	if err != nil {
-		return nil, failure.Permanent(fmt.Errorf("kubernetes client config: %w", err))
+		return nil, failure.Permanent(fmt.Errorf("%w: kubeconfig %q (empty: in-cluster): %v", coordinator.ErrConfig, kubeconfig, err))
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +62,7 @@ func (r *Runner) await(ctx context.Context, name string) error {
 		if err != nil {
 			return fmt.Errorf("get job %s: %w", name, classify(err))
 		}
-		if done, err := r.outcome(job); done {
+		if done, err := r.outcome(ctx, job); done {
 			return err
 		}
 		w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: job.ResourceVersion})
@@ -72,7 +74,7 @@ func (r *Runner) await(ctx context.Context, name string) error {
 			if !ok || j.Name != name {
 				continue
 			}
-			if done, err := r.outcome(j); done {
+			if done, err := r.outcome(ctx, j); done {
 				w.Stop()
 				return err
 			}
@@ -86,7 +88,7 @@ func (r *Runner) await(ctx context.Context, name string) error {
 
 // outcome reads a Job's terminal condition. A failure through the pod failure policy is a
 // shard's exit code 2, permanent; any other failure (retries exhausted) is retryable.
-func (r *Runner) outcome(job *batchv1.Job) (bool, error) {
+func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) (bool, error) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -96,8 +98,8 @@ func (r *Runner) outcome(job *batchv1.Job) (bool, error) {
 			r.Logger.Info("shard job complete", "job", job.Name, "completed_indexes", job.Status.CompletedIndexes)
 			return true, nil
 		case batchv1.JobFailed:
-			err := fmt.Errorf("shard job %s failed (%s: %s); completed indexes %q, failed indexes %q",
-				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes))
+			err := fmt.Errorf("shard job %s failed (%s: %s); completed indexes %q, failed indexes %q; exit codes by index %s",
+				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes), r.exitCodes(ctx, job.Name))
 			if c.Reason == batchv1.JobReasonPodFailurePolicy {
 				return true, failure.Permanent(err)
 			}
@@ -105,6 +107,24 @@ func (r *Runner) outcome(job *batchv1.Job) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// exitCodes describes the failed shard pods' exit codes as "index:code", for the
+// error that ends a run: the shards' own logs say why.
+func (r *Runner) exitCodes(ctx context.Context, job string) string {
+	pods, err := r.Client.CoreV1().Pods(r.Template.Namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job})
+	if err != nil {
+		return fmt.Sprintf("unknown (%v)", err)
+	}
+	var codes []string
+	for _, p := range pods.Items {
+		for _, s := range p.Status.ContainerStatuses {
+			if t := s.State.Terminated; t != nil && t.ExitCode != 0 {
+				codes = append(codes, p.Annotations[batchv1.JobCompletionIndexAnnotation]+":"+strconv.Itoa(int(t.ExitCode)))
+			}
+		}
+	}
+	return "[" + strings.Join(codes, " ") + "]"
 }
 
 // classify marks API errors that a retry cannot cure.

@@ -172,6 +172,11 @@ func TestRunBadConfiguration(t *testing.T) {
 		{"no brokers", base, "brokers"},
 		{"window does not divide a day", append(base, "--brokers", "b:9092", "--window", "7m"), "window"},
 		{"negative parallelism", append(base, "--brokers", "b:9092", "--parallelism", "-1"), "parallelism"},
+		{"unknown runner", append(base, "--brokers", "b:9092", "--runner", "docker"), "runner"},
+		{"kube runner without an image", append(base, "--brokers", "b:9092", "--runner", "kube"), "shard_image"},
+		{"bad shard memory", append(base, "--brokers", "b:9092", "--shard-memory", "lots"), "shard_memory"},
+		{"kube runner outside a pod", append(base, "--brokers", "b:9092", "--runner", "kube", "--shard-image", "karch:1",
+			"--kubeconfig", path.Join(dir, "missing")), "kubeconfig"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(karchBin, append([]string{"run"}, tc.args...)...)

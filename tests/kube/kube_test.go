@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,6 +203,9 @@ func TestShardExit2FailsTheRun(t *testing.T) {
 	if codes := c.exitCodes("run-1"); len(codes) != 1 || codes[0] != 2 {
 		t.Fatalf("coordinator pods exited %v; want one exit 2, not retried", codes)
 	}
+	if log := c.podLog("run-1"); !strings.Contains(log, "exit codes by index [0:2") {
+		t.Errorf("the coordinator's log does not name the shard that exited 2:\n%s", log)
+	}
 	jobs := c.shardJobs()
 	if len(jobs) != 1 || !hasCondition(&jobs[0], batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy) {
 		t.Fatalf("shard jobs %+v; want one failed by its pod failure policy", jobs)
@@ -258,13 +262,28 @@ func (c *cluster) waitShardJob() batchv1.Job {
 
 func (c *cluster) killCoordinator(job string) {
 	c.t.Helper()
-	pods, err := c.client.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + job})
-	if err != nil || len(pods.Items) != 1 {
-		c.t.Fatalf("coordinator pods: %v, %v", pods, err)
-	}
-	if err := c.agent.Kill(context.Background(), c.ns, pods.Items[0].Name); err != nil {
+	if err := c.agent.Kill(context.Background(), c.ns, c.onlyPod(job).Name); err != nil {
 		c.t.Fatal(err)
 	}
+}
+
+// podLog is the output of a Job's only pod.
+func (c *cluster) podLog(job string) string {
+	c.t.Helper()
+	out, err := os.ReadFile(c.agent.LogFile(c.ns, c.onlyPod(job).Name))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(out)
+}
+
+func (c *cluster) onlyPod(job string) corev1.Pod {
+	c.t.Helper()
+	pods, err := c.client.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job})
+	if err != nil || len(pods.Items) != 1 {
+		c.t.Fatalf("pods of job %s: %v, %v; want one", job, pods, err)
+	}
+	return pods.Items[0]
 }
 
 // TestCoordinatorRoleIsNarrow: the coordinator's ServiceAccount manages Jobs in its own
