@@ -24,8 +24,10 @@ func (a *Agent) LogFile(namespace, name string) string {
 // agent cannot start fails with exit code 128, and the reason in its status message.
 func (a *Agent) runPod(ctx context.Context, pod *corev1.Pod) {
 	log := a.Logger.With("pod", pod.Namespace+"/"+pod.Name)
-	cmd, err := a.command(ctx, pod)
+	cmd, logFile, err := a.command(ctx, pod)
 	if err == nil {
+		// The process holds its own copy of the descriptor from its start.
+		defer logFile.Close()
 		err = a.setStatus(ctx, pod, corev1.PodRunning, running(), "")
 	}
 	if err == nil {
@@ -55,40 +57,38 @@ func (a *Agent) start(pod *corev1.Pod, cmd *exec.Cmd) error {
 	return nil
 }
 
-// command builds the process for the pod's container.
-func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, error) {
+// command builds the process for the pod's container, and opens the log it writes.
+func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, *os.File, error) {
 	if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) != 0 {
-		return nil, errors.New("node agent: exactly one container and no init containers are supported")
+		return nil, nil, errors.New("node agent: exactly one container and no init containers are supported")
 	}
 	c := pod.Spec.Containers[0]
 	bin, ok := a.Images[c.Image]
 	if !ok {
-		return nil, fmt.Errorf("node agent: no local binary for image %q", c.Image)
+		return nil, nil, fmt.Errorf("node agent: no local binary for image %q", c.Image)
 	}
 	if len(c.Command) != 0 {
-		return nil, errors.New("node agent: container command is not supported; use args")
+		return nil, nil, errors.New("node agent: container command is not supported; use args")
 	}
 	dir := a.podDir(pod)
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env, err := a.environment(ctx, pod, c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a.Tamper != nil {
 		env = a.Tamper(pod, env)
 	}
 	out, err := os.Create(filepath.Join(dir, "log"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// The pod's process owns its own copy of the log descriptor; ours can go at once.
-	defer out.Close()
 	cmd := exec.CommandContext(ctx, bin, c.Args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	return cmd, nil
+	return cmd, out, nil
 }
 
 // finish writes the container's exit code into the pod status, then lets a pod that was

@@ -2,12 +2,14 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +26,9 @@ import (
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
-// pipeline is a topic whose records span the last three hours, so three hourly windows are
-// due, and the settings that archive it to a fresh S3 prefix.
+// pipeline is a topic whose records fall in the three whole hours before the current one, so
+// three hourly windows are due and hold every record, and the settings that archive it to a
+// fresh S3 prefix.
 type pipeline struct {
 	name     string
 	start    time.Time
@@ -33,6 +36,9 @@ type pipeline struct {
 	ends     []int64
 	settings map[string]string
 }
+
+// dueWindows is how many whole hourly windows a pipeline's records span.
+const dueWindows = 3
 
 func newPipeline(t *testing.T, name string, windows int) *pipeline {
 	t.Helper()
@@ -43,11 +49,11 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC()
-	start := now.Add(-3 * time.Hour).Truncate(time.Hour)
+	start := time.Now().UTC().Truncate(time.Hour).Add(-dueWindows * time.Hour)
 	topic := testenv.Topic(t, addr, partitions)
 	total := partitions * perPartition
-	step := now.Sub(start) / time.Duration(total)
+	// Up to 4 s out of order, and never past the last due window.
+	step := (dueWindows*time.Hour - 5*time.Second) / time.Duration(total)
 	msgs := make([]kafka.Message, 0, total)
 	for i := range total {
 		ts := start.Add(time.Duration(i)*step + time.Duration(i%5)*time.Second).Truncate(time.Millisecond)
@@ -89,7 +95,8 @@ func (p *pipeline) manifest(t *testing.T, n int) *archive.Manifest {
 }
 
 // assertChained checks that the first n windows are committed and tile every partition from
-// offset 0 with no gap and no overlap, within what was produced.
+// offset 0 with no gap and no overlap, within what was produced; with every due window
+// committed, they hold every produced offset.
 func (p *pipeline) assertChained(t *testing.T, n int) {
 	t.Helper()
 	next := map[int32]int64{}
@@ -110,14 +117,14 @@ func (p *pipeline) assertChained(t *testing.T, n int) {
 	var produced int64
 	for part, end := range p.ends {
 		produced += end
-		if next[int32(part)] > end {
-			t.Fatalf("partition %d archived to %d, past its end %d", part, next[int32(part)], end)
+		if next[int32(part)] > end || (n == dueWindows && next[int32(part)] != end) {
+			t.Fatalf("partition %d archived to %d of %d after %d windows", part, next[int32(part)], end, n)
 		}
 	}
-	if records == 0 || records > produced {
+	if records == 0 || records > produced || (n == dueWindows && records != produced) {
 		t.Fatalf("%d windows hold %d records of %d produced", n, records, produced)
 	}
-	t.Logf("%d windows committed, %d of %d produced records (the rest are newer than the last window)", n, records, produced)
+	t.Logf("%d windows committed, %d of %d produced records", n, records, produced)
 }
 
 // shardIndex is the completion index of a shard pod, or -1 for any other pod.
@@ -137,21 +144,48 @@ func shardIndex(pod *corev1.Pod) int {
 // its own ServiceAccount, and three windows committed exactly once.
 func TestCronJobArchivesThroughIndexedJobs(t *testing.T) {
 	c := newCluster(t, nil)
-	p := newPipeline(t, c.ns, 3)
+	p := newPipeline(t, c.ns, dueWindows)
 	c.deploy(p.settings)
 	c.startRun("run-1")
 	run := c.waitJob("run-1", 3*time.Minute)
 	if finished(run) != batchv1.JobComplete {
 		t.Fatalf("coordinator job: %+v", run.Status)
 	}
-	p.assertChained(t, 3)
+	p.assertChained(t, dueWindows)
 	jobs := c.shardJobs()
-	if len(jobs) != 3 {
+	if len(jobs) != dueWindows {
 		t.Fatalf("%d shard jobs, want one per window", len(jobs))
 	}
 	for _, j := range jobs {
 		if finished(&j) != batchv1.JobComplete || len(j.OwnerReferences) != 1 || j.OwnerReferences[0].UID != run.UID {
 			t.Errorf("shard job %s: complete %v, owners %+v; want complete and owned by run-1", j.Name, finished(&j), j.OwnerReferences)
+		}
+	}
+	c.assertNoSecret(testenv.S3Server(t).SecretKey, jobs)
+}
+
+// assertNoSecret checks that a secret is in no pod's output and no shard Job: the shards get
+// it from their Secret, by reference.
+func (c *cluster) assertNoSecret(secret string, jobs []batchv1.Job) {
+	c.t.Helper()
+	doc, err := json.Marshal(jobs)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if strings.Contains(string(doc), secret) {
+		c.t.Error("a shard job holds the S3 secret key")
+	}
+	pods, err := c.client.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		out, err := os.ReadFile(c.agent.LogFile(p.Namespace, p.Name))
+		if err != nil || len(out) == 0 {
+			c.t.Errorf("pod %s left no log (%v)", p.Name, err)
+		}
+		if strings.Contains(string(out), secret) {
+			c.t.Errorf("pod %s logged the S3 secret key", p.Name)
 		}
 	}
 }
