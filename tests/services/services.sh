@@ -208,7 +208,7 @@ up_kube() {
   done
   ensure_cmd etcd etcd-server
   ensure_cmd openssl openssl
-  ensure_cmd kubectl kubernetes-client
+  ensure_cmd kubectl kubectl # on these machines from the Google Cloud SDK apt source
   "$here/../kube/build.sh"
   kube_credentials
   local dir; dir=$(kube_dir)
