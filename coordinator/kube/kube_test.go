@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/failure"
@@ -90,14 +92,15 @@ func plan(shards int) *archive.Plan {
 	return p
 }
 
-// finish plays the Job controller: it marks the Job with a terminal condition once created.
+// finish plays the Job controller: it marks the Job with a terminal condition once created,
+// if it has none yet.
 func finish(t *testing.T, client *fake.Clientset, cond batchv1.JobConditionType, reason string) {
 	t.Helper()
 	go func() {
 		jobs := client.BatchV1().Jobs("karch")
 		for range 200 {
 			j, err := jobs.Get(context.Background(), JobName("cdr", window), metav1.GetOptions{})
-			if err == nil {
+			if err == nil && len(j.Status.Conditions) == 0 {
 				j.Status.Conditions = append(j.Status.Conditions, batchv1.JobCondition{Type: cond, Status: corev1.ConditionTrue, Reason: reason})
 				if _, err := jobs.UpdateStatus(context.Background(), j, metav1.UpdateOptions{}); err == nil {
 					return
@@ -157,6 +160,31 @@ func TestRunnerFailures(t *testing.T) {
 		err := newRunner(client).Run(context.Background(), "s3://b/plan.json", plan(2))
 		if err == nil || failure.IsPermanent(err) != tc.permanent {
 			t.Errorf("%s: %v, want permanent=%v", tc.reason, err, tc.permanent)
+		}
+	}
+}
+
+func TestRunnerReplacesAJobThatFailedRetryably(t *testing.T) {
+	for _, tc := range []struct {
+		reason   string
+		replaced bool
+	}{
+		{batchv1.JobReasonMaxFailedIndexesExceeded, true},
+		{batchv1.JobReasonPodFailurePolicy, false},
+	} {
+		existing := BuildJob(template(), "cdr", window, "s3://b/plan.json", 3)
+		existing.UID = "first"
+		existing.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: tc.reason}}
+		client := fake.NewClientset(existing)
+		if tc.replaced {
+			finish(t, client, batchv1.JobComplete, "")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(3))
+		cancel()
+		deleted := slices.ContainsFunc(client.Actions(), func(a k8stesting.Action) bool { return a.GetVerb() == "delete" })
+		if deleted != tc.replaced || (err == nil) != tc.replaced {
+			t.Errorf("%s: deleted %v, err %v; want deleted %v and success %v", tc.reason, deleted, err, tc.replaced, tc.replaced)
 		}
 	}
 }

@@ -217,6 +217,39 @@ func TestShardExit1IsRetried(t *testing.T) {
 	}
 }
 
+// TestFailedShardJobIsReplaced: a shard index that runs out of retries fails the Job
+// retryably, the coordinator exits 1, and its Job's next pod replaces the failed shard Job with
+// a new one, which commits the window.
+func TestFailedShardJobIsReplaced(t *testing.T) {
+	var mu sync.Mutex
+	broken := 2 // both attempts the first Job allows index 1
+	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		if shardIndex(pod) == 1 && broken > 0 {
+			broken--
+			env = append(env, "KARCH_S3_ENDPOINT=http://127.0.0.1:1")
+		}
+		return env
+	})
+	p := newPipeline(t, c.ns, 1)
+	p.settings["KARCH_RETRIES"] = "1"
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	first := c.waitShardJob()
+	if run := c.waitJob("run-1", 3*time.Minute); finished(run) != batchv1.JobComplete {
+		t.Fatalf("coordinator job: %+v", run.Status)
+	}
+	if codes := c.exitCodes("run-1"); !slices.Equal(sorted(codes), []int32{0, 1}) {
+		t.Fatalf("coordinator pods exited %v; want 1 (shard job failed) and 0", codes)
+	}
+	jobs := c.shardJobs()
+	if len(jobs) != 1 || jobs[0].UID == first.UID || finished(&jobs[0]) != batchv1.JobComplete {
+		t.Fatalf("shard jobs %d; want one complete replacement of the failed one", len(jobs))
+	}
+	p.assertChained(t, 1)
+}
+
 // TestShardExit2FailsTheRun: a shard that fails permanently (its index is out of the plan's
 // range) fails the Job through its pod failure policy, at once; the coordinator exits 2 and
 // commits nothing.
