@@ -10,7 +10,7 @@ out="$KARCH_CACHE/kube-$KUBE_VERSION"
 [[ -x $out/kube-apiserver && -x $out/kube-controller-manager ]] && exit 0
 
 log() { printf 'kube: %s\n' "$*" >&2; }
-log "building kube-apiserver and kube-controller-manager v$KUBE_VERSION (about 13 minutes on 2 cores, once)"
+log "building kube-apiserver and kube-controller-manager v$KUBE_VERSION (7 to 13 minutes on 2 cores, once)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
