@@ -1,7 +1,8 @@
 // Package kube tests karch on a real Kubernetes control plane (etcd, kube-apiserver and
 // kube-controller-manager started by `make test`), with internal/nodeagent standing in for a
 // kubelet: the deploy/ overlays applied as they are, the coordinator started from its CronJob,
-// and the shards run by the real Job controller.
+// and the shards run by the real Job controller. Each test has its own namespace, node agent,
+// topic and pipeline, so they run in parallel.
 package kube
 
 import (

@@ -143,6 +143,7 @@ func shardIndex(pod *corev1.Pod) int {
 // applied, the coordinator started from its CronJob, creating one Indexed Job per window as
 // its own ServiceAccount, and three windows committed exactly once.
 func TestCronJobArchivesThroughIndexedJobs(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, nil)
 	p := newPipeline(t, c.ns, dueWindows)
 	c.deploy(p.settings)
@@ -193,6 +194,7 @@ func (c *cluster) assertNoSecret(secret string, jobs []batchv1.Job) {
 // TestShardExit1IsRetried: one attempt of one shard fails retryably (its S3 endpoint refuses
 // connections); the Job controller runs the index again and the window commits.
 func TestShardExit1IsRetried(t *testing.T) {
+	t.Parallel()
 	var once sync.Once
 	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
 		if shardIndex(pod) == 1 {
@@ -221,6 +223,7 @@ func TestShardExit1IsRetried(t *testing.T) {
 // retryably, the coordinator exits 1, and its Job's next pod replaces the failed shard Job with
 // a new one, which commits the window.
 func TestFailedShardJobIsReplaced(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	broken := 2 // both attempts the first Job allows index 1
 	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
@@ -254,6 +257,7 @@ func TestFailedShardJobIsReplaced(t *testing.T) {
 // range) fails the Job through its pod failure policy, at once; the coordinator exits 2 and
 // commits nothing.
 func TestShardExit2FailsTheRun(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
 		if shardIndex(pod) == 0 {
 			env = append(env, "JOB_COMPLETION_INDEX=99")
@@ -285,6 +289,7 @@ func TestShardExit2FailsTheRun(t *testing.T) {
 // TestKilledCoordinatorAdoptsItsJob: the coordinator killed while it awaits its shards is
 // started again by its Job and adopts the shard Job already running, never a second.
 func TestKilledCoordinatorAdoptsItsJob(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
 		if shardIndex(pod) >= 0 {
@@ -356,6 +361,7 @@ func (c *cluster) onlyPod(job string) corev1.Pod {
 // TestCoordinatorRoleIsNarrow: the coordinator's ServiceAccount manages Jobs in its own
 // namespace and nothing else: no Secrets, no other namespace.
 func TestCoordinatorRoleIsNarrow(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, nil)
 	c.deploy(map[string]string{})
 	ctx := context.Background()
@@ -382,6 +388,7 @@ func TestCoordinatorRoleIsNarrow(t *testing.T) {
 // TestOverlaysPassServerDryRun: every overlay, the Secret example and the kind bench's
 // manifests are valid for a real API server (with a stand-in PrometheusRule CRD).
 func TestOverlaysPassServerDryRun(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, nil)
 	c.kubectl(nil, "apply", "-f", "testdata/prometheusrule-crd.yaml")
 	c.kubectl(nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/prometheusrules.monitoring.coreos.com")
