@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,7 +28,7 @@ const (
 
 const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-func newKubeRunner(_ context.Context, cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
+func newKubeRunner(cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
 	rc, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("%w: kubeconfig %q (empty: in-cluster): %v", coordinator.ErrConfig, kubeconfig, err))
@@ -44,7 +43,7 @@ func newKubeRunner(_ context.Context, cfg runConfig, kubeconfig string, logger *
 	}
 	t := kube.JobTemplate{
 		Namespace: ns, Image: cfg.kube.image, ServiceAccount: cfg.kube.serviceAccount,
-		Env: envVars(shardEnv(cfg)), CredentialsSecret: cfg.kube.secret,
+		Env: envVars(append(shardEnv(cfg), memoryLimitEnv(cfg.kube.memory))), CredentialsSecret: cfg.kube.secret,
 		Parallelism: int32(cfg.coord.Parallelism), BackoffLimitPerIndex: int32(cfg.coord.Retries),
 		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: resource.MustParse("64Mi"),
 		Resources: corev1.ResourceRequirements{
@@ -76,6 +75,12 @@ func namespace(configured string) (string, error) {
 		return ns, nil
 	}
 	return "", fmt.Errorf("%w: kube_namespace: not set, and not running in a pod", coordinator.ErrConfig)
+}
+
+// memoryLimitEnv sets a shard's soft memory limit to three quarters of its pod's limit, leaving
+// the rest for what the Go runtime does not count (stacks, the binary, page cache of /tmp).
+func memoryLimitEnv(limit resource.Quantity) string {
+	return fmt.Sprintf("KARCH_MEMORY_LIMIT_MIB=%d", limit.Value()*3/4>>20)
 }
 
 func envVars(kv []string) []corev1.EnvVar {
