@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,23 +24,7 @@ import (
 
 var karchBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "karch-coordinator-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	karchBin = filepath.Join(dir, "karch")
-	build := exec.Command("go", "build", "-o", karchBin, "github.com/karch-archive/karch/cmd/karch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build karch:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
 
 var t0 = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 

@@ -78,7 +78,7 @@ func archived(t *testing.T, b blob.Bucket, planKey string, receipts []*archive.R
 	out := map[int32][]archive.Record{}
 	for _, r := range receipts {
 		for _, pc := range r.Pieces {
-			data := readObject(t, b, path.Join(path.Dir(planKey), pc.Key))
+			data := testenv.ReadObject(t, b, path.Join(path.Dir(planKey), pc.Key))
 			sum := sha256.Sum256(data)
 			if int64(len(data)) != pc.Bytes || hex.EncodeToString(sum[:]) != pc.SHA256 {
 				t.Fatalf("piece %s: stored %d bytes sha256 %x, receipt says %d bytes %s", pc.Key, len(data), sum, pc.Bytes, pc.SHA256)
@@ -91,20 +91,6 @@ func archived(t *testing.T, b blob.Bucket, planKey string, receipts []*archive.R
 		}
 	}
 	return out
-}
-
-func readObject(t *testing.T, b blob.Bucket, key string) []byte {
-	t.Helper()
-	rc, err := b.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
-	return data
 }
 
 func decodePiece(t *testing.T, data []byte) []archive.Record {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -99,7 +98,7 @@ func (p *runPipeline) assertCommitted(t *testing.T) []*archive.Manifest {
 	var records int64
 	for w := range 3 {
 		key := p.dir(p.start.Add(time.Duration(w)*time.Hour)) + archive.ManifestName
-		m, err := archive.DecodeManifest(readAll(t, p.bucket, key))
+		m, err := archive.DecodeManifest(testenv.ReadObject(t, p.bucket, key))
 		if err != nil {
 			t.Fatalf("window %d: %v", w, err)
 		}
@@ -123,20 +122,6 @@ func (p *runPipeline) assertCommitted(t *testing.T) []*archive.Manifest {
 		t.Fatalf("manifests hold %d records of %d produced", records, produced)
 	}
 	return ms
-}
-
-func readAll(t *testing.T, b blob.Bucket, key string) []byte {
-	t.Helper()
-	rc, err := b.Get(context.Background(), key)
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // waitFor polls until cond holds.
@@ -230,7 +215,7 @@ func TestRunKilledAfterPlanIsAdopted(t *testing.T) {
 		t.Fatalf("plan rewritten or no piece kept (%d kept)", kept)
 	}
 	ms := p.assertCommitted(t)
-	plan, err := archive.DecodePlan(readAll(t, p.bucket, first+archive.PlanName))
+	plan, err := archive.DecodePlan(testenv.ReadObject(t, p.bucket, first+archive.PlanName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +293,7 @@ func TestRunKeepsSecretsOut(t *testing.T) {
 			continue
 		}
 		for _, s := range secrets {
-			if bytes.Contains(readAll(t, p.bucket, key), []byte(s)) {
+			if bytes.Contains(testenv.ReadObject(t, p.bucket, key), []byte(s)) {
 				t.Fatalf("%s contains a secret", key)
 			}
 		}

@@ -25,23 +25,7 @@ import (
 
 var karchBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "karch-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	karchBin = filepath.Join(dir, "karch")
-	build := exec.Command("go", "build", "-o", karchBin, "github.com/karch-archive/karch/cmd/karch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build karch:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
 
 var windowStart = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 

@@ -32,23 +32,7 @@ import (
 
 var karchBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "karch-kube-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	karchBin = filepath.Join(dir, "karch")
-	build := exec.Command("go", "build", "-o", karchBin, "github.com/karch-archive/karch/cmd/karch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build karch:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
 
 // image is the kind overlay's image; the node agent runs the karch binary for it.
 const image = "karch:dev"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -75,19 +74,10 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 func (p *pipeline) manifest(t *testing.T, n int) *archive.Manifest {
 	t.Helper()
 	key := archive.WindowDir(p.name, p.start.Add(time.Duration(n)*time.Hour), time.Hour) + archive.ManifestName
-	rc, err := p.bucket.Get(context.Background(), key)
-	if blob.IsNotFound(err) {
+	if _, err := p.bucket.Head(context.Background(), key); blob.IsNotFound(err) {
 		return nil
 	}
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := archive.DecodeManifest(data)
+	m, err := archive.DecodeManifest(testenv.ReadObject(t, p.bucket, key))
 	if err != nil {
 		t.Fatalf("%s: %v", key, err)
 	}
