@@ -40,7 +40,7 @@ help:
 demo: services-up build
 	tests/demo/demo.sh
 
-test: kube-up vet
+test: services-up kube-up vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
 
 vet:

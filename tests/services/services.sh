@@ -262,7 +262,7 @@ case "${1:-}" in
     up_redis
     up_kafka
     up_minio
-    [[ ${2:-} == kube ]] && up_kube
+    if [[ ${2:-} == kube ]]; then up_kube; fi
     ;;
   down) for s in kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done ;;
   status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager; do status_one "$s"; done ;;
