@@ -30,10 +30,27 @@ type Deps struct {
 	Locker   lock.Locker
 	Offsets  OffsetLister
 	Runner   Runner
+	// Observer, when set, hears of the chain's head and of each window, for metrics.
+	Observer Observer
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Version  string
 }
+
+// Observer hears what a run learns. It keeps metrics out of the coordinator: cmd/karch turns
+// these calls into Prometheus metrics.
+type Observer interface {
+	// Head is told the newest committed window: first the one the run found, then each one
+	// it takes through to a manifest.
+	Head(w archive.Window)
+	// Window is told what the run did with each window.
+	Window(r WindowResult)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Head(archive.Window) {}
+func (nopObserver) Window(WindowResult) {}
 
 // WindowResult is what one run did with one window.
 type WindowResult struct {
@@ -66,6 +83,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) ([]WindowResult, error) {
 		return nil, err
 	}
 	defer lease.Release(context.WithoutCancel(ctx))
+	if deps.Observer == nil {
+		deps.Observer = nopObserver{}
+	}
 	c := &coordinator{cfg: cfg, deps: deps, token: lease.Token(), runID: newRunID(deps.Now()), log: log}
 	c.log = c.log.With("run_id", c.runID, "fencing_token", c.token)
 	results, err := c.run(lease.Ctx())
@@ -88,6 +108,9 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if prev != nil {
+		c.deps.Observer.Head(prev.Window)
+	}
 	next := c.next(prev)
 	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.deps.Now(), c.cfg.MaxWindows)
 	if len(windows) == 0 {
@@ -101,6 +124,8 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
 		}
 		results = append(results, res)
+		c.deps.Observer.Window(res)
+		c.deps.Observer.Head(m.Window)
 		prev = m
 	}
 	return results, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/metrics"
 )
 
 // runConfig is everything the coordinator commands need. Secrets are not in it: the Redis
@@ -27,6 +28,8 @@ type runConfig struct {
 	s3        blob.S3Config
 	runner    string
 	kube      kubeSettings
+	// pushGateway is where the run's metrics go when it ends; empty: nowhere.
+	pushGateway string
 }
 
 // kubeSettings describe the shard pods of the kube runner.
@@ -75,6 +78,7 @@ var settings = []setting{
 	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
 	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
+	{"push_gateway", "Prometheus Pushgateway URL that the coordinator and its shards push metrics to when they end; empty: none", func(c *runConfig, v string) error { c.pushGateway = v; return nil }},
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
@@ -175,6 +179,11 @@ func (c runConfig) validate() error {
 	}
 	if c.runner == "kube" && c.kube.image == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube", coordinator.ErrConfig))
+	}
+	if c.pushGateway != "" {
+		if err := metrics.ValidateGateway(c.pushGateway); err != nil {
+			return failure.Permanent(fmt.Errorf("%w: push_gateway: %w", coordinator.ErrConfig, err))
+		}
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/lock"
+	"github.com/karch-archive/karch/metrics"
 )
 
 func init() {
@@ -47,8 +48,12 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if deps.Runner, err = newRunner(cli); err != nil {
 		return err
 	}
+	proc := metrics.NewProcess(time.Now())
+	deps.Observer = metrics.NewCoordinator(proc.Registerer())
+	deps.Bucket = blob.WithMetrics(deps.Bucket, proc.Registerer())
 	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
 	printResults(stdout, results)
+	pushMetrics(ctx, cli.logger, cli.cfg.pushGateway, proc, err, "karch-coordinator", "pipeline", cli.cfg.coord.Pipeline)
 	if err != nil {
 		cli.logger.Error("run failed", "pipeline", cli.cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
 	}
@@ -130,11 +135,12 @@ func newRunner(cli *coordinatorCLI) (coordinator.Runner, error) {
 		Env: shardEnv(cfg), Logger: cli.logger}, nil
 }
 
-// shardEnv passes the store settings on to shard processes; credentials travel in the
-// environment the shards inherit, never on their command line.
+// shardEnv passes the store and metrics settings on to shard processes; credentials travel in
+// the environment the shards inherit, never on their command line.
 func shardEnv(cfg runConfig) []string {
 	return []string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
-		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle)}
+		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle),
+		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway}
 }
 
 func printResults(w io.Writer, results []coordinator.WindowResult) {

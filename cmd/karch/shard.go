@@ -6,13 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strconv"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/metrics"
 	"github.com/karch-archive/karch/shard"
 )
 
@@ -28,6 +34,9 @@ type shardFlags struct {
 	kafka    shard.KafkaOptions
 	store    storeFlags
 	log      logFlags
+	// pipeline and pushGateway say where, and under which group, metrics are pushed.
+	pipeline    string
+	pushGateway string
 }
 
 func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
@@ -48,6 +57,8 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 	fs.IntVar(&f.memMiB, "memory-limit-mib", envInt("KARCH_MEMORY_LIMIT_MIB", 192),
 		"soft heap limit in MiB, so that the garbage collector keeps a shard inside a 256 MiB pod; GOMEMLIMIT, when set, wins (KARCH_MEMORY_LIMIT_MIB)")
 	fs.IntVar(&f.kafka.FetchMaxBytes, "fetch-max-bytes", envInt("KARCH_FETCH_MAX_BYTES", f.kafka.FetchMaxBytes), "bytes per Kafka fetch (KARCH_FETCH_MAX_BYTES)")
+	fs.StringVar(&f.pushGateway, "push-gateway", os.Getenv("KARCH_PUSH_GATEWAY"), "Prometheus Pushgateway URL to push metrics to at the end; empty: none (KARCH_PUSH_GATEWAY)")
+	fs.StringVar(&f.pipeline, "pipeline", os.Getenv("KARCH_PIPELINE"), "pipeline name, the pushed metrics' group; the coordinator sets it (KARCH_PIPELINE)")
 	f.store.register(fs)
 	f.log.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +86,11 @@ func (f *shardFlags) validate() error {
 	}
 	if err := f.log.validate(); err != nil {
 		return failure.Permanent(err)
+	}
+	if f.pushGateway != "" {
+		if err := metrics.ValidateGateway(f.pushGateway); err != nil {
+			return failure.Permanent(err)
+		}
 	}
 	return f.resolveIndex()
 }
@@ -104,9 +120,23 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(f.memMiB) << 20)
 	}
+	proc := metrics.NewProcess(time.Now())
+	receipt, err := archiveShard(ctx, f, proc.Registerer(), logger)
+	if receipt != nil {
+		metrics.Shard(proc.Registerer(), receipt)
+	}
+	pushMetrics(ctx, logger, f.pushGateway, proc, err, "karch-shard", "pipeline", f.pipeline, "shard", strconv.Itoa(f.index))
+	if err != nil {
+		logger.Error("shard failed", "plan", f.plan, "err", err, "retryable", !failure.IsPermanent(err))
+		return fmt.Errorf("plan %s: %w", f.plan, err)
+	}
+	return nil
+}
+
+func archiveShard(ctx context.Context, f *shardFlags, reg prometheus.Registerer, logger *slog.Logger) (*archive.Receipt, error) {
 	bucket, planKey, err := f.store.open(ctx, f.plan)
 	if err != nil {
-		return fmt.Errorf("plan %s: %w", f.plan, err)
+		return nil, err
 	}
 	var readers []*shard.KafkaReader
 	defer func() {
@@ -114,8 +144,8 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 			r.Close()
 		}
 	}()
-	_, err = shard.Run(ctx, shard.Spec{PlanKey: planKey, Index: f.index, Compress: f.compress}, shard.Deps{
-		Bucket: bucket,
+	return shard.Run(ctx, shard.Spec{PlanKey: planKey, Index: f.index, Compress: f.compress}, shard.Deps{
+		Bucket: blob.WithMetrics(bucket, reg),
 		OpenReader: func(brokers []string) shard.RecordReader {
 			r := shard.NewKafkaReader(brokers, f.kafka)
 			readers = append(readers, r)
@@ -123,11 +153,6 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 		},
 		Logger: logger,
 	})
-	if err != nil {
-		logger.Error("shard failed", "plan", f.plan, "err", err, "retryable", !failure.IsPermanent(err))
-		return fmt.Errorf("plan %s: %w", f.plan, err)
-	}
-	return nil
 }
 
 // storeFlags configure the object store. Credentials never come from flags: the AWS default

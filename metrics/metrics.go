@@ -1,0 +1,161 @@
+// Package metrics gives a karch process its Prometheus metrics and pushes them to a
+// Pushgateway when the process ends: a coordinator or a shard is a batch process, gone before
+// a scrape would find it.
+//
+// Metrics carry no pipeline or shard label; the push's grouping key adds them, as the
+// Pushgateway wants.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/coordinator"
+)
+
+// Process holds the metrics of one karch process.
+type Process struct {
+	reg      *prometheus.Registry
+	started  time.Time
+	exitCode prometheus.Gauge
+	duration prometheus.Gauge
+	finished prometheus.Gauge
+}
+
+// NewProcess starts the clock of a process's run.
+func NewProcess(now time.Time) *Process {
+	p := &Process{
+		reg:     prometheus.NewRegistry(),
+		started: now,
+		exitCode: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "karch_exit_code", Help: "Exit code of the last run: 0 done, 1 retryable failure, 2 permanent failure.",
+		}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "karch_run_duration_seconds", Help: "How long the last run took.",
+		}),
+		finished: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "karch_run_finished_timestamp_seconds", Help: "When the last run ended (Unix time).",
+		}),
+	}
+	p.reg.MustRegister(p.exitCode, p.duration, p.finished)
+	return p
+}
+
+// Registerer is where the process's other metrics go.
+func (p *Process) Registerer() prometheus.Registerer { return p.reg }
+
+// Gatherer reads every metric of the process.
+func (p *Process) Gatherer() prometheus.Gatherer { return p.reg }
+
+// Finish records how the run ended.
+func (p *Process) Finish(now time.Time, exitCode int) {
+	p.exitCode.Set(float64(exitCode))
+	p.duration.Set(now.Sub(p.started).Seconds())
+	p.finished.Set(float64(now.UnixMilli()) / 1e3)
+}
+
+// Push sends the process's metrics to the Pushgateway at gateway, under job and the grouping
+// labels (name, value pairs). It adds to the group rather than replacing it (POST), so that a
+// run that learnt less (a coordinator that found the lease taken) does not erase what an
+// earlier run reported.
+func (p *Process) Push(ctx context.Context, gateway, job string, grouping ...string) error {
+	if err := ValidateGateway(gateway); err != nil {
+		return err
+	}
+	pusher := push.New(gateway, job).Gatherer(p.reg).Client(&http.Client{Timeout: 10 * time.Second})
+	for i := 0; i+1 < len(grouping); i += 2 {
+		pusher = pusher.Grouping(grouping[i], grouping[i+1])
+	}
+	if err := pusher.AddContext(ctx); err != nil {
+		return fmt.Errorf("push metrics: %w", err)
+	}
+	return nil
+}
+
+// ValidateGateway checks a Pushgateway URL. It refuses credentials in the URL: the URL is a
+// setting that travels in ConfigMaps, Job specs and logs, where no secret may go.
+func ValidateGateway(gateway string) error {
+	u, err := url.Parse(gateway)
+	if err != nil {
+		return errors.New("push gateway: not a URL") // url's error would repeat any password
+	}
+	if u.User != nil {
+		return fmt.Errorf("push gateway %s: credentials in the URL are not allowed", u.Redacted())
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("push gateway %q: want http://host:port or https://host:port", gateway)
+	}
+	return nil
+}
+
+// Coordinator turns what a coordinator run learns into metrics.
+type Coordinator struct {
+	// head is a vector without labels so that it is exported only once a head is known: a
+	// zero would read as a pipeline stale since 1970.
+	head                             *prometheus.GaugeVec
+	windows, records, rawBytes, size prometheus.Gauge
+}
+
+var _ coordinator.Observer = (*Coordinator)(nil)
+
+// NewCoordinator registers the coordinator's metrics with reg.
+func NewCoordinator(reg prometheus.Registerer) *Coordinator {
+	c := &Coordinator{
+		head: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "karch_last_committed_window_end_timestamp_seconds",
+			Help: "End of the newest window with a committed manifest (Unix time): everything before it is archived.",
+		}, nil),
+		windows:  gauge("karch_run_committed_windows", "Windows whose manifest the last run committed."),
+		records:  gauge("karch_run_committed_records", "Records in the windows the last run committed."),
+		rawBytes: gauge("karch_run_committed_raw_bytes", "Uncompressed JSON Lines bytes in the windows the last run committed."),
+		size:     gauge("karch_run_committed_stored_bytes", "Stored (compressed) bytes in the windows the last run committed."),
+	}
+	reg.MustRegister(c.head, c.windows, c.records, c.rawBytes, c.size)
+	return c
+}
+
+// Head implements coordinator.Observer.
+func (c *Coordinator) Head(w archive.Window) {
+	c.head.WithLabelValues().Set(float64(w.End.Unix()))
+}
+
+// Window implements coordinator.Observer. A window another run had committed counts
+// nowhere: these gauges say what this run archived.
+func (c *Coordinator) Window(r coordinator.WindowResult) {
+	if !r.Committed {
+		return
+	}
+	c.windows.Inc()
+	c.records.Add(float64(r.Records))
+	c.rawBytes.Add(float64(r.RawBytes))
+	c.size.Add(float64(r.Bytes))
+}
+
+// Shard records a shard's receipt.
+func Shard(reg prometheus.Registerer, r *archive.Receipt) {
+	for _, m := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"karch_shard_pieces", "Pieces in the shard's receipt.", int64(len(r.Pieces))},
+		{"karch_shard_records", "Records in the shard's receipt.", r.Records},
+		{"karch_shard_raw_bytes", "Uncompressed JSON Lines bytes in the shard's receipt.", r.RawBytes},
+		{"karch_shard_stored_bytes", "Stored (compressed) bytes in the shard's receipt.", r.Bytes},
+	} {
+		g := gauge(m.name, m.help)
+		g.Set(float64(m.v))
+		reg.MustRegister(g)
+	}
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
