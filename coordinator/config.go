@@ -23,6 +23,9 @@ type Config struct {
 	// Start is where a new pipeline begins (aligned down to a window). Zero means the most
 	// recent window that is due.
 	Start time.Time
+	// Until, when set, stops the pipeline at the window boundary at or before it: no window
+	// that ends after it is archived (a bounded backfill; a reproducible test).
+	Until time.Time
 	// MaxWindows bounds how many windows one run catches up, oldest first.
 	MaxWindows int
 	// Shards is the most shards (completion indexes) a window is split into.

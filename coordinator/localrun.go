@@ -18,8 +18,8 @@ import (
 )
 
 // LocalRunner runs each shard as a local `karch shard` process with JOB_COMPLETION_INDEX
-// set, as an Indexed Job would: Parallelism at once, an index that exits 1 retried up to
-// Retries times, an exit 2 failing the run at once.
+// set, as an Indexed Job would: Parallelism at once, an index that exits 1 (retryable) or 2
+// (a Go crash) retried up to Retries times, an exit 3 (permanent) failing the run at once.
 type LocalRunner struct {
 	// Karch is the karch binary.
 	Karch       string

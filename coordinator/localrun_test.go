@@ -55,6 +55,15 @@ func TestLocalRunnerRetriesExitOne(t *testing.T) {
 	}
 }
 
+// A Go panic exits 2: a crash is a bug, not a verdict on the input, so it is retried.
+func TestLocalRunnerRetriesACrash(t *testing.T) {
+	bin, dir := fakeShard(t, `exit 2`)
+	err := runFake(t, bin, 1, 2)
+	if err == nil || failure.IsPermanent(err) || attempts(t, dir, "0") != "3" {
+		t.Fatalf("err %v after %s attempts: want a retryable failure after 3", err, attempts(t, dir, "0"))
+	}
+}
+
 func TestLocalRunnerGivesUpAfterRetries(t *testing.T) {
 	bin, dir := fakeShard(t, `exit 1`)
 	err := runFake(t, bin, 1, 2)
@@ -63,8 +72,8 @@ func TestLocalRunnerGivesUpAfterRetries(t *testing.T) {
 	}
 }
 
-func TestLocalRunnerExitTwoFailsAtOnce(t *testing.T) {
-	bin, dir := fakeShard(t, `exit 2`)
+func TestLocalRunnerExitThreeFailsAtOnce(t *testing.T) {
+	bin, dir := fakeShard(t, `exit 3`)
 	err := runFake(t, bin, 1, 5)
 	if !failure.IsPermanent(err) || attempts(t, dir, "0") != "1" {
 		t.Fatalf("err %v after %s attempts: want a permanent failure, no retry", err, attempts(t, dir, "0"))

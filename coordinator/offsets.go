@@ -22,6 +22,9 @@ type OffsetLister interface {
 	// StableEnds returns each partition's last stable offset: nothing at or past it is
 	// committed yet.
 	StableEnds(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
+	// LogStarts returns each partition's log start offset: records below it are gone
+	// (retention, deleted records).
+	LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
 }
 
 // KafkaOffsets is the OffsetLister of a Kafka cluster, through kafka-go.
@@ -94,6 +97,23 @@ func (k *KafkaOffsets) StableEnds(ctx context.Context, topic string, partitions 
 	out := make(map[int32]int64, len(parts))
 	for _, p := range parts {
 		out[int32(p.Partition)] = p.LastOffset
+	}
+	return out, nil
+}
+
+// LogStarts lists each partition's log start offset ("earliest").
+func (k *KafkaOffsets) LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	req := make([]kafka.OffsetRequest, len(partitions))
+	for i, p := range partitions {
+		req[i] = kafka.FirstOffsetOf(int(p))
+	}
+	parts, err := k.list(ctx, topic, req, kafka.ReadCommitted)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		out[int32(p.Partition)] = p.FirstOffset
 	}
 	return out, nil
 }

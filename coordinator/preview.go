@@ -21,7 +21,7 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 		return nil, err
 	}
 	var plans []*archive.Plan
-	for _, w := range dueWindows(c.next(prev), cfg.Window, cfg.Lateness, deps.Now(), cfg.MaxWindows) {
+	for _, w := range dueWindows(c.next(prev), cfg.Window, cfg.Lateness, c.clock(), cfg.MaxWindows) {
 		p, err := c.previewWindow(ctx, w, prev)
 		if err != nil {
 			return nil, err
@@ -56,7 +56,7 @@ func (c *coordinator) next(prev *archive.Manifest) time.Time {
 	case !c.cfg.Start.IsZero():
 		return c.cfg.Start
 	default:
-		return latestDue(c.cfg.Window, c.cfg.Lateness, c.deps.Now())
+		return latestDue(c.cfg.Window, c.cfg.Lateness, c.clock())
 	}
 }
 
@@ -101,7 +101,7 @@ func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
 		}
 	}
 	var out []WindowState
-	for _, w := range dueWindows(start, cfg.Window, cfg.Lateness, deps.Now(), 1<<20) {
+	for _, w := range dueWindows(start, cfg.Window, cfg.Lateness, c.clock(), 1<<20) {
 		dir := archive.WindowDir(cfg.Pipeline, w.Start, cfg.Window)
 		st := WindowState{Window: w, State: found[dir]}
 		if st.State == "" {

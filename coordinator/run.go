@@ -112,7 +112,7 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 		c.deps.Observer.Head(prev.Window)
 	}
 	next := c.next(prev)
-	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.deps.Now(), c.cfg.MaxWindows)
+	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.clock(), c.cfg.MaxWindows)
 	if len(windows) == 0 {
 		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
 		return nil, nil

@@ -20,6 +20,19 @@ func dueWindows(next time.Time, w, lateness time.Duration, now time.Time, max in
 	return out
 }
 
+// clock is the time that decides which windows are due: now, or, with Until set, no later
+// than the moment the window that ends at Until becomes due.
+func (c *coordinator) clock() time.Time {
+	now := c.deps.Now()
+	if c.cfg.Until.IsZero() {
+		return now
+	}
+	if limit := alignDown(c.cfg.Until, c.cfg.Window).Add(c.cfg.Lateness); limit.Before(now) {
+		return limit
+	}
+	return now
+}
+
 // latestDue is where a pipeline without a start begins: the newest window that is due.
 func latestDue(w, lateness time.Duration, now time.Time) time.Time {
 	return alignDown(now.Add(-lateness), w).Add(-w)

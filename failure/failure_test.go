@@ -4,16 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
-
-	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/segmentio/kafka-go"
 )
-
-func httpErr(code int) error {
-	return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code}}, Err: errors.New("x")}
-}
 
 func TestExitCode(t *testing.T) {
 	for _, tc := range []struct {
@@ -25,24 +17,22 @@ func TestExitCode(t *testing.T) {
 		{"unknown", errors.New("boom"), ExitRetryable},
 		{"marked", fmt.Errorf("read plan: %w", Permanent(errors.New("bad json"))), ExitPermanent},
 		{"wrapped ErrPermanent", fmt.Errorf("config: %w", ErrPermanent), ExitPermanent},
-		// Kafka calls an unknown topic temporary (it may be being created); the shard checks
-		// metadata and marks a topic that is truly missing as permanent itself.
-		{"unknown topic", fmt.Errorf("dial: %w", kafka.UnknownTopicOrPartition), ExitRetryable},
-		{"authorization", kafka.TopicAuthorizationFailed, ExitPermanent},
-		{"offset out of range", kafka.OffsetOutOfRange, ExitPermanent},
-		{"leader moved", kafka.NotLeaderForPartition, ExitRetryable},
-		{"s3 403", httpErr(403), ExitPermanent},
-		{"s3 404", httpErr(404), ExitPermanent},
-		{"s3 429", httpErr(429), ExitRetryable},
-		{"s3 412", httpErr(412), ExitRetryable},
-		{"s3 503", httpErr(503), ExitRetryable},
+		{"joined", errors.Join(errors.New("a"), Permanent(errors.New("b"))), ExitPermanent},
 		{"canceled", context.Canceled, ExitRetryable},
+		{"deadline", fmt.Errorf("put: %w", context.DeadlineExceeded), ExitRetryable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := ExitCode(tc.err); got != tc.want {
 				t.Fatalf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestExitCodesApart(t *testing.T) {
+	// 2 belongs to Go's runtime: a permanent verdict must never be mistaken for a crash.
+	if ExitPermanent == ExitCrash || ExitRetryable == ExitCrash {
+		t.Fatalf("exit codes overlap Go's crash code %d", ExitCrash)
 	}
 }
 

@@ -36,7 +36,7 @@ func NewProcess(now time.Time) *Process {
 		reg:     prometheus.NewRegistry(),
 		started: now,
 		exitCode: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "karch_exit_code", Help: "Exit code of the last run: 0 done, 1 retryable failure, 2 permanent failure.",
+			Name: "karch_exit_code", Help: "Exit code of the last run: 0 done, 1 retryable failure, 2 crash, 3 permanent failure.",
 		}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "karch_run_duration_seconds", Help: "How long the last run took.",

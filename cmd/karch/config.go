@@ -56,6 +56,11 @@ var settings = []setting{
 		c.coord.Start = t
 		return err
 	}},
+	{"until", "archive no window that ends after this time, RFC3339 (default: none)", func(c *runConfig, v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		c.coord.Until = t
+		return err
+	}},
 	{"max_windows", "most windows one run catches up", intSetting(func(c *runConfig) *int { return &c.coord.MaxWindows })},
 	{"shards", "most shards per window", intSetting(func(c *runConfig) *int { return &c.coord.Shards })},
 	{"piece_records", "most offsets per piece", func(c *runConfig, v string) error {

@@ -1,7 +1,7 @@
 // Command karch archives windows of Kafka records to S3-compatible object storage.
 //
 // main only wires things together: it picks the subcommand, and maps the error that comes
-// back to the process exit code of shared/DESIGN.md (0 done, 1 retryable, 2 permanent).
+// back to the process exit code of docs/DESIGN.md (0 done, 1 retryable, 3 permanent; 2 is Go's own crash code).
 package main
 
 import (
@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		fmt.Fprintf(stderr, "karch: unknown command %q\n", args[0])
 		usage(stderr)
-		return 2
+		return failure.ExitPermanent
 	}
 	if err := cmd.run(ctx, args[1:], stdout); err != nil {
 		fmt.Fprintf(stderr, "karch %s: %v\n", args[0], err)

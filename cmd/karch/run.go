@@ -32,7 +32,7 @@ its shards as local processes (runner local) or as a Kubernetes Indexed Job (run
 verifies them and commits each window's MANIFEST.json.
 Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from
 the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 permanent.
+Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 a crash (retried), 3 permanent.
 `
 
 func runRun(ctx context.Context, args []string, stdout io.Writer) error {

@@ -47,7 +47,7 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 		fmt.Fprint(stderr, "usage: karch shard --plan <url> [--index N] [flags]\n\n"+
 			"Archives the pieces of one completion index of a plan, then writes its receipt.\n"+
 			"The plan URL is s3://bucket/key/plan.json, file:///dir/.../plan.json or a path.\n"+
-			"Exit codes: 0 done, 1 retryable failure, 2 permanent failure.\n\nflags (each also read from the environment variable shown):\n")
+			"Exit codes: 0 done, 1 retryable failure, 2 a crash (retried), 3 permanent failure.\n\nflags (each also read from the environment variable shown):\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&f.plan, "plan", os.Getenv("KARCH_PLAN"), "plan URL (KARCH_PLAN)")

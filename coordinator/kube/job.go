@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/karch-archive/karch/failure"
 )
 
 // Labels and annotations karch puts on its Jobs.
@@ -60,7 +62,7 @@ func JobName(pipeline string, window time.Time) string {
 }
 
 // BuildJob returns the Indexed Job that runs every shard of a plan: one completion index per
-// shard, failing fast on exit code 2, ignoring evictions, replacing a pod only once the old
+// shard, failing fast on exit code 3 (permanent), ignoring evictions, replacing a pod only once the old
 // one is gone.
 func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, shards int32) *batchv1.Job {
 	name := JobName(pipeline, window)
@@ -81,7 +83,7 @@ func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, 
 			TTLSecondsAfterFinished: ptr(int32(t.TTLAfterFinished.Seconds())),
 			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
 				{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
-					ContainerName: ptr(containerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{2}}},
+					ContainerName: ptr(containerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{failure.ExitPermanent}}},
 				{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
 					{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
 			}},

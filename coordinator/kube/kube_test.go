@@ -60,7 +60,7 @@ func TestBuildJob(t *testing.T) {
 		{"parallelism capped at completions", *s.Parallelism == 3},
 		{"max failed indexes capped", *s.MaxFailedIndexes == 2 && *s.BackoffLimitPerIndex == 3},
 		{"replacement only once the old pod is gone", *s.PodReplacementPolicy == batchv1.Failed},
-		{"exit 2 fails the job", s.PodFailurePolicy.Rules[0].Action == batchv1.PodFailurePolicyActionFailJob && s.PodFailurePolicy.Rules[0].OnExitCodes.Values[0] == 2},
+		{"exit 3 fails the job", s.PodFailurePolicy.Rules[0].Action == batchv1.PodFailurePolicyActionFailJob && s.PodFailurePolicy.Rules[0].OnExitCodes.Values[0] == 3},
 		{"evictions ignored", s.PodFailurePolicy.Rules[1].Action == batchv1.PodFailurePolicyActionIgnore && s.PodFailurePolicy.Rules[1].OnPodConditions[0].Type == corev1.DisruptionTarget},
 		{"ttl", *s.TTLSecondsAfterFinished == 3600},
 		{"owner", job.OwnerReferences[0].Name == "karch-cron-123"},

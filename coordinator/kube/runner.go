@@ -154,7 +154,7 @@ func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, name strin
 }
 
 // outcome reads a Job's terminal condition. A failure through the pod failure policy is a
-// shard's exit code 2, permanent; any other failure (retries exhausted) is retryable.
+// shard's exit code 3, permanent; any other failure (retries exhausted) is retryable.
 func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) (bool, error) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {

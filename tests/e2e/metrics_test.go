@@ -201,8 +201,8 @@ func TestRunPushesMetrics(t *testing.T) {
 func TestRunRefusesCredentialsInPushGateway(t *testing.T) {
 	cmd, out := (&runPipeline{}).run(t, "--pipeline", "cdr", "--topic", "cdr", "--brokers", "b:9092", "--store", t.TempDir(),
 		"--push-gateway", "http://metrics:hunter2@gateway:9091")
-	if code := exitCode(t, cmd); code != 2 {
-		t.Fatalf("exit %d, want 2:\n%s", code, out)
+	if code := exitCode(t, cmd); code != 3 {
+		t.Fatalf("exit %d, want 3:\n%s", code, out)
 	}
 	if line := lastLine(out.String()); !strings.Contains(line, "push_gateway") || strings.Contains(out.String(), "hunter2") {
 		t.Fatalf("want a line naming push_gateway without the password:\n%s", out)

@@ -167,8 +167,8 @@ func TestRunBadConfiguration(t *testing.T) {
 			cmd := exec.Command(karchBin, append([]string{"run"}, tc.args...)...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
-			if code := exitCode(t, cmd); code != 2 {
-				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			if code := exitCode(t, cmd); code != 3 {
+				t.Fatalf("exit %d, want 3; stderr:\n%s", code, stderr.String())
 			}
 			if line := lastLine(stderr.String()); !strings.Contains(line, tc.field) {
 				t.Fatalf("last line %q does not name %s", line, tc.field)

@@ -122,11 +122,11 @@ func TestShardExitCodes(t *testing.T) {
 		code   int
 		reason string
 	}{
-		{"missing topic", []string{"--plan", filepath.Join(dir, putPlan(t, local, missingTopic)), "--index", "0"}, 2, "topic no-such-topic does not exist"},
-		{"index out of range", []string{"--plan", filepath.Join(dir, putPlan(t, local, good)), "--index", "3"}, 2, "shard index 3 out of range"},
-		{"no plan object", []string{"--plan", filepath.Join(dir, "nothing/plan.json"), "--index", "0"}, 2, "read plan"},
-		{"garbage plan", []string{"--plan", "file://" + garbage, "--index", "0"}, 2, "invalid plan"},
-		{"no index", []string{"--plan", garbage}, 2, "JOB_COMPLETION_INDEX"},
+		{"missing topic", []string{"--plan", filepath.Join(dir, putPlan(t, local, missingTopic)), "--index", "0"}, 3, "topic no-such-topic does not exist"},
+		{"index out of range", []string{"--plan", filepath.Join(dir, putPlan(t, local, good)), "--index", "3"}, 3, "shard index 3 out of range"},
+		{"no plan object", []string{"--plan", filepath.Join(dir, "nothing/plan.json"), "--index", "0"}, 3, "read plan"},
+		{"garbage plan", []string{"--plan", "file://" + garbage, "--index", "0"}, 3, "invalid plan"},
+		{"no index", []string{"--plan", garbage}, 3, "JOB_COMPLETION_INDEX"},
 		{"unreachable broker", []string{"--plan", filepath.Join(dir, putPlan(t, local, unreachable)), "--index", "0"}, 1, "127.0.0.1:1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

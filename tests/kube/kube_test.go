@@ -243,10 +243,10 @@ func TestFailedShardJobIsReplaced(t *testing.T) {
 	p.assertChained(t, 1)
 }
 
-// TestShardExit2FailsTheRun: a shard that fails permanently (its index is out of the plan's
-// range) fails the Job through its pod failure policy, at once; the coordinator exits 2 and
+// TestShardExit3FailsTheRun: a shard that fails permanently (its index is out of the plan's
+// range) fails the Job through its pod failure policy, at once; the coordinator exits 3 and
 // commits nothing.
-func TestShardExit2FailsTheRun(t *testing.T) {
+func TestShardExit3FailsTheRun(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
 		if shardIndex(pod) == 0 {
@@ -261,11 +261,11 @@ func TestShardExit2FailsTheRun(t *testing.T) {
 	if finished(run) != batchv1.JobFailed {
 		t.Fatalf("coordinator job %+v; want failed", run.Status)
 	}
-	if codes := c.exitCodes("run-1"); len(codes) != 1 || codes[0] != 2 {
-		t.Fatalf("coordinator pods exited %v; want one exit 2, not retried", codes)
+	if codes := c.exitCodes("run-1"); len(codes) != 1 || codes[0] != 3 {
+		t.Fatalf("coordinator pods exited %v; want one exit 3, not retried", codes)
 	}
-	if log := c.podLog("run-1"); !regexp.MustCompile(`exit codes by index \[([^\]]* )?0:2[ \]]`).MatchString(log) {
-		t.Errorf("the coordinator's log does not name the shard that exited 2:\n%s", log)
+	if log := c.podLog("run-1"); !regexp.MustCompile(`exit codes by index \[([^\]]* )?0:3[ \]]`).MatchString(log) {
+		t.Errorf("the coordinator's log does not name the shard that exited 3:\n%s", log)
 	}
 	jobs := c.shardJobs()
 	if len(jobs) != 1 || !hasCondition(&jobs[0], batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy) {
