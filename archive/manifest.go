@@ -13,19 +13,21 @@ const ManifestFormat = "karch.manifest/v1"
 // Object keys are relative to the manifest's folder. Its presence means the window is
 // committed; it is created once and never rewritten.
 type Manifest struct {
-	Format       string            `json:"format"`
-	Pipeline     string            `json:"pipeline"`
-	Window       Window            `json:"window"`
-	Partitions   []PartitionRange  `json:"partitions"`
-	Objects      []ManifestObject  `json:"objects"`
-	Records      int64             `json:"records"`
-	Bytes        int64             `json:"bytes"`
-	RawBytes     int64             `json:"raw_bytes"`
-	RunID        string            `json:"run_id"`
-	FencingToken int64             `json:"fencing_token"`
-	CommittedAt  time.Time         `json:"committed_at"`
-	KarchVersion string            `json:"karch_version"`
-	Extra        map[string]string `json:"extra,omitempty"`
+	Format       string           `json:"format"`
+	Pipeline     string           `json:"pipeline"`
+	Window       Window           `json:"window"`
+	Partitions   []PartitionRange `json:"partitions"`
+	Objects      []ManifestObject `json:"objects"`
+	Records      int64            `json:"records"`
+	Bytes        int64            `json:"bytes"`
+	RawBytes     int64            `json:"raw_bytes"`
+	RunID        string           `json:"run_id"`
+	FencingToken int64            `json:"fencing_token"`
+	CommittedAt  time.Time        `json:"committed_at"`
+	KarchVersion string           `json:"karch_version"`
+	// Gaps are the plan's declared holes in the chain before this window (Plan.Gaps).
+	Gaps  []Gap             `json:"gaps,omitempty"`
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 // PartitionRange is one partition's planned offsets [First, End) and the records archived.

@@ -24,7 +24,26 @@ type Plan struct {
 	// pieces of all shards tile the non-empty ones.
 	Ranges []Range     `json:"ranges,omitempty"`
 	Shards []ShardPlan `json:"shards"`
+	// Gaps are offsets that this window's chain skips because Kafka no longer holds them,
+	// planned only with the operator's explicit consent (accept_data_loss); the manifest
+	// repeats them so that the audit trail shows the loss.
+	Gaps []Gap `json:"gaps,omitempty"`
 }
+
+// Gap is a declared hole in the chain: the records of partition Partition with offsets in
+// [First, End) are in no window.
+type Gap struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	End       int64  `json:"end"`
+	// Reason says why: GapRetention.
+	Reason string `json:"reason"`
+}
+
+// GapRetention is the reason of a gap that Kafka's retention opened: the log start offset
+// moved past the chain's end before the window was archived.
+const GapRetention = "retention"
 
 // Range is one partition's offsets [First, End).
 type Range struct {
@@ -90,6 +109,11 @@ func (p *Plan) Validate() error {
 	for _, r := range p.Ranges {
 		if r.Topic == "" || r.Partition < 0 || r.First < 0 || r.End < r.First {
 			return bad("range %+v", r)
+		}
+	}
+	for _, g := range p.Gaps {
+		if g.Topic == "" || g.Partition < 0 || g.First < 0 || g.End <= g.First || g.Reason == "" {
+			return bad("gap %+v", g)
 		}
 	}
 	for i, s := range p.Shards {

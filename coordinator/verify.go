@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
@@ -25,7 +24,7 @@ func verify(ctx context.Context, b blob.Bucket, dir string, plan *archive.Plan) 
 		if err != nil {
 			return nil, err
 		}
-		if err := sameShard(r, s); err != nil {
+		if err := r.Matches(s); err != nil {
 			return nil, failure.Permanent(fmt.Errorf("verify shard %d: %w", s.Index, err))
 		}
 		for _, pc := range r.Pieces {
@@ -53,29 +52,6 @@ func readReceipt(ctx context.Context, b blob.Bucket, key string) (*archive.Recei
 	return r, nil
 }
 
-// sameShard checks that a receipt covers exactly the shard's planned pieces, and that its
-// totals add up.
-func sameShard(r *archive.Receipt, s archive.ShardPlan) error {
-	if r.Shard != s.Index || len(r.Pieces) != len(s.Pieces) {
-		return fmt.Errorf("receipt of shard %d lists %d pieces, the plan %d", r.Shard, len(r.Pieces), len(s.Pieces))
-	}
-	var records, raw, stored int64
-	for i, p := range s.Pieces {
-		got := r.Pieces[i]
-		if got.Key != p.Key || got.Topic != p.Topic || got.Partition != p.Partition || got.First != p.First || got.End != p.End {
-			return fmt.Errorf("receipt piece %d is %s [%d, %d), the plan's %s [%d, %d)", i, got.Key, got.First, got.End, p.Key, p.First, p.End)
-		}
-		if got.Records < 0 || got.Records > got.End-got.First {
-			return fmt.Errorf("piece %s claims %d records in %d offsets", got.Key, got.Records, got.End-got.First)
-		}
-		records, raw, stored = records+got.Records, raw+got.RawBytes, stored+got.Bytes
-	}
-	if records != r.Records || raw != r.RawBytes || stored != r.Bytes {
-		return fmt.Errorf("receipt totals (%d records, %d bytes) do not add up (%d, %d)", r.Records, r.Bytes, records, stored)
-	}
-	return nil
-}
-
 func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.PieceResult) error {
 	info, err := b.Head(ctx, dir+pc.Key)
 	if blob.IsNotFound(err) {
@@ -84,13 +60,14 @@ func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.Piec
 	if err != nil {
 		return fmt.Errorf("verify piece %s: %w", pc.Key, err)
 	}
-	first, end := strconv.FormatInt(pc.First, 10), strconv.FormatInt(pc.End, 10)
 	if info.Checksum != pc.Checksum {
 		return failure.Permanent(fmt.Errorf("verify: piece %s has checksum %q, its receipt says %q", pc.Key, info.Checksum, pc.Checksum))
 	}
-	if info.Size != pc.Bytes || info.Metadata["karch-first"] != first || info.Metadata["karch-end"] != end {
-		return failure.Permanent(fmt.Errorf("verify: piece %s is %d bytes for [%s, %s), its receipt says %d bytes for [%s, %s)",
-			pc.Key, info.Size, info.Metadata["karch-first"], info.Metadata["karch-end"], pc.Bytes, first, end))
+	if info.Size != pc.Bytes {
+		return failure.Permanent(fmt.Errorf("verify: piece %s is %d bytes, its receipt says %d", pc.Key, info.Size, pc.Bytes))
+	}
+	if err := archive.CheckPieceMetadata(pc.Key, info.Metadata, pc.First, pc.End); err != nil {
+		return failure.Permanent(fmt.Errorf("verify: %w", err))
 	}
 	return nil
 }
@@ -99,7 +76,7 @@ func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.Piec
 func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt) *archive.Manifest {
 	m := &archive.Manifest{
 		Format: archive.ManifestFormat, Pipeline: plan.Pipeline, Window: plan.Window, Objects: []archive.ManifestObject{},
-		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version,
+		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
 	}
 	records := map[archive.TopicPartition]int64{}
 	for _, r := range receipts {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strconv"
 
 	"golang.org/x/sync/errgroup"
 
@@ -18,14 +17,6 @@ import (
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/failure"
-)
-
-// Object metadata on every piece: the planned bounds, so a reader of a bare object knows what
-// it claims to hold, and an adopting shard can reject an object of another plan without
-// reading it.
-const (
-	metaFirst = "karch-first"
-	metaEnd   = "karch-end"
 )
 
 // write streams one piece from Kafka to its key: records are encoded and compressed by one
@@ -45,7 +36,7 @@ func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResu
 		info, err := w.bucket.Put(gctx, w.key(pc.Key), pr, blob.PutOptions{
 			IfAbsent:    true,
 			ContentType: "application/zstd",
-			Metadata:    map[string]string{metaFirst: strconv.FormatInt(pc.First, 10), metaEnd: strconv.FormatInt(pc.End, 10)},
+			Metadata:    archive.PieceMetadata(pc.First, pc.End),
 		})
 		pr.CloseWithError(err) // a failed upload must not leave the encoder blocked on the pipe
 		if err != nil {
@@ -90,9 +81,8 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, re
 // stream must decompress and decode. The read costs one pass over a piece that an earlier
 // attempt wrote, and proves it intact; a piece that fails the check is never overwritten.
 func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectInfo) (archive.PieceResult, error) {
-	first, end := info.Metadata[metaFirst], info.Metadata[metaEnd]
-	if first != strconv.FormatInt(pc.First, 10) || end != strconv.FormatInt(pc.End, 10) {
-		return archive.PieceResult{}, failure.Permanent(fmt.Errorf("stored piece %s has bounds [%s, %s) and %w [%d, %d)", pc.Key, first, end, errPlanMismatch, pc.First, pc.End))
+	if err := archive.CheckPieceMetadata(pc.Key, info.Metadata, pc.First, pc.End); err != nil {
+		return archive.PieceResult{}, failure.Permanent(err)
 	}
 	rc, err := w.bucket.Get(ctx, w.key(pc.Key))
 	if err != nil {
