@@ -49,13 +49,25 @@ func Join(dir, key string) string {
 	return path.Join(dir, key)
 }
 
-// ParseWindowDir reads a window's start back from its folder name (as WindowDir writes it).
-func ParseWindowDir(dir string) (time.Time, bool) {
-	i := strings.Index(dir, "/dt=")
-	if i < 0 || len(dir) < i+len("/dt=2006-01-02/window=1504Z") {
-		return time.Time{}, false
+// ParseWindowDir reads a window back from a key in its folder (as WindowDir writes it).
+func ParseWindowDir(key string) (Window, bool) {
+	i := strings.Index(key, "/dt=")
+	if i < 0 {
+		return Window{}, false
 	}
-	s := dir[i+len("/dt="):]
-	t, err := time.Parse("2006-01-02/window=1504Z", s[:len("2006-01-02/window=1504Z")])
-	return t, err == nil
+	rest := key[i+len("/dt="):]
+	const layout = "2006-01-02/window=1504Z-"
+	if len(rest) < len(layout) {
+		return Window{}, false
+	}
+	start, err := time.Parse(layout, rest[:len(layout)])
+	if err != nil {
+		return Window{}, false
+	}
+	label, _, _ := strings.Cut(rest[len(layout):], "/")
+	length, err := time.ParseDuration(label)
+	if err != nil || length <= 0 || formatLength(length) != label {
+		return Window{}, false
+	}
+	return Window{Start: start, End: start.Add(length)}, true
 }

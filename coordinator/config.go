@@ -26,6 +26,10 @@ type Config struct {
 	// Until, when set, stops the pipeline at the window boundary at or before it: no window
 	// that ends after it is archived (a bounded backfill; a reproducible test).
 	Until time.Time
+	// AcceptDataLoss is the start of the one window that may be planned past records that
+	// Kafka's retention deleted before they were archived; the manifest records the gap.
+	// Zero (the default) makes such a window a permanent error.
+	AcceptDataLoss time.Time
 	// MaxWindows bounds how many windows one run catches up, oldest first.
 	MaxWindows int
 	// Shards is the most shards (completion indexes) a window is split into.

@@ -112,7 +112,7 @@ func assertExactlyOnce(t *testing.T, p *pipeline, ms []*archive.Manifest, ends [
 			}
 			next[r.Partition] = r.End
 		}
-		dir := archive.WindowDir(m.Pipeline, m.Window.Start, p.cfg.Window)
+		dir := archive.WindowDir(m.Pipeline, m.Window.Start, m.Window.End.Sub(m.Window.Start))
 		for _, o := range m.Objects {
 			for _, rec := range decode(t, p.deps.Bucket, dir+o.Key) {
 				seen[[2]int64{int64(rec.Partition), rec.Offset}]++

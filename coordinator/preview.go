@@ -20,6 +20,9 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkAligned(c.next(prev)); err != nil {
+		return nil, err
+	}
 	var plans []*archive.Plan
 	for _, w := range dueWindows(c.next(prev), cfg.Window, cfg.Lateness, c.clock(), cfg.MaxWindows) {
 		p, err := c.previewWindow(ctx, w, prev)
@@ -96,8 +99,8 @@ func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
 	}
 	start := c.next(nil)
 	if first != "" {
-		if t, ok := archive.ParseWindowDir(first); ok && (cfg.Start.IsZero() || t.Before(start)) {
-			start = t
+		if w, ok := archive.ParseWindowDir(first); ok && (cfg.Start.IsZero() || w.Start.Before(start)) {
+			start = w.Start
 		}
 	}
 	var out []WindowState

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"path"
 	"time"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/lock"
 )
 
@@ -112,6 +113,9 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 		c.deps.Observer.Head(prev.Window)
 	}
 	next := c.next(prev)
+	if err := c.checkAligned(next); err != nil {
+		return nil, err
+	}
 	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.clock(), c.cfg.MaxWindows)
 	if len(windows) == 0 {
 		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
@@ -134,44 +138,56 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 // maxLookback bounds the search for the newest manifest of a pipeline that has no start.
 const maxLookback = 400 * 24 * time.Hour
 
-// latestManifest finds the newest committed window, walking back one day folder at a time
-// from today, so that a listing covers one day of objects rather than the pipeline's whole
-// history. It stops at the configured start, or after maxLookback.
+// latestManifest finds the newest committed window, whatever its length (the pipeline's
+// window may have changed), walking back one day folder at a time from today, so that a
+// listing covers one day of objects rather than the pipeline's whole history. It stops at the
+// configured start, or after maxLookback.
 func (c *coordinator) latestManifest(ctx context.Context) (*archive.Manifest, error) {
-	suffix := fmt.Sprintf("-%s/%s", lengthLabel(c.cfg.Window), archive.ManifestName)
 	stop := c.deps.Now().Add(-maxLookback)
 	if !c.cfg.Start.IsZero() {
 		stop = alignDown(c.cfg.Start, 24*time.Hour)
 	}
 	for day := alignDown(c.deps.Now(), 24*time.Hour); !day.Before(stop); day = day.Add(-24 * time.Hour) {
-		var last string
-		prefix := c.cfg.Pipeline + "/dt=" + day.Format("2006-01-02") + "/"
-		err := c.deps.Bucket.List(ctx, prefix, func(o blob.ObjectInfo) error {
-			if strings.HasSuffix(o.Key, suffix) {
-				last = o.Key // window folders sort by time within a day
-			}
-			return nil
-		})
+		key, err := c.latestManifestOn(ctx, day)
 		if err != nil {
 			return nil, err
 		}
-		if last != "" {
-			return c.readManifest(ctx, last)
+		if key != "" {
+			return c.readManifest(ctx, key)
 		}
 	}
 	return nil, nil
 }
 
-// lengthLabel is the window length as the folder names write it.
-func lengthLabel(w time.Duration) string {
-	dir := archive.WindowDir("p", time.Time{}, w)
-	return dir[strings.LastIndex(dir, "-")+1 : len(dir)-1]
+// latestManifestOn returns the key of the manifest of the window that ends last among those
+// that start on day, or "".
+func (c *coordinator) latestManifestOn(ctx context.Context, day time.Time) (string, error) {
+	var last string
+	var end time.Time
+	prefix := c.cfg.Pipeline + "/dt=" + day.Format("2006-01-02") + "/"
+	err := c.deps.Bucket.List(ctx, prefix, func(o blob.ObjectInfo) error {
+		if path.Base(o.Key) != archive.ManifestName {
+			return nil
+		}
+		w, ok := archive.ParseWindowDir(o.Key)
+		if ok && w.End.After(end) {
+			last, end = o.Key, w.End
+		}
+		return nil
+	})
+	return last, err
 }
 
+// readManifest reads a committed manifest. One that does not decode is permanent: a
+// committed manifest is never rewritten, so a retry would read the same bytes.
 func (c *coordinator) readManifest(ctx context.Context, key string) (*archive.Manifest, error) {
 	data, err := readAll(ctx, c.deps.Bucket, key)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
 	}
-	return archive.DecodeManifest(data)
+	m, err := archive.DecodeManifest(data)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("read manifest %s: %w", key, err))
+	}
+	return m, nil
 }

@@ -87,15 +87,22 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 // newPlan resolves the window's offsets, chained to prev when it is the window before, and
 // packs them into a plan.
 func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
-	var prevEnds map[archive.TopicPartition]int64
-	if prev != nil && prev.Window.End.Equal(w.Start) {
-		prevEnds = prev.End()
+	ch := chain{topic: c.cfg.Topic, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start)}
+	if prev != nil {
+		if !prev.Window.End.Equal(w.Start) {
+			return nil, fmt.Errorf("plan window %s: the previous window ends at %s", w.Start.Format(time.RFC3339), prev.Window.End.Format(time.RFC3339))
+		}
+		ch.prev = prev.End()
 	}
-	ranges, err := resolveRanges(ctx, c.deps.Offsets, c.cfg.Topic, w, prevEnds)
+	ranges, gaps, err := ch.resolve(ctx, c.deps.Offsets)
 	if err != nil {
 		return nil, err
 	}
-	p := buildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
+	for _, g := range gaps {
+		c.log.Warn("planning past records that retention deleted, as accept_data_loss allows", "window", w.Start,
+			"topic", g.Topic, "partition", g.Partition, "first", g.First, "end", g.End)
+	}
+	p := buildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers, Gaps: gaps}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
 	return &p, nil
 }
 
@@ -109,41 +116,6 @@ func (c *coordinator) readPlan(ctx context.Context, key string) (*archive.Plan, 
 		return nil, failure.Permanent(fmt.Errorf("read plan %s: %w", key, err))
 	}
 	return p, nil
-}
-
-// resolveRanges gives each partition its offsets for window w: from the previous window's
-// end offsets when there is one (so windows tile the log whatever the timestamps say), else
-// from the first offset at or after w.Start; up to the first offset at or after w.End, never
-// past the last stable offset.
-func resolveRanges(ctx context.Context, ol OffsetLister, topic string, w archive.Window, prev map[archive.TopicPartition]int64) ([]archive.Range, error) {
-	parts, err := ol.Partitions(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
-	stable, err := ol.StableEnds(ctx, topic, parts)
-	if err != nil {
-		return nil, err
-	}
-	ends, err := ol.OffsetsAt(ctx, topic, parts, w.End)
-	if err != nil {
-		return nil, err
-	}
-	var starts map[int32]int64
-	ranges := make([]archive.Range, len(parts))
-	for i, p := range parts {
-		first, ok := prev[archive.TopicPartition{Topic: topic, Partition: p}]
-		if !ok {
-			if starts == nil {
-				if starts, err = ol.OffsetsAt(ctx, topic, parts, w.Start); err != nil {
-					return nil, err
-				}
-			}
-			first = orStable(starts[p], stable[p])
-		}
-		end := min(orStable(ends[p], stable[p]), stable[p])
-		ranges[i] = archive.Range{Topic: topic, Partition: p, First: first, End: max(end, first)}
-	}
-	return ranges, nil
 }
 
 // orStable reads "no record at or after the time" (-1) as "everything committed so far".

@@ -1,7 +1,10 @@
 package coordinator
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/karch-archive/karch/failure"
 
 	"github.com/karch-archive/karch/archive"
 )
@@ -18,6 +21,19 @@ func dueWindows(next time.Time, w, lateness time.Duration, now time.Time, max in
 		out = append(out, archive.Window{Start: s, End: s.Add(w)})
 	}
 	return out
+}
+
+// checkAligned insists that the chain continues on a window boundary: after a change of
+// the window length, the newest manifest may end where no window of the new length starts,
+// and restarting the chain by time there would leave a gap or an overlap.
+func (c *coordinator) checkAligned(next time.Time) error {
+	if alignDown(next, c.cfg.Window).Equal(next) {
+		return nil
+	}
+	boundary := alignDown(next, c.cfg.Window).Add(c.cfg.Window)
+	return failure.Permanent(fmt.Errorf("%w: window: the chain ends at %s, which is not a boundary of %s windows; "+
+		"keep the previous window length until the chain reaches %s, then change it",
+		ErrConfig, next.Format(time.RFC3339), c.cfg.Window, boundary.Format(time.RFC3339)))
 }
 
 // clock is the time that decides which windows are due: now, or, with Until set, no later

@@ -61,6 +61,11 @@ var settings = []setting{
 		c.coord.Until = t
 		return err
 	}},
+	{"accept_data_loss", "start of the one window that may skip records retention deleted before they were archived, RFC3339; its manifest records the gap", func(c *runConfig, v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		c.coord.AcceptDataLoss = t
+		return err
+	}},
 	{"max_windows", "most windows one run catches up", intSetting(func(c *runConfig) *int { return &c.coord.MaxWindows })},
 	{"shards", "most shards per window", intSetting(func(c *runConfig) *int { return &c.coord.Shards })},
 	{"piece_records", "most offsets per piece", func(c *runConfig, v string) error {
