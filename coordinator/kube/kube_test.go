@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -11,8 +12,10 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -164,27 +167,75 @@ func TestRunnerFailures(t *testing.T) {
 	}
 }
 
-func TestRunnerReplacesAJobThatFailedRetryably(t *testing.T) {
-	for _, tc := range []struct {
-		reason   string
-		replaced bool
-	}{
-		{batchv1.JobReasonMaxFailedIndexesExceeded, true},
-		{batchv1.JobReasonPodFailurePolicy, false},
-	} {
+// A failed shard Job is replaced by the next run whatever its failure: a permanent failure
+// fails its own run, never the next one, which may come after an operator fixed the cause.
+func TestRunnerReplacesAFailedJob(t *testing.T) {
+	for _, reason := range []string{batchv1.JobReasonMaxFailedIndexesExceeded, batchv1.JobReasonBackoffLimitExceeded, batchv1.JobReasonPodFailurePolicy} {
 		existing := BuildJob(template(), "cdr", window, "s3://b/plan.json", 3)
 		existing.UID = "first"
-		existing.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: tc.reason}}
+		existing.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason}}
 		client := fake.NewClientset(existing)
-		if tc.replaced {
-			finish(t, client, batchv1.JobComplete, "")
-		}
+		finish(t, client, batchv1.JobComplete, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(3))
 		cancel()
 		deleted := slices.ContainsFunc(client.Actions(), func(a k8stesting.Action) bool { return a.GetVerb() == "delete" })
-		if deleted != tc.replaced || (err == nil) != tc.replaced {
-			t.Errorf("%s: deleted %v, err %v; want deleted %v and success %v", tc.reason, deleted, err, tc.replaced, tc.replaced)
+		if !deleted || err != nil {
+			t.Errorf("%s: deleted %v, err %v; want the failed job replaced and the run to succeed", reason, deleted, err)
+		}
+	}
+}
+
+// A Job deleted while it is awaited is created again, not waited on until the watch closes.
+func TestRunnerRelaunchesAVanishedJob(t *testing.T) {
+	client := fake.NewClientset()
+	jobs := client.BatchV1().Jobs("karch")
+	go func() {
+		for range 400 {
+			if err := jobs.Delete(context.Background(), JobName("cdr", window), metav1.DeleteOptions{}); err == nil {
+				finish(t, client, batchv1.JobComplete, "")
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(2)); err != nil {
+		t.Fatalf("run after the job was deleted: %v", err)
+	}
+	creates := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "create" {
+			creates++
+		}
+	}
+	if creates != 2 {
+		t.Fatalf("%d creates, want 2 (the deleted job created again)", creates)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	gr := schema.GroupResource{Group: "batch", Resource: "jobs"}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		permanent bool
+	}{
+		{"rbac forbidden", apierrors.NewForbidden(gr, "j", errors.New("User cannot create resource")), true},
+		{"quota exceeded", apierrors.NewForbidden(gr, "j", errors.New("exceeded quota: compute, requested: limits.memory=256Mi")), false},
+		{"unauthorized", apierrors.NewUnauthorized("token expired"), true},
+		{"invalid", apierrors.NewInvalid(schema.GroupKind{Group: "batch", Kind: "Job"}, "j", nil), true},
+		{"bad request", apierrors.NewBadRequest("no"), true},
+		{"namespace missing", apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "karch"), true},
+		{"conflict", apierrors.NewConflict(gr, "j", errors.New("modified")), false},
+		{"throttled", apierrors.NewTooManyRequests("slow down", 1), false},
+		{"timeout", apierrors.NewServerTimeout(gr, "create", 1), false},
+		{"server error", apierrors.NewInternalError(errors.New("etcd")), false},
+		{"network", errors.New("dial tcp 127.0.0.1:6443: connect: connection refused"), false},
+	} {
+		if got := failure.IsPermanent(classify(tc.err)); got != tc.permanent {
+			t.Errorf("%s: permanent %v, want %v", tc.name, got, tc.permanent)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -24,8 +25,8 @@ import (
 
 // Runner runs a plan's shards as an Indexed Job. It creates the window's Job, or adopts the
 // one an earlier coordinator created for the same plan, and watches it to the end. It deletes
-// only a window's own Job that failed retryably, to run the window again; finished Jobs go by
-// their TTL, or with their owner.
+// only a window's own Job that failed, to run the window again; finished Jobs go by their
+// TTL, or with their owner.
 type Runner struct {
 	Client   kubernetes.Interface
 	Template JobTemplate
@@ -34,19 +35,32 @@ type Runner struct {
 
 var _ coordinator.Runner = (*Runner)(nil)
 
-// Run creates or adopts the plan's Job and waits for it to complete or fail.
+// Run creates or adopts the plan's Job and waits for it to complete or fail. A Job that
+// vanishes while it is awaited (deleted by hand, or by its owner's garbage collection) is
+// created again: the pieces its shards finished are adopted.
 func (r *Runner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
 	job := BuildJob(r.Template, plan.Pipeline, plan.Window.Start, planURL, int32(len(plan.Shards)))
-	if err := r.launch(ctx, job); err != nil {
-		return err
+	for {
+		if err := r.launch(ctx, job); err != nil {
+			return err
+		}
+		err := r.await(ctx, job.Name)
+		if !errors.Is(err, errJobGone) {
+			return err
+		}
+		r.Logger.Warn("the shard job vanished while awaited; creating it again", "job", job.Name)
 	}
-	return r.await(ctx, job.Name)
 }
 
+// errJobGone says that the awaited Job no longer exists.
+var errJobGone = errors.New("kube: shard job gone")
+
 // launch creates the Job, or adopts the one an earlier coordinator created for the same plan.
-// An earlier Job that failed retryably (its retries ran out) is replaced, so that the next
-// run retries the window at once rather than after the failed Job's TTL; the pieces its
-// shards finished stay in the store and are adopted.
+// An earlier Job that failed is replaced, whatever its failure: retries that ran out, or a
+// permanent failure that failed the run before this one and that an operator may have fixed
+// since (a permanent failure fails its own run, never the next). So the next run retries the
+// window at once rather than after the failed Job's TTL; the pieces its shards finished stay
+// in the store and are adopted.
 func (r *Runner) launch(ctx context.Context, job *batchv1.Job) error {
 	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
 	for {
@@ -68,11 +82,12 @@ func (r *Runner) launch(ctx context.Context, job *batchv1.Job) error {
 		if plan := job.Annotations[AnnotationPlan]; existing.Annotations[AnnotationPlan] != plan {
 			return failure.Permanent(fmt.Errorf("job %s exists for plan %q, not %q", job.Name, existing.Annotations[AnnotationPlan], plan))
 		}
-		if !failedRetryably(existing) {
+		reason, failed := failedReason(existing)
+		if !failed {
 			r.Logger.Info("adopting the existing shard job", "job", job.Name)
 			return nil
 		}
-		r.Logger.Warn("replacing the shard job that failed retryably", "job", job.Name, "failed_indexes", deref(existing.Status.FailedIndexes))
+		r.Logger.Warn("replacing the shard job that failed", "job", job.Name, "reason", reason, "failed_indexes", deref(existing.Status.FailedIndexes))
 		if err := r.remove(ctx, existing); err != nil {
 			return err
 		}
@@ -100,13 +115,14 @@ func (r *Runner) remove(ctx context.Context, job *batchv1.Job) error {
 	return nil
 }
 
-func failedRetryably(job *batchv1.Job) bool {
+// failedReason returns the reason of the Job's Failed condition, if it has one.
+func failedReason(job *batchv1.Job) (string, bool) {
 	for _, c := range job.Status.Conditions {
 		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return c.Reason != batchv1.JobReasonPodFailurePolicy
+			return c.Reason, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // await watches the Job until it has a terminal condition, re-reading it whenever the watch
@@ -115,6 +131,9 @@ func (r *Runner) await(ctx context.Context, name string) error {
 	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
 	for {
 		job, err := jobs.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return errJobGone
+		}
 		if err != nil {
 			return fmt.Errorf("get job %s: %w", name, classify(err))
 		}
@@ -144,6 +163,9 @@ func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, name strin
 			if !open {
 				return false, nil
 			}
+			if ev.Type == watch.Deleted {
+				return true, errJobGone
+			}
 			if j, ok := ev.Object.(*batchv1.Job); ok && j.Name == name {
 				if done, err := r.outcome(ctx, j); done {
 					return true, err
@@ -168,7 +190,7 @@ func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) (bool, error) {
 			err := fmt.Errorf("shard job %s failed (%s: %s); completed indexes %q, failed indexes %q; exit codes by index %s",
 				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes), r.exitCodes(ctx, job.Name))
 			if c.Reason == batchv1.JobReasonPodFailurePolicy {
-				return true, failure.Permanent(fmt.Errorf("%w (a shard exited 2; its log says why; delete the job to let a later run try the window again)", err))
+				return true, failure.Permanent(fmt.Errorf("%w (a shard exited 3; its log says why; the next run replaces the job and tries the window again)", err))
 			}
 			return true, err
 		}
@@ -194,12 +216,26 @@ func (r *Runner) exitCodes(ctx context.Context, job string) string {
 	return "[" + strings.Join(codes, " ") + "]"
 }
 
-// classify marks API errors that a retry cannot cure.
+// classify marks the API errors that a retry cannot cure: a request the API server
+// refuses (Forbidden by RBAC, Unauthorized, Invalid, BadRequest, a missing namespace).
+// Retryable: a Forbidden for an exceeded ResourceQuota (quota frees up as other pods end),
+// conflicts, throttling, timeouts, server errors and the network.
 func classify(err error) error {
-	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsUnauthorized(err) || apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsForbidden(err) && isQuotaExceeded(err):
+		return err
+	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err), apierrors.IsInvalid(err),
+		apierrors.IsBadRequest(err), apierrors.IsNotFound(err), apierrors.IsMethodNotSupported(err):
 		return failure.Permanent(err)
 	}
 	return err
+}
+
+// isQuotaExceeded reports whether a Forbidden answer comes from a ResourceQuota admission,
+// which says so only in its message ("exceeded quota: ...").
+func isQuotaExceeded(err error) bool {
+	var status apierrors.APIStatus
+	return errors.As(err, &status) && strings.Contains(status.Status().Message, "exceeded quota")
 }
 
 func deref(s *string) string {
