@@ -117,6 +117,7 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	logger := f.log.logger(os.Stderr).With("shard", f.index)
+	crashHook()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(f.memMiB) << 20)
 	}

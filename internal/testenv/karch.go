@@ -14,7 +14,8 @@ import (
 
 // MainWithKarch builds the karch binary into a temporary directory, sets *bin to its path,
 // runs the package's tests and exits with their code: the TestMain of every package that runs
-// karch as a process, as a user or a pod would.
+// karch as a process, as a user or a pod would. The build has karch's test hooks
+// (cmd/karch/testhook.go), which do nothing unless a test sets their variables.
 func MainWithKarch(m *testing.M, bin *string) {
 	dir, err := os.MkdirTemp("", "karch-test-")
 	if err != nil {
@@ -22,7 +23,7 @@ func MainWithKarch(m *testing.M, bin *string) {
 		os.Exit(1)
 	}
 	*bin = filepath.Join(dir, "karch")
-	build := exec.Command("go", "build", "-o", *bin, "github.com/karch-archive/karch/cmd/karch")
+	build := exec.Command("go", "build", "-tags", "karch_testhooks", "-o", *bin, "github.com/karch-archive/karch/cmd/karch")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build karch:", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -206,6 +207,34 @@ func TestShardExit1IsRetried(t *testing.T) {
 	codes := c.exitCodes(jobs[0].Name)
 	if !slices.Contains(codes, 1) || jobs[0].Status.Failed != 1 {
 		t.Fatalf("shard pods exited %v with %d failed; want one exit 1, retried", codes, jobs[0].Status.Failed)
+	}
+}
+
+// TestShardCrashIsRetried: a shard that panics (Go's exit 2, here through karch's test hook)
+// is not a permanent failure: the pod failure policy leaves it to the index's retries, and the
+// window commits.
+func TestShardCrashIsRetried(t *testing.T) {
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "crashed")
+	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+		if shardIndex(pod) == 0 {
+			env = append(env, "KARCHTEST_PANIC_ONCE="+marker)
+		}
+		return env
+	})
+	p := newPipeline(t, c.ns, 1)
+	c.deploy(p.settings)
+	c.startRun("run-1")
+	if run := c.waitJob("run-1", 3*time.Minute); finished(run) != batchv1.JobComplete {
+		t.Fatalf("coordinator job: %+v", run.Status)
+	}
+	p.assertChained(t, 1)
+	jobs := c.shardJobs()
+	if len(jobs) != 1 {
+		t.Fatalf("%d shard jobs, want 1", len(jobs))
+	}
+	if codes := c.exitCodes(jobs[0].Name); !slices.Contains(codes, 2) || jobs[0].Status.Failed != 1 {
+		t.Fatalf("shard pods exited %v with %d failed; want one crash (exit 2), retried", codes, jobs[0].Status.Failed)
 	}
 }
 
