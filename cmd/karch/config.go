@@ -36,6 +36,8 @@ type runConfig struct {
 type kubeSettings struct {
 	namespace, image, serviceAccount, secret string
 	cpu, memory                              resource.Quantity
+	// startTimeout is how long a shard pod may stay unstarted before the run fails.
+	startTimeout time.Duration
 }
 
 // setting is one configuration key, read from a YAML file (name), the environment
@@ -88,6 +90,11 @@ var settings = []setting{
 	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
 	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
+	{"shard_start_timeout", "how long a shard pod may stay unstarted (image pull, missing Secret, unschedulable, quota) before the run fails naming it", func(c *runConfig, v string) error {
+		d, err := time.ParseDuration(v)
+		c.kube.startTimeout = d
+		return err
+	}},
 	{"push_gateway", "Prometheus Pushgateway URL that the coordinator and its shards push metrics to when they end; empty: none", func(c *runConfig, v string) error { c.pushGateway = v; return nil }},
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
@@ -159,7 +166,7 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 
 func (cf *configFlags) load() (runConfig, error) {
 	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}, runner: "local",
-		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi")}}
+		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
 	layers := []map[string]string{nil, envValues(), cf.given}
 	if cf.file != "" {
 		fileValues, err := readConfigFile(cf.file)
@@ -186,6 +193,9 @@ func (c runConfig) validate() error {
 	}
 	if c.store == "" {
 		return failure.Permanent(fmt.Errorf("%w: store: required (s3://bucket/prefix, file:///dir or a directory)", coordinator.ErrConfig))
+	}
+	if c.kube.startTimeout < 10*time.Second {
+		return failure.Permanent(fmt.Errorf("%w: shard_start_timeout: %s: want at least 10s", coordinator.ErrConfig, c.kube.startTimeout))
 	}
 	if c.runner == "kube" && c.kube.image == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube", coordinator.ErrConfig))

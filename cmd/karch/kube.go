@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -19,8 +21,8 @@ import (
 	"github.com/karch-archive/karch/failure"
 )
 
-// The coordinator's own Job, for the shard Jobs' owner reference; the CronJob passes them
-// from its pod's labels through the downward API.
+// The coordinator's own Job, through which the shard Jobs' owner is found; the CronJob passes
+// them from its pod's labels through the downward API.
 const (
 	envOwnerJob    = "KARCH_OWNER_JOB"
 	envOwnerJobUID = "KARCH_OWNER_JOB_UID"
@@ -28,7 +30,7 @@ const (
 
 const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-func newKubeRunner(cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
+func newKubeRunner(ctx context.Context, cfg runConfig, kubeconfig string, logger *slog.Logger) (coordinator.Runner, error) {
 	rc, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("%w: kubeconfig %q (empty: in-cluster): %v", coordinator.ErrConfig, kubeconfig, err))
@@ -51,11 +53,31 @@ func newKubeRunner(cfg runConfig, kubeconfig string, logger *slog.Logger) (coord
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: cfg.kube.memory},
 		},
 	}
-	if job, uid := os.Getenv(envOwnerJob), os.Getenv(envOwnerJobUID); job != "" && uid != "" {
-		t.Owner = kube.OwnerReference(job, types.UID(uid))
+	if t.Owner, err = shardOwner(ctx, client, ns); err != nil {
+		return nil, err
 	}
-	logger.Info("shards run as an Indexed Job", "namespace", ns, "image", t.Image, "owner_job", os.Getenv(envOwnerJob))
-	return &kube.Runner{Client: client, Template: t, Logger: logger}, nil
+	logger.Info("shards run as an Indexed Job", "namespace", ns, "image", t.Image, "owner", t.Owner)
+	return &kube.Runner{Client: client, Template: t, StartTimeout: cfg.kube.startTimeout, Logger: logger}, nil
+}
+
+// shardOwner finds what owns the shard Jobs: the CronJob that started this coordinator, so
+// that a shard Job lives as long as the pipeline, whichever coordinator created or adopts it
+// (a coordinator's Job goes with the CronJob's history limits, while a later coordinator may
+// still watch the shard Job it made). A coordinator Job started by hand, with no CronJob,
+// owns its shard Jobs itself; outside a Job they have no owner and go by their TTL.
+func shardOwner(ctx context.Context, client kubernetes.Interface, ns string) (*metav1.OwnerReference, error) {
+	name, uid := os.Getenv(envOwnerJob), os.Getenv(envOwnerJobUID)
+	if name == "" || uid == "" {
+		return nil, nil
+	}
+	job, err := client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read the coordinator's own job %s: %w", name, err)
+	}
+	if c := metav1.GetControllerOfNoCopy(job); c != nil && c.APIVersion == "batch/v1" && c.Kind == "CronJob" {
+		return kube.OwnerReference("CronJob", c.Name, c.UID), nil
+	}
+	return kube.OwnerReference("Job", name, types.UID(uid)), nil
 }
 
 // restConfig uses the kubeconfig when one is given, else the pod's in-cluster identity.

@@ -45,7 +45,7 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeDeps()
-	if deps.Runner, err = newRunner(cli); err != nil {
+	if deps.Runner, err = newRunner(ctx, cli); err != nil {
 		return err
 	}
 	proc := metrics.NewProcess(time.Now())
@@ -126,10 +126,10 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 
 // newRunner returns the runner the configuration names: shards as local processes, or as an
 // Indexed Job.
-func newRunner(cli *coordinatorCLI) (coordinator.Runner, error) {
+func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, error) {
 	cfg := cli.cfg
 	if cfg.runner == "kube" {
-		return newKubeRunner(cfg, cli.kubeconfig, cli.logger)
+		return newKubeRunner(ctx, cfg, cli.kubeconfig, cli.logger)
 	}
 	return &coordinator.LocalRunner{Karch: cli.karch, Parallelism: cfg.coord.Parallelism, Retries: cfg.coord.Retries,
 		Env: shardEnv(cfg), Logger: cli.logger}, nil

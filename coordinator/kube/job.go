@@ -5,6 +5,7 @@ package kube
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ const (
 	LabelPipeline  = "karch.io/pipeline"
 	LabelWindow    = "karch.io/window"
 	AnnotationPlan = "karch.io/plan"
+	// AnnotationTemplate is a digest of the Job's spec: a Job is adopted only when it is
+	// what this run would create, so that a fixed image or setting takes effect.
+	AnnotationTemplate = "karch.io/template-hash"
 	containerName  = "shard"
 )
 
@@ -43,7 +47,9 @@ type JobTemplate struct {
 	TTLAfterFinished     time.Duration
 	Resources            corev1.ResourceRequirements
 	TmpSize              resource.Quantity
-	// Owner is the coordinator's own Job, so that shard Jobs go when it goes.
+	// Owner owns every shard Job: the pipeline's CronJob, which lives as long as the
+	// pipeline, so that a shard Job outlives the coordinator that created it and any other
+	// that adopts it. Nil: the Jobs go by their TTL only.
 	Owner *metav1.OwnerReference
 }
 
@@ -96,7 +102,19 @@ func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, 
 	if t.Owner != nil {
 		job.OwnerReferences = []metav1.OwnerReference{*t.Owner}
 	}
+	job.Annotations[AnnotationTemplate] = specHash(job.Spec)
 	return job
+}
+
+// specHash digests a Job spec. encoding/json writes map keys in order, so equal specs give
+// equal digests.
+func specHash(spec batchv1.JobSpec) string {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		panic(fmt.Sprintf("kube: a Job spec does not encode: %v", err)) // only plain data types
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
 }
 
 func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
@@ -125,11 +143,11 @@ func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
 	}
 }
 
-// OwnerReference names the coordinator's own Job as the owner of the shard Jobs. It does not
-// block the owner's deletion: that would need update on jobs/finalizers where the
+// OwnerReference names the owner of the shard Jobs (kind CronJob or Job of batch/v1). It does
+// not block the owner's deletion: that would need update on the owner's finalizers where the
 // OwnerReferencesPermissionEnforcement admission plugin runs, beyond the coordinator's Role.
-func OwnerReference(jobName string, uid types.UID) *metav1.OwnerReference {
-	return &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: jobName, UID: uid}
+func OwnerReference(kind, name string, uid types.UID) *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: "batch/v1", Kind: kind, Name: name, UID: uid}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -28,7 +28,7 @@ var window = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 func template() JobTemplate {
 	return JobTemplate{Namespace: "karch", Image: "karch:dev", ServiceAccount: "karch-shard", Parallelism: 4,
 		BackoffLimitPerIndex: 3, MaxFailedIndexes: 2, TTLAfterFinished: time.Hour, TmpSize: resource.MustParse("1Gi"),
-		CredentialsSecret: "karch-s3", Owner: OwnerReference("karch-cron-123", "uid-1")}
+		CredentialsSecret: "karch-s3", Owner: OwnerReference("CronJob", "karch-cron", "uid-1")}
 }
 
 func TestJobName(t *testing.T) {
@@ -66,7 +66,8 @@ func TestBuildJob(t *testing.T) {
 		{"exit 3 fails the job", s.PodFailurePolicy.Rules[0].Action == batchv1.PodFailurePolicyActionFailJob && s.PodFailurePolicy.Rules[0].OnExitCodes.Values[0] == 3},
 		{"evictions ignored", s.PodFailurePolicy.Rules[1].Action == batchv1.PodFailurePolicyActionIgnore && s.PodFailurePolicy.Rules[1].OnPodConditions[0].Type == corev1.DisruptionTarget},
 		{"ttl", *s.TTLSecondsAfterFinished == 3600},
-		{"owner", job.OwnerReferences[0].Name == "karch-cron-123"},
+		{"owned by the CronJob", job.OwnerReferences[0].Kind == "CronJob" && job.OwnerReferences[0].Name == "karch-cron"},
+		{"template hash", len(job.Annotations[AnnotationTemplate]) == 32},
 		{"restart never", pod.RestartPolicy == corev1.RestartPolicyNever},
 		{"no service account token", !*pod.AutomountServiceAccountToken},
 		{"non-root, read-only, no escalation, no capabilities", *c.SecurityContext.RunAsNonRoot && *c.SecurityContext.ReadOnlyRootFilesystem &&

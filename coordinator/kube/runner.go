@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,20 @@ import (
 type Runner struct {
 	Client   kubernetes.Interface
 	Template JobTemplate
-	Logger   *slog.Logger
+	// StartTimeout is how long a shard pod may stay unstarted (Pending: an image that cannot
+	// be pulled, a missing Secret, no room on any node) before the run fails naming it;
+	// also how long the Job may go without any pod (a quota refusing them). Zero: 10m.
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+const defaultStartTimeout = 10 * time.Minute
+
+func (r *Runner) startTimeout() time.Duration {
+	if r.StartTimeout > 0 {
+		return r.StartTimeout
+	}
+	return defaultStartTimeout
 }
 
 var _ coordinator.Runner = (*Runner)(nil)
@@ -82,12 +96,12 @@ func (r *Runner) launch(ctx context.Context, job *batchv1.Job) error {
 		if plan := job.Annotations[AnnotationPlan]; existing.Annotations[AnnotationPlan] != plan {
 			return failure.Permanent(fmt.Errorf("job %s exists for plan %q, not %q", job.Name, existing.Annotations[AnnotationPlan], plan))
 		}
-		reason, failed := failedReason(existing)
-		if !failed {
+		why := replaceReason(existing, job)
+		if why == "" {
 			r.Logger.Info("adopting the existing shard job", "job", job.Name)
 			return nil
 		}
-		r.Logger.Warn("replacing the shard job that failed", "job", job.Name, "reason", reason, "failed_indexes", deref(existing.Status.FailedIndexes))
+		r.Logger.Warn("replacing the existing shard job", "job", job.Name, "reason", why, "failed_indexes", deref(existing.Status.FailedIndexes))
 		if err := r.remove(ctx, existing); err != nil {
 			return err
 		}
@@ -115,50 +129,92 @@ func (r *Runner) remove(ctx context.Context, job *batchv1.Job) error {
 	return nil
 }
 
-// failedReason returns the reason of the Job's Failed condition, if it has one.
-func failedReason(job *batchv1.Job) (string, bool) {
-	for _, c := range job.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return c.Reason, true
+// replaceReason says why an existing Job of the same plan must be replaced rather than
+// adopted, or "" to adopt it: it failed, or it is still to run with another spec than this
+// run's (an image or setting fixed since). A complete Job is adopted as it is: its work is
+// done.
+func replaceReason(existing, want *batchv1.Job) string {
+	switch c := terminal(existing); {
+	case c != nil && c.Type == batchv1.JobFailed:
+		return "it failed: " + c.Reason
+	case c != nil:
+		return ""
+	case existing.Annotations[AnnotationTemplate] != want.Annotations[AnnotationTemplate]:
+		return "its spec (image, resources, environment) differs from this run's"
+	}
+	return ""
+}
+
+// terminal returns the Job's Complete or Failed condition, if it has one.
+func terminal(job *batchv1.Job) *batchv1.JobCondition {
+	for i, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return &job.Status.Conditions[i]
 		}
 	}
-	return "", false
+	return nil
 }
 
 // await watches the Job until it has a terminal condition, re-reading it whenever the watch
-// ends (API servers close watches from time to time).
+// ends (API servers close watches from time to time). Passing API errors are retried with
+// backoff; every StartTimeout/4 it checks that the Job's pods can start.
 func (r *Runner) await(ctx context.Context, name string) error {
-	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
+	backoff := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
 	for {
-		job, err := jobs.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return errJobGone
-		}
-		if err != nil {
-			return fmt.Errorf("get job %s: %w", name, classify(err))
-		}
-		if done, err := r.outcome(ctx, job); done {
+		done, err := r.awaitOnce(ctx, name)
+		switch {
+		case done:
+			return err
+		case err == nil:
+			continue // the watch ended: read the Job again
+		case failure.IsPermanent(err) || ctx.Err() != nil:
 			return err
 		}
-		w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: job.ResourceVersion})
-		if err != nil {
-			return fmt.Errorf("watch job %s: %w", name, classify(err))
-		}
-		done, err := r.watchOutcome(ctx, w, name)
-		w.Stop()
-		if done {
-			return err
+		delay := backoff.Step()
+		r.Logger.Warn("the API server failed a request; retrying", "job", name, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
 		}
 	}
 }
 
+// awaitOnce reads the Job and watches it until it has an outcome (done), the watch ends, or
+// a request fails (err, not done).
+func (r *Runner) awaitOnce(ctx context.Context, name string) (bool, error) {
+	jobs := r.Client.BatchV1().Jobs(r.Template.Namespace)
+	job, err := jobs.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, errJobGone
+	}
+	if err != nil {
+		return false, fmt.Errorf("get job %s: %w", name, classify(err))
+	}
+	if done, err := r.outcome(ctx, job); done {
+		return true, err
+	}
+	w, err := jobs.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: job.ResourceVersion})
+	if err != nil {
+		return false, fmt.Errorf("watch job %s: %w", name, classify(err))
+	}
+	defer w.Stop()
+	return r.watchOutcome(ctx, w, job)
+}
+
 // watchOutcome reads the watch until the Job has an outcome, the watch ends (done is false)
-// or ctx does.
-func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, name string) (bool, error) {
+// or ctx does, and checks the Job's pods between events.
+func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, job *batchv1.Job) (bool, error) {
+	check := time.NewTicker(r.startTimeout() / 4)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()
+		case <-check.C:
+			if err := r.checkStarted(ctx, job); err != nil {
+				return true, err
+			}
 		case ev, open := <-w.ResultChan():
 			if !open {
 				return false, nil
@@ -166,7 +222,8 @@ func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, name strin
 			if ev.Type == watch.Deleted {
 				return true, errJobGone
 			}
-			if j, ok := ev.Object.(*batchv1.Job); ok && j.Name == name {
+			if j, ok := ev.Object.(*batchv1.Job); ok && j.Name == job.Name {
+				job = j
 				if done, err := r.outcome(ctx, j); done {
 					return true, err
 				}

@@ -20,11 +20,22 @@ func (a *Agent) LogFile(namespace, name string) string {
 	return filepath.Join(a.Dir, namespace, name, "log")
 }
 
-// runPod runs the pod's single container to its end and reports the exit code. A pod the
-// agent cannot start fails with exit code 128, and the reason in its status message.
+// runPod runs the pod's single container to its end and reports the exit code. A pod whose
+// image or configuration is missing stays Pending with the waiting reason a kubelet gives
+// (ImagePullBackOff, CreateContainerConfigError); any other pod the agent cannot start fails
+// with exit code 128, and the reason in its status message.
 func (a *Agent) runPod(ctx context.Context, pod *corev1.Pod) {
 	log := a.Logger.With("pod", pod.Namespace+"/"+pod.Name)
 	cmd, logFile, err := a.command(ctx, pod)
+	var w *waitingError
+	if errors.As(err, &w) {
+		log.Warn("pod cannot start; it stays pending", "reason", w.reason, "err", w.message)
+		state := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: w.reason, Message: w.message}}
+		if err := a.setStatus(ctx, pod, corev1.PodPending, state, ""); err != nil {
+			log.Warn("report pending pod", "err", err)
+		}
+		return
+	}
 	if err == nil {
 		// The process holds its own copy of the descriptor from its start.
 		defer logFile.Close()
@@ -65,7 +76,7 @@ func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, *os.Fi
 	c := pod.Spec.Containers[0]
 	bin, ok := a.Images[c.Image]
 	if !ok {
-		return nil, nil, fmt.Errorf("node agent: no local binary for image %q", c.Image)
+		return nil, nil, &waitingError{"ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: not found", c.Image)}
 	}
 	if len(c.Command) != 0 {
 		return nil, nil, errors.New("node agent: container command is not supported; use args")
@@ -75,6 +86,9 @@ func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, *os.Fi
 		return nil, nil, err
 	}
 	env, err := a.environment(ctx, pod, c)
+	if apierrors.IsNotFound(err) {
+		return nil, nil, &waitingError{"CreateContainerConfigError", err.Error()}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,6 +104,11 @@ func (a *Agent) command(ctx context.Context, pod *corev1.Pod) (*exec.Cmd, *os.Fi
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd, out, nil
 }
+
+// waitingError is a reason a kubelet would leave a pod's container waiting for.
+type waitingError struct{ reason, message string }
+
+func (w *waitingError) Error() string { return w.reason + ": " + w.message }
 
 // finish writes the container's exit code into the pod status, then lets a pod that was
 // deleted meanwhile go.

@@ -1,9 +1,12 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -66,6 +70,7 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 			"KARCH_PIPELINE": name, "KARCH_TOPIC": topic, "KARCH_BROKERS": addr, "KARCH_REDIS": testenv.Redis(t),
 			"KARCH_STORE": "s3://" + cfg.Bucket + "/" + cfg.Prefix, "KARCH_S3_ENDPOINT": s3.Endpoint,
 			"KARCH_WINDOW": "1h", "KARCH_LATENESS": "0s", "KARCH_START": start.Format(time.RFC3339),
+			"KARCH_UNTIL":       start.Add(dueWindows * time.Hour).Format(time.RFC3339),
 			"KARCH_MAX_WINDOWS": strconv.Itoa(windows), "KARCH_SHARDS": "3", "KARCH_PARALLELISM": "3",
 			"KARCH_RETRIES": "2", "KARCH_PIECE_RECORDS": "1500", "KARCH_LEASE_TTL": "4s",
 		}}
@@ -86,11 +91,13 @@ func (p *pipeline) manifest(t *testing.T, n int) *archive.Manifest {
 }
 
 // assertChained checks that the first n windows are committed and tile every partition from
-// offset 0 with no gap and no overlap, within what was produced; with every due window
-// committed, they hold every produced offset.
+// offset 0 with no gap and no overlap, within what was produced; that the records decoded
+// from their objects are every offset of those ranges exactly once; and, with every due
+// window committed, that they hold every produced offset.
 func (p *pipeline) assertChained(t *testing.T, n int) {
 	t.Helper()
 	next := map[int32]int64{}
+	seen := map[[2]int64]int{}
 	var records int64
 	for w := range n {
 		m := p.manifest(t, w)
@@ -103,7 +110,20 @@ func (p *pipeline) assertChained(t *testing.T, n int) {
 			}
 			next[r.Partition] = r.End
 		}
+		for _, o := range m.Objects {
+			dir := archive.WindowDir(p.name, m.Window.Start, time.Hour)
+			for _, rec := range decodeObject(t, p.bucket, dir+o.Key) {
+				seen[[2]int64{int64(rec.Partition), rec.Offset}]++
+			}
+		}
 		records += m.Records
+	}
+	for part, end := range next {
+		for off := range end {
+			if c := seen[[2]int64{int64(part), off}]; c != 1 {
+				t.Fatalf("partition %d offset %d decoded %d times from the committed windows, want 1", part, off, c)
+			}
+		}
 	}
 	var produced int64
 	for part, end := range p.ends {
@@ -116,6 +136,27 @@ func (p *pipeline) assertChained(t *testing.T, n int) {
 		t.Fatalf("%d windows hold %d records of %d produced", n, records, produced)
 	}
 	t.Logf("%d windows committed, %d of %d produced records", n, records, produced)
+}
+
+// decodeObject reads every record of a stored piece.
+func decodeObject(t *testing.T, b blob.Bucket, key string) []archive.Record {
+	t.Helper()
+	zr, err := compress.NewReader(bytes.NewReader(testenv.ReadObject(t, b, key)))
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	defer zr.Close()
+	var out []archive.Record
+	for dec := archive.NewDecoder(zr); ; {
+		r, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("decode %s: %v", key, err)
+		}
+		out = append(out, r)
+	}
 }
 
 // shardIndex is the completion index of a shard pod, or -1 for any other pod.
@@ -149,8 +190,8 @@ func TestCronJobArchivesThroughIndexedJobs(t *testing.T) {
 		t.Fatalf("%d shard jobs, want one per window", len(jobs))
 	}
 	for _, j := range jobs {
-		if finished(&j) != batchv1.JobComplete || len(j.OwnerReferences) != 1 || j.OwnerReferences[0].UID != run.UID {
-			t.Errorf("shard job %s: complete %v, owners %+v; want complete and owned by run-1", j.Name, finished(&j), j.OwnerReferences)
+		if finished(&j) != batchv1.JobComplete || len(j.OwnerReferences) != 1 || j.OwnerReferences[0].Kind != "CronJob" || j.OwnerReferences[0].Name != "karch-cdr" {
+			t.Errorf("shard job %s: complete %v, owners %+v; want complete and owned by the CronJob karch-cdr", j.Name, finished(&j), j.OwnerReferences)
 		}
 	}
 	c.assertNoSecret(testenv.S3Server(t).SecretKey, jobs)
