@@ -51,7 +51,10 @@ func DefaultConfig() Config {
 	}
 }
 
-var pipelineName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
+// pipelineName is what a pipeline name may be: it ends up in object keys, in Kubernetes Job
+// names (DNS labels, with room for a window stamp and a completion index) and in label
+// values, so it must start and end with a letter or digit (RFC 1123).
+var pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,39}[a-z0-9])?$`)
 
 // ErrConfig is wrapped by every configuration error.
 var ErrConfig = errors.New("invalid configuration")
@@ -64,7 +67,7 @@ func (c Config) Validate() error {
 	day := 24 * time.Hour
 	switch {
 	case !pipelineName.MatchString(c.Pipeline):
-		return bad("pipeline", "%q: want lower-case letters, digits and '-', at most 41", c.Pipeline)
+		return bad("pipeline", "%q: want lower-case letters, digits and '-', starting and ending with a letter or digit, at most 41 (a Kubernetes name)", c.Pipeline)
 	case len(c.Brokers) == 0:
 		return bad("brokers", "at least one Kafka broker is required")
 	case c.Topic == "":
