@@ -85,7 +85,7 @@ var settings = []setting{
 		return nil
 	}},
 	{"kube_namespace", "namespace of the shard Jobs (default: the pod's own)", func(c *runConfig, v string) error { c.kube.namespace = v; return nil }},
-	{"shard_image", "container image of the shards (runner kube)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
+	{"shard_image", "container image of the shards (runner kube; default: the coordinator's own)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
 	{"shard_service_account", "ServiceAccount of the shard pods", func(c *runConfig, v string) error { c.kube.serviceAccount = v; return nil }},
 	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
@@ -197,8 +197,8 @@ func (c runConfig) validate() error {
 	if c.kube.startTimeout < 10*time.Second {
 		return failure.Permanent(fmt.Errorf("%w: shard_start_timeout: %s: want at least 10s", coordinator.ErrConfig, c.kube.startTimeout))
 	}
-	if c.runner == "kube" && c.kube.image == "" {
-		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube", coordinator.ErrConfig))
+	if c.runner == "kube" && c.kube.image == "" && os.Getenv(envPodName) == "" {
+		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube outside a pod (in one, the coordinator's own image is the default)", coordinator.ErrConfig))
 	}
 	if c.pushGateway != "" {
 		if err := metrics.ValidateGateway(c.pushGateway); err != nil {

@@ -26,6 +26,8 @@ import (
 const (
 	envOwnerJob    = "KARCH_OWNER_JOB"
 	envOwnerJobUID = "KARCH_OWNER_JOB_UID"
+	// envPodName names the coordinator's own pod, whose image the shards run by default.
+	envPodName = "KARCH_POD_NAME"
 )
 
 const inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -56,6 +58,11 @@ func newKubeRunner(ctx context.Context, cfg runConfig, kubeconfig string, logger
 	if t.Owner, err = shardOwner(ctx, client, ns); err != nil {
 		return nil, err
 	}
+	if t.Image == "" {
+		if t.Image, err = ownImage(ctx, client, ns); err != nil {
+			return nil, err
+		}
+	}
 	logger.Info("shards run as an Indexed Job", "namespace", ns, "image", t.Image, "owner", t.Owner)
 	return &kube.Runner{Client: client, Template: t, StartTimeout: cfg.kube.startTimeout, Logger: logger}, nil
 }
@@ -78,6 +85,23 @@ func shardOwner(ctx context.Context, client kubernetes.Interface, ns string) (*m
 		return kube.OwnerReference("CronJob", c.Name, c.UID), nil
 	}
 	return kube.OwnerReference("Job", name, types.UID(uid)), nil
+}
+
+// ownImage is the image of the coordinator's own container, read from its pod: the shards run
+// the same build as the coordinator that planned for them, and a deployment moves both with
+// one image setting.
+func ownImage(ctx context.Context, client kubernetes.Interface, ns string) (string, error) {
+	name := os.Getenv(envPodName)
+	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read the coordinator's own pod %s for the shard image (or set shard_image): %w", name, err)
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "coordinator" || len(pod.Spec.Containers) == 1 {
+			return c.Image, nil
+		}
+	}
+	return "", failure.Permanent(fmt.Errorf("%w: shard_image: pod %s has no container named coordinator to take the image from", coordinator.ErrConfig, name))
 }
 
 // restConfig uses the kubeconfig when one is given, else the pod's in-cluster identity.

@@ -193,6 +193,10 @@ func TestCronJobArchivesThroughIndexedJobs(t *testing.T) {
 		if finished(&j) != batchv1.JobComplete || len(j.OwnerReferences) != 1 || j.OwnerReferences[0].Kind != "CronJob" || j.OwnerReferences[0].Name != "karch-cdr" {
 			t.Errorf("shard job %s: complete %v, owners %+v; want complete and owned by the CronJob karch-cdr", j.Name, finished(&j), j.OwnerReferences)
 		}
+		// The ConfigMap names no shard image: the shards run the coordinator's.
+		if img := j.Spec.Template.Spec.Containers[0].Image; img != image {
+			t.Errorf("shard job %s runs %s, want the coordinator's image %s", j.Name, img, image)
+		}
 	}
 	c.assertNoSecret(testenv.S3Server(t).SecretKey, jobs)
 }
