@@ -109,7 +109,7 @@ func (ch chain) first(p int32, starts map[int32]int64, stable int64) (int64, *ar
 	case !chained:
 		return logStart, nil, nil
 	case stable < next:
-		return 0, nil, failure.Permanent(fmt.Errorf("topic %s partition %d: the chain continues at offset %d but the log ends at %d: the topic was deleted and recreated",
+		return 0, nil, failure.Permanent(fmt.Errorf("topic %s partition %d: the chain continues at offset %d but the log ends at %d: the topic was deleted and recreated, or its log was truncated",
 			ch.topic, p, next, stable))
 	case logStart <= next:
 		return next, nil, nil
