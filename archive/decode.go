@@ -16,17 +16,19 @@ var ErrCorruptLine = errors.New("archive: corrupt record line")
 const maxLineSize = 256 << 20
 
 type lineJSON struct {
-	Topic     *string         `json:"topic"`
-	Partition *int32          `json:"partition"`
-	Offset    *int64          `json:"offset"`
-	Timestamp string          `json:"timestamp"`
-	Key       json.RawMessage `json:"key"`
-	KeyStr    *string         `json:"key_str"`
-	KeyB64    *[]byte         `json:"key_b64"`
-	Value     json.RawMessage `json:"value"`
-	ValueStr  *string         `json:"value_str"`
-	ValueB64  *[]byte         `json:"value_b64"`
-	Headers   []headerJSON    `json:"headers"`
+	Topic         *string         `json:"topic"`
+	Partition     *int32          `json:"partition"`
+	Offset        *int64          `json:"offset"`
+	Timestamp     *string         `json:"timestamp"`
+	TimestampMs   *int64          `json:"timestamp_ms"`
+	TimestampType json.RawMessage `json:"timestamp_type"`
+	Key           json.RawMessage `json:"key"`
+	KeyStr        *string         `json:"key_str"`
+	KeyB64        *[]byte         `json:"key_b64"`
+	Value         json.RawMessage `json:"value"`
+	ValueStr      *string         `json:"value_str"`
+	ValueB64      *[]byte         `json:"value_b64"`
+	Headers       []headerJSON    `json:"headers"`
 }
 
 type headerJSON struct {
@@ -60,11 +62,15 @@ func (l *lineJSON) record() (Record, error) {
 	if l.Topic == nil || l.Partition == nil || l.Offset == nil {
 		return Record{}, errors.New("topic, partition and offset are required")
 	}
-	ts, err := timestampOf(l.Timestamp)
+	ts, err := timestampOf(l.Timestamp, l.TimestampMs)
 	if err != nil {
 		return Record{}, fmt.Errorf("timestamp: %v", err)
 	}
-	r := Record{Topic: *l.Topic, Partition: *l.Partition, Offset: *l.Offset, Timestamp: ts}
+	logAppend, err := logAppendTimeOf(l.TimestampType)
+	if err != nil {
+		return Record{}, err
+	}
+	r := Record{Topic: *l.Topic, Partition: *l.Partition, Offset: *l.Offset, Timestamp: ts, LogAppendTime: logAppend}
 	if r.Key, err = oneOf("key", l.Key, l.KeyStr, l.KeyB64); err != nil {
 		return Record{}, err
 	}

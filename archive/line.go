@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -11,6 +13,14 @@ import (
 
 // TimestampLayout is how a record's timestamp is written: RFC3339, UTC, milliseconds.
 const TimestampLayout = "2006-01-02T15:04:05.000Z"
+
+// The Unix milliseconds that TimestampLayout can write and read back: 0000-01-01T00:00:00.000Z
+// to 9999-12-31T23:59:59.999Z. Kafka's timestamps are any int64; the rest are written as
+// "timestamp_ms".
+const (
+	minLayoutMillis = -62167219200000
+	maxLayoutMillis = 253402300799999
+)
 
 // AppendLine appends r to dst as one JSON Lines record, newline included, and returns the
 // extended buffer. The format is shared/DESIGN.md's "Record format"; for each of key, value
@@ -25,6 +35,11 @@ const TimestampLayout = "2006-01-02T15:04:05.000Z"
 // Header keys are strings ("key"); one that is not valid UTF-8, which Kafka's wire format
 // allows, is written as "key_b64" so that nothing is lost.
 //
+// The timestamp is "timestamp", RFC3339 UTC with milliseconds, for the years 0000 to 9999,
+// and "timestamp_ms", the int64 Unix milliseconds, for any other value (-1 is Kafka's "no
+// timestamp"); exactly one of the two is written. "timestamp_type":"log_append" follows
+// it for a LogAppendTime record and is omitted for create time.
+//
 // AppendLine is the shard's hot path: it allocates nothing when dst has room.
 func AppendLine(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"topic":`...)
@@ -33,9 +48,8 @@ func AppendLine(dst []byte, r *Record) []byte {
 	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)
-	dst = append(dst, `,"timestamp":"`...)
-	dst = r.Timestamp.UTC().AppendFormat(dst, TimestampLayout)
-	dst = append(dst, '"', ',')
+	dst = appendTimestamp(dst, r)
+	dst = append(dst, ',')
 	dst = appendBytesField(dst, "key", r.Key)
 	dst = append(dst, ',')
 	dst = appendBytesField(dst, "value", r.Value)
@@ -50,6 +64,24 @@ func AppendLine(dst []byte, r *Record) []byte {
 		dst = append(dst, ']')
 	}
 	return append(dst, '}', '\n')
+}
+
+// appendTimestamp writes the timestamp field and, for LogAppendTime, its type.
+// Timestamp.UnixMilli is exact for every time built by time.UnixMilli: at the int64 limits
+// its seconds*1000 wraps, and adding the milliseconds wraps back (TestUnixMilliExact).
+func appendTimestamp(dst []byte, r *Record) []byte {
+	if ms := r.Timestamp.UnixMilli(); ms < minLayoutMillis || ms > maxLayoutMillis {
+		dst = append(dst, `,"timestamp_ms":`...)
+		dst = strconv.AppendInt(dst, ms, 10)
+	} else {
+		dst = append(dst, `,"timestamp":"`...)
+		dst = r.Timestamp.UTC().AppendFormat(dst, TimestampLayout)
+		dst = append(dst, '"')
+	}
+	if r.LogAppendTime {
+		dst = append(dst, `,"timestamp_type":"`+timestampTypeLogAppend+`"`...)
+	}
+	return dst
 }
 
 func appendHeader(dst []byte, h *Header) []byte {
@@ -145,7 +177,32 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 	return append(dst, '"')
 }
 
-// timestampOf parses a line's timestamp.
-func timestampOf(s string) (time.Time, error) {
-	return time.Parse(TimestampLayout, s)
+// timestampOf reads a line's timestamp from whichever of its two fields is present, and
+// insists on the one AppendLine writes for the value, so that each timestamp has one line.
+func timestampOf(layout *string, millis *int64) (time.Time, error) {
+	switch {
+	case (layout == nil) == (millis == nil):
+		return time.Time{}, errors.New("want exactly one of timestamp and timestamp_ms")
+	case layout != nil:
+		return time.Parse(TimestampLayout, *layout)
+	case *millis >= minLayoutMillis && *millis <= maxLayoutMillis:
+		return time.Time{}, fmt.Errorf("timestamp_ms %d is written as timestamp", *millis)
+	default:
+		return time.UnixMilli(*millis).UTC(), nil
+	}
 }
+
+// logAppendTimeOf reads the optional timestamp type: absent is create time, and the only
+// value written is "log_append" (a null or any other spelling is not a line AppendLine wrote).
+func logAppendTimeOf(typ json.RawMessage) (bool, error) {
+	switch {
+	case typ == nil:
+		return false, nil
+	case string(typ) == `"`+timestampTypeLogAppend+`"`:
+		return true, nil
+	default:
+		return false, fmt.Errorf("timestamp_type %.40s: only %q is written", typ, timestampTypeLogAppend)
+	}
+}
+
+const timestampTypeLogAppend = "log_append"

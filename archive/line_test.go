@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -64,6 +65,68 @@ func assertRoundTrip(t *testing.T, r Record, line []byte) {
 	}
 }
 
+// Every int64 millisecond timestamp Kafka can hold survives a round trip: years 0000 to
+// 9999 as RFC3339, anything else (none, negative years, year 10000 on) as milliseconds.
+func TestAppendLineTimestamps(t *testing.T) {
+	const after = `"key":null,"value":null}` + "\n"
+	for _, tc := range []struct {
+		millis int64
+		want   string
+	}{
+		{1795399201123, `"timestamp":"2026-11-23T02:00:01.123Z"`},
+		{0, `"timestamp":"1970-01-01T00:00:00.000Z"`},
+		{-1, `"timestamp":"1969-12-31T23:59:59.999Z"`},
+		{-62167219200000, `"timestamp":"0000-01-01T00:00:00.000Z"`},
+		{-62167219200001, `"timestamp_ms":-62167219200001`},
+		{253402300799999, `"timestamp":"9999-12-31T23:59:59.999Z"`},
+		{253402300800000, `"timestamp_ms":253402300800000`},
+		{math.MaxInt64, `"timestamp_ms":9223372036854775807`},
+		{math.MinInt64, `"timestamp_ms":-9223372036854775808`},
+		{math.MinInt64 + 1, `"timestamp_ms":-9223372036854775807`},
+	} {
+		r := Record{Topic: "t", Partition: 1, Offset: 2, Timestamp: time.UnixMilli(tc.millis).UTC()}
+		line := AppendLine(nil, &r)
+		if want := `{"topic":"t","partition":1,"offset":2,` + tc.want + "," + after; string(line) != want {
+			t.Errorf("millis %d:\n got %s\nwant %s", tc.millis, line, want)
+			continue
+		}
+		assertRoundTrip(t, r, line)
+		got, _ := DecodeLine(line)
+		if got.Timestamp.UnixMilli() != tc.millis {
+			t.Errorf("millis %d came back as %d", tc.millis, got.Timestamp.UnixMilli())
+		}
+	}
+}
+
+// The archive keeps timestamps as time.Time built by time.UnixMilli: the conversion back
+// must be exact at the int64 limits, where the multiplication inside UnixMilli wraps.
+func TestUnixMilliExact(t *testing.T) {
+	for _, ms := range []int64{math.MinInt64, math.MinInt64 + 1, math.MinInt64 + 999, -1001, -1, 0, 1, math.MaxInt64 - 1, math.MaxInt64} {
+		if got := time.UnixMilli(ms).UTC().UnixMilli(); got != ms {
+			t.Errorf("time.UnixMilli(%d).UnixMilli() = %d", ms, got)
+		}
+	}
+}
+
+// A LogAppendTime record says so; a create-time record writes nothing extra, so every line
+// written before the field existed still reads as create time.
+func TestAppendLineLogAppendTime(t *testing.T) {
+	r := rec(nil, nil)
+	r.LogAppendTime = true
+	line := AppendLine(nil, &r)
+	want := strings.TrimSuffix(prefix, ",") + `,"timestamp_type":"log_append","key":null,"value":null}` + "\n"
+	if string(line) != want {
+		t.Fatalf("line\n got %s\nwant %s", line, want)
+	}
+	assertRoundTrip(t, r, line)
+	r.Timestamp = time.UnixMilli(-5).UTC()
+	assertRoundTrip(t, r, AppendLine(nil, &r))
+	old, err := DecodeLine([]byte(prefix + `"key":null,"value":null}`))
+	if err != nil || old.LogAppendTime {
+		t.Fatalf("a line without timestamp_type: LogAppendTime %v, err %v; want create time", old.LogAppendTime, err)
+	}
+}
+
 func TestDecodeLineRejects(t *testing.T) {
 	for _, line := range []string{
 		prefix + `"value":null}`,                                       // no key field
@@ -74,6 +137,16 @@ func TestDecodeLineRejects(t *testing.T) {
 		prefix + `"key":null,"value":null,"headers":[{"value":null}]}`, // header without key
 		`{"topic":"cdr","partition":3,"offset":1,"timestamp":"2026-11-23T02:00:01Z","key":null,"value":null}`,
 		`{"partition":3,"offset":1,"timestamp":"2026-11-23T02:00:01.000Z","key":null,"value":null}`,
+		`{"topic":"cdr","partition":3,"offset":1,"key":null,"value":null}`,                              // no timestamp
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp":null,"key":null,"value":null}`,             // null timestamp
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp_ms":1795312801123,"key":null,"value":null}`, // ms where RFC3339 fits
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp_ms":253402300800000.5,"key":null,"value":null}`,
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp_ms":9223372036854775808,"key":null,"value":null}`,
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp_ms":"253402300800000","key":null,"value":null}`,
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp":"2026-11-23T02:00:01.123Z","timestamp_ms":253402300800000,"key":null,"value":null}`,
+		`{"topic":"cdr","partition":3,"offset":1,"timestamp":"10000-01-01T00:00:00.000Z","key":null,"value":null}`,
+		prefix + `"timestamp_type":"create","key":null,"value":null}`, // only log_append is written
+		prefix + `"timestamp_type":null,"key":null,"value":null}`,
 		`not json`,
 		prefix + `"key":null,"value":null} {}`,
 	} {
@@ -110,8 +183,11 @@ func FuzzLineRoundTrip(f *testing.F) {
 	f.Add([]byte("4471-22"), []byte(`{"call_id":"x"}`), "trace", []byte{0, 1}, int64(1795312801123), false, false, false)
 	f.Add([]byte{}, []byte("{\n}"), "\xff", []byte(nil), int64(-1), true, false, true)
 	f.Add([]byte(`[1]`), []byte{}, "", []byte(`[]`), int64(0), false, true, false)
+	f.Add([]byte("k"), []byte("v"), "", []byte(nil), int64(math.MaxInt64), false, false, false)
+	f.Add([]byte("k"), []byte("v"), "", []byte(nil), int64(math.MinInt64), false, false, false)
+	f.Add([]byte("k"), []byte("v"), "", []byte(nil), int64(253402300800000), false, false, false)
 	f.Fuzz(func(t *testing.T, key, value []byte, hkey string, hval []byte, millis int64, nullKey, nullValue, nullHeader bool) {
-		millis = max(-1, min(millis, 253402300799999)) // Kafka's range: -1 (none) to year 9999
+		// Every int64 is a timestamp Kafka's wire format can carry.
 		r := Record{Topic: "t", Partition: 1, Offset: 2, Timestamp: time.UnixMilli(millis).UTC(), Key: nonNil(key), Value: nonNil(value)}
 		if nullKey {
 			r.Key = nil
@@ -126,7 +202,15 @@ func FuzzLineRoundTrip(f *testing.F) {
 			}
 			r.Headers = []Header{h}
 		}
-		assertRoundTrip(t, r, AppendLine(nil, &r))
+		// Both timestamp types, without changing the signature the stored corpus was found with.
+		for _, logAppend := range []bool{false, true} {
+			r.LogAppendTime = logAppend
+			line := AppendLine(nil, &r)
+			assertRoundTrip(t, r, line)
+			if got, _ := DecodeLine(line); got.Timestamp.UnixMilli() != millis {
+				t.Fatalf("millis %d came back as %d", millis, got.Timestamp.UnixMilli())
+			}
+		}
 	})
 }
 
@@ -144,5 +228,17 @@ func BenchmarkAppendLineAllocs(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = AppendLine(buf[:0], &r)
+	}
+}
+
+// Both timestamp fields and the timestamp type keep AppendLine allocation-free.
+func TestAppendLineAllocationFree(t *testing.T) {
+	buf := make([]byte, 0, 1024)
+	for _, millis := range []int64{1795399201123, -1, math.MaxInt64, math.MinInt64} {
+		r := rec([]byte("k"), []byte(`{"a":1}`), Header{"trace", []byte{1}})
+		r.Timestamp, r.LogAppendTime = time.UnixMilli(millis).UTC(), millis < 0
+		if n := testing.AllocsPerRun(100, func() { buf = AppendLine(buf[:0], &r) }); n != 0 {
+			t.Errorf("millis %d: %v allocations per line", millis, n)
+		}
 	}
 }

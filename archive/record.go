@@ -11,8 +11,15 @@ type Record struct {
 	Topic     string
 	Partition int32
 	Offset    int64
-	// Timestamp is the record's Kafka timestamp; the archive keeps milliseconds, in UTC.
+	// Timestamp is the record's Kafka timestamp as Kafka's consumers see it; the archive
+	// keeps milliseconds, in UTC. Any int64 millisecond value is valid, -1 ("no
+	// timestamp") and other negatives included: build it with time.UnixMilli, and
+	// Timestamp.UnixMilli gives the exact value back.
 	Timestamp time.Time
+	// LogAppendTime says Timestamp is the broker's append time (the topic's
+	// message.timestamp.type is LogAppendTime, and Kafka reports the batch's max
+	// timestamp for every record of it); false means the producer's create time.
+	LogAppendTime bool
 	// Key and Value are nil for a Kafka null (a tombstone value) and non-nil, possibly
 	// empty, otherwise.
 	Key     []byte

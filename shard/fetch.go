@@ -1,10 +1,13 @@
 package shard
 
 import (
+	"bytes"
 	"container/heap"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/segmentio/kafka-go/protocol"
 	fetchapi "github.com/segmentio/kafka-go/protocol/fetch"
@@ -16,31 +19,23 @@ import (
 const controlAbort = 0
 
 // consume hands fn the committed records of one fetch response that lie in [pos, end), and
-// returns the offset to fetch next: past the last record or control batch it saw, or end.
+// returns the offset to fetch next: past the last record or batch it saw, or end.
 //
 // Aborted transactions are filtered the way Kafka's Java consumer does it: walking batches in
 // offset order, a producer joins the aborted set when the first offset of one of its aborted
 // transactions is reached, and leaves it at that transaction's abort marker; a transactional
 // batch of a producer in the set is dropped.
-func consume(res *fetchapi.ResponsePartition, topic string, partition int32, pos, end int64, fn func(*archive.Record) error) (int64, error) {
-	stream, ok := res.RecordSet.Records.(*protocol.RecordStream)
+func consume(res *fetchedPartition, topic string, partition int32, pos, end int64, fn func(*archive.Record) error) (int64, error) {
+	stream, ok := res.Records.Records.(*protocol.RecordStream)
 	if !ok {
 		return pos, nil
 	}
-	aborted := newAbortTracker(res.AbortedTransactions)
+	c := &consumer{topic: topic, partition: partition, end: end, fn: fn,
+		aborted: newAbortTracker(res.AbortedTransactions), headers: res.Records.headers}
 	next := pos
 	for _, batch := range stream.Records {
 		var err error
-		switch b := batch.(type) {
-		case *protocol.ControlBatch:
-			next, err = consumeControl(b, aborted, next)
-		case *protocol.RecordBatch:
-			skip := b.Attributes.Transactional() && aborted.isAborted(b.ProducerID, b.BaseOffset)
-			next, err = consumeRecords(b, topic, partition, next, end, skip, fn)
-		default:
-			// Message sets of format v0/v1 cannot be transactional.
-			next, err = consumeRecords(batch, topic, partition, next, end, false, fn)
-		}
+		next, err = c.batch(batch, next)
 		if err != nil || next >= end {
 			return min(next, end), err
 		}
@@ -48,53 +43,92 @@ func consume(res *fetchapi.ResponsePartition, topic string, partition int32, pos
 	return next, nil
 }
 
-func consumeControl(b *protocol.ControlBatch, aborted *abortTracker, next int64) (int64, error) {
-	cr, err := b.ReadControlRecord()
-	if err != nil {
-		return next, fmt.Errorf("read control record at %d: %w", b.BaseOffset, err)
-	}
-	// Reach the marker's offset first: a fetch that starts between an aborted
-	// transaction's data and its marker must not leave the producer marked aborted.
-	aborted.advance(b.BaseOffset)
-	if cr.Type == controlAbort {
-		aborted.markerSeen(b.ProducerID)
-	}
-	return max(next, b.BaseOffset+1), nil
+// consumer walks the batches of one fetch response.
+type consumer struct {
+	topic     string
+	partition int32
+	end       int64
+	fn        func(*archive.Record) error
+	aborted   *abortTracker
+	headers   map[int64]*batchHeader // v2 batch headers by base offset
 }
 
-// consumeRecords reads every record of one batch; those before next were seen in an earlier
+func (c *consumer) batch(batch protocol.RecordReader, next int64) (int64, error) {
+	switch b := batch.(type) {
+	case *protocol.ControlBatch:
+		return c.control(b, next)
+	case *protocol.RecordBatch:
+		skip := b.Attributes.Transactional() && c.aborted.isAborted(b.ProducerID, b.BaseOffset)
+		return c.records(b, next, skip, c.headers[b.BaseOffset])
+	default:
+		// Message sets of format v0/v1 cannot be transactional.
+		return c.records(batch, next, false, nil)
+	}
+}
+
+// control reads a transaction marker. A control batch may hold no record at all: the log
+// cleaner keeps the empty batch of a marker it removed while the producer is still active
+// (compacted transactional topics). The Java consumer passes over such a batch, to the
+// offset after the batch's last, and so does this.
+func (c *consumer) control(b *protocol.ControlBatch, next int64) (int64, error) {
+	// Reach the marker's offset first: a fetch that starts between an aborted
+	// transaction's data and its marker must not leave the producer marked aborted.
+	c.aborted.advance(b.BaseOffset)
+	cr, err := b.ReadControlRecord()
+	switch {
+	case errors.Is(err, io.EOF):
+		// An empty batch: no marker to apply.
+	case err != nil:
+		return next, fmt.Errorf("read control record at %d: %w", b.BaseOffset, err)
+	case cr.Type == controlAbort:
+		c.aborted.markerSeen(b.ProducerID)
+	}
+	if h := c.headers[b.BaseOffset]; h != nil {
+		return max(next, h.nextOffset()), nil
+	}
+	return max(next, b.BaseOffset+1), nil // a marker batch held one record when written
+}
+
+// records reads every record of one batch; those before next were seen in an earlier
 // response (a fetch may start at the batch holding next), those of an aborted batch only
-// advance the position.
-func consumeRecords(batch protocol.RecordReader, topic string, partition int32, next, end int64, skip bool, fn func(*archive.Record) error) (int64, error) {
-	for {
+// advance the position. Once the batch is read to its end, the position moves past the
+// batch's last offset, which compaction may have emptied (the Java consumer does the same).
+func (c *consumer) records(batch protocol.RecordReader, next int64, skip bool, h *batchHeader) (int64, error) {
+	for n := int32(0); ; n++ {
 		r, err := batch.ReadRecord()
 		if errors.Is(err, io.EOF) {
-			return next, nil
+			return h.passed(n, next), nil
 		}
 		if err != nil {
-			return next, fmt.Errorf("read %s/%d after offset %d: %w", topic, partition, next, err)
+			return next, fmt.Errorf("read %s/%d after offset %d: %w", c.topic, c.partition, next, err)
 		}
 		switch {
-		case r.Offset >= end:
+		case r.Offset >= c.end:
 			release(r)
-			return end, nil
-		case r.Offset < next:
+			return c.end, nil
+		case r.Offset < next || skip:
+			next = max(next, r.Offset+1)
 			release(r)
 			continue
 		}
 		next = r.Offset + 1
-		if skip {
-			release(r)
-			continue
-		}
-		rec, err := convert(r, topic, partition)
-		if err != nil {
-			return next, err
-		}
-		if err := fn(rec); err != nil {
+		if err := c.emit(r, h); err != nil {
 			return next, err
 		}
 	}
+}
+
+func (c *consumer) emit(r *protocol.Record, h *batchHeader) error {
+	rec, err := convert(r, c.topic, c.partition)
+	if err != nil {
+		return err
+	}
+	if h != nil && h.logAppendTime {
+		// Kafka's consumers report the broker's append time, the batch's max timestamp,
+		// for every record of the batch; the records keep the producer's create time.
+		rec.Timestamp, rec.LogAppendTime = time.UnixMilli(h.maxTimestamp).UTC(), true
+	}
+	return c.fn(rec)
 }
 
 // convert copies a record out of the fetch buffer, which kafka-go reuses, and releases it.
@@ -126,6 +160,107 @@ func release(r *protocol.Record) {
 	if r.Value != nil {
 		r.Value.Close()
 	}
+}
+
+// fetchedPartition is one partition of a fetch response: kafka-go's
+// fetchapi.ResponsePartition, with a record set that also keeps what kafka-go's decoder
+// reads from each batch header and drops.
+type fetchedPartition struct {
+	Partition            int32                          `kafka:"min=v0,max=v11"`
+	ErrorCode            int16                          `kafka:"min=v0,max=v11"`
+	HighWatermark        int64                          `kafka:"min=v0,max=v11"`
+	LastStableOffset     int64                          `kafka:"min=v4,max=v11"`
+	LogStartOffset       int64                          `kafka:"min=v5,max=v11"`
+	AbortedTransactions  []fetchapi.ResponseTransaction `kafka:"min=v4,max=v11"`
+	PreferredReadReplica int32                          `kafka:"min=v11,max=v11"`
+	Records              recordSet                      `kafka:"min=v0,max=v11"`
+}
+
+// recordSet is a partition's records as kafka-go decodes them, and the header of each v2
+// batch by base offset.
+type recordSet struct {
+	protocol.RecordSet
+	headers map[int64]*batchHeader
+}
+
+// ReadFrom reads a length-prefixed record set; kafka-go's decoder calls it for the Records
+// field. It reads the batch headers from the raw bytes, then lets kafka-go decode them.
+func (s *recordSet) ReadFrom(r io.Reader) (int64, error) {
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, 4); err != nil {
+		return 0, err
+	}
+	size := int64(int32(binary.BigEndian.Uint32(buf.Bytes())))
+	*s = recordSet{}
+	if size <= 0 {
+		return 4, nil
+	}
+	if n, err := io.CopyN(&buf, r, size); err != nil {
+		return 4 + n, fmt.Errorf("read a record set of %d bytes: %w", size, err)
+	}
+	s.headers = batchHeaders(buf.Bytes()[4:])
+	_, err := s.RecordSet.ReadFrom(&buf) // a *bytes.Buffer: kafka-go peeks through Bytes
+	return 4 + size, err
+}
+
+// batchHeader holds the fields of a v2 record batch header that kafka-go's decoder reads and
+// drops (protocol/record_v2.go marks them "unused").
+type batchHeader struct {
+	base            int64
+	lastOffsetDelta int32 // kept by compaction when it removes the batch's last records
+	maxTimestamp    int64 // the log append time, for a LogAppendTime batch
+	logAppendTime   bool
+	records         int32
+}
+
+// Where a v2 record batch keeps its fields (Kafka's DefaultRecordBatch).
+const (
+	batchLengthAt       = 8 // int32: the bytes after this field
+	batchMagicAt        = 16
+	batchAttributesAt   = 21
+	batchLastDeltaAt    = 23
+	batchMaxTimestampAt = 35
+	batchRecordsAt      = 57
+	batchHeaderSize     = 61
+	// timestampTypeLogAppend is attribute bit 3: 0 create time, 1 log append time.
+	timestampTypeLogAppend = 0x08
+)
+
+// batchHeaders reads the header of every v2 batch in a record set. A batch cut short by the
+// fetch size ends the scan, as it ends kafka-go's decoding.
+func batchHeaders(b []byte) map[int64]*batchHeader {
+	hs := map[int64]*batchHeader{}
+	for len(b) > batchMagicAt {
+		size := 12 + int64(int32(binary.BigEndian.Uint32(b[batchLengthAt:])))
+		if size <= batchMagicAt || size > int64(len(b)) {
+			break
+		}
+		if b[batchMagicAt] == 2 && size >= batchHeaderSize {
+			h := &batchHeader{
+				base:            int64(binary.BigEndian.Uint64(b)),
+				lastOffsetDelta: int32(binary.BigEndian.Uint32(b[batchLastDeltaAt:])),
+				maxTimestamp:    int64(binary.BigEndian.Uint64(b[batchMaxTimestampAt:])),
+				logAppendTime:   binary.BigEndian.Uint16(b[batchAttributesAt:])&timestampTypeLogAppend != 0,
+				records:         int32(binary.BigEndian.Uint32(b[batchRecordsAt:])),
+			}
+			hs[h.base] = h
+		}
+		b = b[size:]
+	}
+	return hs
+}
+
+// nextOffset is the offset after the batch's last one.
+func (h *batchHeader) nextOffset() int64 { return h.base + int64(h.lastOffsetDelta) + 1 }
+
+// passed returns the position after a batch read to its end in n records: past the batch's
+// last offset when the header is known and every record it announces was read (kafka-go
+// stops early on a record it cannot parse, and then nothing may be skipped), else next.
+func (h *batchHeader) passed(n int32, next int64) int64 {
+	if h == nil || n != h.records {
+		return next
+	}
+	return max(next, h.nextOffset())
 }
 
 // abortTracker knows, for one fetch response, which producers are inside an aborted

@@ -36,25 +36,41 @@ func marker(pid, offset int64, commit bool) protocol.RecordReader {
 	}
 }
 
-func response(aborted []fetchapi.ResponseTransaction, batches ...protocol.RecordReader) *fetchapi.ResponsePartition {
-	return &fetchapi.ResponsePartition{
+func response(aborted []fetchapi.ResponseTransaction, batches ...protocol.RecordReader) *fetchedPartition {
+	return &fetchedPartition{
 		AbortedTransactions: aborted,
-		RecordSet:           protocol.RecordSet{Records: &protocol.RecordStream{Records: batches}},
+		Records:             recordSet{RecordSet: protocol.RecordSet{Records: &protocol.RecordStream{Records: batches}}},
 	}
+}
+
+// withHeaders gives a response the batch headers a broker would have sent with it.
+func withHeaders(res *fetchedPartition, hs ...batchHeader) *fetchedPartition {
+	res.Records.headers = map[int64]*batchHeader{}
+	for i := range hs {
+		res.Records.headers[hs[i].base] = &hs[i]
+	}
+	return res
+}
+
+// emptyMarker is a control batch whose record the log cleaner removed: kafka-go hands it
+// over with no record at all.
+func emptyMarker(pid, offset int64) protocol.RecordReader {
+	return &protocol.ControlBatch{Attributes: protocol.Transactional | protocol.Control, BaseOffset: offset, ProducerID: pid,
+		Records: protocol.NewRecordReader()}
 }
 
 func TestConsume(t *testing.T) {
 	const a, b = 7, 9
 	for _, tc := range []struct {
 		name     string
-		res      func() *fetchapi.ResponsePartition
+		res      func() *fetchedPartition
 		pos, end int64
 		want     []int64
 		next     int64
 	}{
 		{
 			name: "aborted transaction between committed ones",
-			res: func() *fetchapi.ResponsePartition {
+			res: func() *fetchedPartition {
 				return response([]fetchapi.ResponseTransaction{{ProducerID: a, FirstOffset: 3}},
 					dataBatch(a, true, 0, 1), marker(a, 2, true), dataBatch(a, true, 3, 4), dataBatch(b, true, 5), marker(a, 6, false),
 					marker(b, 7, true), dataBatch(a, true, 8), marker(a, 9, true))
@@ -63,7 +79,7 @@ func TestConsume(t *testing.T) {
 		},
 		{
 			name: "fetch starts between aborted data and its marker",
-			res: func() *fetchapi.ResponsePartition {
+			res: func() *fetchedPartition {
 				// The broker lists the transaction, whose data lies before the fetch offset.
 				return response([]fetchapi.ResponseTransaction{{ProducerID: a, FirstOffset: 3}},
 					marker(a, 6, false), dataBatch(a, true, 7, 8), marker(a, 9, true))
@@ -72,26 +88,80 @@ func TestConsume(t *testing.T) {
 		},
 		{
 			name: "range ends on a control record",
-			res: func() *fetchapi.ResponsePartition {
+			res: func() *fetchedPartition {
 				return response(nil, dataBatch(a, true, 0, 1), marker(a, 2, true), dataBatch(a, true, 3))
 			},
 			end: 3, want: []int64{0, 1}, next: 3,
 		},
 		{
 			name: "batch starts before the fetch offset",
-			res:  func() *fetchapi.ResponsePartition { return response(nil, dataBatch(-1, false, 10, 11, 12, 13)) },
+			res:  func() *fetchedPartition { return response(nil, dataBatch(-1, false, 10, 11, 12, 13)) },
 			pos:  12, end: 20, want: []int64{12, 13}, next: 14,
 		},
 		{
 			name: "compacted offsets",
-			res: func() *fetchapi.ResponsePartition {
+			res: func() *fetchedPartition {
 				return response(nil, dataBatch(-1, false, 0, 4, 9), dataBatch(-1, false, 30))
 			},
 			end: 31, want: []int64{0, 4, 9, 30}, next: 31,
 		},
 		{
+			// A compacted transactional topic: the cleaner removed a commit marker of a
+			// producer that is still active and kept its batch, empty.
+			name: "empty control batch",
+			res: func() *fetchedPartition {
+				return withHeaders(response(nil, dataBatch(a, true, 0, 1), emptyMarker(a, 2), dataBatch(-1, false, 3, 4)),
+					batchHeader{base: 0, lastOffsetDelta: 1, records: 2}, batchHeader{base: 2, records: 0},
+					batchHeader{base: 3, lastOffsetDelta: 1, records: 2})
+			},
+			end: 10, want: []int64{0, 1, 3, 4}, next: 5,
+		},
+		{
+			name: "empty control batch ends the response",
+			res: func() *fetchedPartition {
+				return withHeaders(response(nil, emptyMarker(a, 2)), batchHeader{base: 2, records: 0})
+			},
+			pos: 2, end: 10, want: nil, next: 3,
+		},
+		{
+			name: "empty control batch without its header",
+			res:  func() *fetchedPartition { return response(nil, emptyMarker(a, 2), dataBatch(-1, false, 3)) },
+			pos:  2, end: 10, want: []int64{3}, next: 4,
+		},
+		{
+			name: "empty control batch of an aborting producer",
+			res: func() *fetchedPartition {
+				return withHeaders(response([]fetchapi.ResponseTransaction{{ProducerID: a, FirstOffset: 0}},
+					dataBatch(a, true, 0), emptyMarker(a, 1), marker(a, 2, false), dataBatch(a, true, 3)),
+					batchHeader{base: 1, records: 0})
+			},
+			end: 10, want: []int64{3}, next: 4,
+		},
+		{
+			name: "batch whose last records were compacted away",
+			res: func() *fetchedPartition {
+				return withHeaders(response(nil, dataBatch(-1, false, 0, 4)), batchHeader{base: 0, lastOffsetDelta: 9, records: 2})
+			},
+			end: 31, want: []int64{0, 4}, next: 10,
+		},
+		{
+			name: "compacted batch reaching past end",
+			res: func() *fetchedPartition {
+				return withHeaders(response(nil, dataBatch(-1, false, 0, 4)), batchHeader{base: 0, lastOffsetDelta: 9, records: 2})
+			},
+			end: 7, want: []int64{0, 4}, next: 7,
+		},
+		{
+			// kafka-go stops at a record it cannot parse: nothing past it may be skipped.
+			name: "batch with fewer records than its header announces",
+			res: func() *fetchedPartition {
+				return withHeaders(response(nil, dataBatch(-1, false, 0, 4)), batchHeader{base: 0, lastOffsetDelta: 9, records: 3})
+			},
+			end: 31, want: []int64{0, 4}, next: 5,
+		},
+		{
 			name: "no progress",
-			res:  func() *fetchapi.ResponsePartition { return response(nil, dataBatch(-1, false, 0, 4)) },
+			res:  func() *fetchedPartition { return response(nil, dataBatch(-1, false, 0, 4)) },
 			pos:  5, end: 31, want: nil, next: 5,
 		},
 	} {
@@ -108,5 +178,31 @@ func TestConsume(t *testing.T) {
 				t.Fatalf("got offsets %v next %d, want %v next %d", got, next, tc.want, tc.next)
 			}
 		})
+	}
+}
+
+// A LogAppendTime batch: every record is stamped with the batch's max timestamp, which is
+// the broker's append time, and says so.
+func TestConsumeLogAppendTime(t *testing.T) {
+	const appended = 1795399201123
+	res := withHeaders(response(nil, dataBatch(-1, false, 0, 1), dataBatch(-1, false, 2)),
+		batchHeader{base: 0, lastOffsetDelta: 1, maxTimestamp: appended, logAppendTime: true, records: 2},
+		batchHeader{base: 2, maxTimestamp: 99, records: 1})
+	var got []archive.Record
+	if _, err := consume(res, "t", 0, 0, 3, func(r *archive.Record) error {
+		got = append(got, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		millis    int64
+		logAppend bool
+	}{{appended, true}, {appended, true}, {2, false}} // dataBatch stamps record o with o ms
+	for i, w := range want {
+		if got[i].Timestamp.UnixMilli() != w.millis || got[i].LogAppendTime != w.logAppend || got[i].Timestamp.Location() != time.UTC {
+			t.Errorf("record %d: timestamp %v (%d ms) log append %v, want %d ms log append %v",
+				i, got[i].Timestamp, got[i].Timestamp.UnixMilli(), got[i].LogAppendTime, w.millis, w.logAppend)
+		}
 	}
 }

@@ -2,8 +2,10 @@ package shard
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -23,12 +25,17 @@ type KafkaOptions struct {
 	FetchMaxWait time.Duration
 	// DialTimeout bounds each connection attempt to a broker.
 	DialTimeout time.Duration
+	// ClientID names the reader's connections in the brokers' logs and quotas; empty is
+	// "karch-shard".
+	ClientID string
 }
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
 func DefaultKafkaOptions() KafkaOptions {
-	return KafkaOptions{FetchMaxBytes: 4 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second}
+	return KafkaOptions{FetchMaxBytes: 4 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second, ClientID: defaultClientID}
 }
+
+const defaultClientID = "karch-shard"
 
 // KafkaReader reads exact offset ranges at read_committed isolation.
 //
@@ -36,7 +43,11 @@ func DefaultKafkaOptions() KafkaOptions {
 // those hand back transaction markers and records of aborted transactions as if they were
 // data, while the raw fetch response says which batches are control batches and which
 // producers' transactions were aborted, so the filtering the Java consumer does can be done
-// here.
+// here. It decodes that response itself (fetchRequest), to keep the batch header fields
+// kafka-go drops: a batch's last offset and its LogAppendTime timestamp.
+//
+// Errors are classified by ClassifyKafkaError; a missing topic or partition and an offset
+// that is no longer in the log are permanent as well.
 type KafkaReader struct {
 	client    *kafka.Client
 	transport *kafka.Transport
@@ -48,7 +59,10 @@ var _ RecordReader = (*KafkaReader)(nil)
 // NewKafkaReader returns a reader for the cluster behind brokers. Close releases its
 // connections.
 func NewKafkaReader(brokers []string, opts KafkaOptions) *KafkaReader {
-	t := &kafka.Transport{ClientID: "karch-shard", DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute}
+	if opts.ClientID == "" {
+		opts.ClientID = defaultClientID
+	}
+	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute}
 	return &KafkaReader{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t},
 		transport: t,
@@ -94,7 +108,7 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partition int32) error {
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return fmt.Errorf("read metadata of topic %s: %w", topic, err)
+		return ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, err))
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {
@@ -104,7 +118,7 @@ func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partitio
 			return failure.Permanent(fmt.Errorf("topic %s does not exist", topic))
 		}
 		if t.Error != nil {
-			return fmt.Errorf("read metadata of topic %s: %w", topic, t.Error)
+			return ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, t.Error))
 		}
 		for _, p := range t.Partitions {
 			if p.ID == int(partition) {
@@ -116,8 +130,8 @@ func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partitio
 	return failure.Permanent(fmt.Errorf("topic %s does not exist", topic))
 }
 
-func (k *KafkaReader) fetch(ctx context.Context, topic string, partition int32, offset int64) (*fetchapi.ResponsePartition, error) {
-	m, err := k.transport.RoundTrip(ctx, k.client.Addr, &fetchapi.Request{
+func (k *KafkaReader) fetch(ctx context.Context, topic string, partition int32, offset int64) (*fetchedPartition, error) {
+	m, err := k.transport.RoundTrip(ctx, k.client.Addr, &fetchRequest{clientID: k.opts.ClientID, Request: fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(k.opts.FetchMaxWait.Milliseconds()),
 		MinBytes:       1,
@@ -129,11 +143,14 @@ func (k *KafkaReader) fetch(ctx context.Context, topic string, partition int32, 
 			Partition: partition, CurrentLeaderEpoch: -1, FetchOffset: offset, LogStartOffset: -1,
 			PartitionMaxBytes: int32(k.opts.FetchMaxBytes),
 		}}}},
-	})
+	}})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err)
+		return nil, ClassifyKafkaError(fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err))
 	}
-	res := m.(*fetchapi.Response)
+	res := m.(*fetchResponse)
+	if res.ErrorCode != 0 {
+		return nil, ClassifyKafkaError(fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, kafka.Error(res.ErrorCode)))
+	}
 	if len(res.Topics) != 1 || len(res.Topics[0].Partitions) != 1 {
 		return nil, fmt.Errorf("fetch %s/%d at %d: response names no partition", topic, partition, offset)
 	}
@@ -144,22 +161,23 @@ func (k *KafkaReader) fetch(ctx context.Context, topic string, partition int32, 
 	return p, nil
 }
 
-func fetchError(topic string, partition int32, offset int64, p *fetchapi.ResponsePartition, err kafka.Error) error {
+func fetchError(topic string, partition int32, offset int64, p *fetchedPartition, err kafka.Error) error {
 	if errors.Is(err, kafka.OffsetOutOfRange) {
 		// The records were deleted (retention) or never written: archiving the rest would
 		// leave a silent hole, so stop for an operator.
 		return failure.Permanent(fmt.Errorf("fetch %s/%d at %d: offset not in the log (log start %d, high watermark %d): %w",
 			topic, partition, offset, p.LogStartOffset, p.HighWatermark, err))
 	}
-	return fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err)
+	return ClassifyKafkaError(fmt.Errorf("fetch %s/%d at %d: %w", topic, partition, offset, err))
 }
 
 // passGap is called when a fetch at pos returned nothing at or past pos. Either the stable
 // log ends at pos (the plan reaches past what is committed: retry later), or the batch that
-// holds pos lost its last records to compaction. kafka-go does not expose a batch's last
-// offset, so the end of such a batch is found by bisection: fetching inside the batch
-// returns the batch again, fetching past it returns later data.
-func (k *KafkaReader) passGap(ctx context.Context, topic string, partition int32, pos, end int64, res *fetchapi.ResponsePartition) (int64, error) {
+// holds pos lost its last records to compaction and its header could not be used (consume
+// passes over such a batch when it can: batchHeader.passed). Then the end of the batch is
+// found by bisection: fetching inside the batch returns the batch again, fetching past it
+// returns later data.
+func (k *KafkaReader) passGap(ctx context.Context, topic string, partition int32, pos, end int64, res *fetchedPartition) (int64, error) {
 	stable := res.LastStableOffset
 	if stable <= pos {
 		return 0, fmt.Errorf("read %s/%d [%d, %d): the last stable offset is %d; the range is not fully committed yet",
@@ -194,8 +212,8 @@ func errEmptyFetch(topic string, partition int32, offset, stable int64) error {
 	return fmt.Errorf("fetch %s/%d at %d: no data below the last stable offset %d", topic, partition, offset, stable)
 }
 
-func firstBatchBase(p *fetchapi.ResponsePartition) (int64, bool) {
-	stream, ok := p.RecordSet.Records.(*protocol.RecordStream)
+func firstBatchBase(p *fetchedPartition) (int64, bool) {
+	stream, ok := p.Records.Records.(*protocol.RecordStream)
 	if !ok || len(stream.Records) == 0 {
 		return 0, false
 	}
@@ -209,3 +227,127 @@ func firstBatchBase(p *fetchapi.ResponsePartition) (int64, bool) {
 
 // Addr returns the bootstrap addresses, for log lines.
 func (k *KafkaReader) Addr() net.Addr { return k.client.Addr }
+
+// fetchRequest is a Fetch request whose response is read here rather than by kafka-go:
+// kafka-go's decoder drops each batch's last offset delta and max timestamp, and without them
+// an empty control batch cannot be passed over, nor a LogAppendTime record given the timestamp
+// Kafka's consumers see. It uses kafka-go's RawExchanger hook, which hands the request the
+// broker connection for one exchange; kafka-go still routes it to the partition leader,
+// negotiates the version and owns the connection.
+type fetchRequest struct {
+	fetchapi.Request
+	clientID string
+	version  int16 // the version negotiated on the connection, set by Required
+}
+
+var _ protocol.RawExchanger = (*fetchRequest)(nil)
+
+// minFetchVersion is the first Fetch version with an isolation level: an older one would read
+// uncommitted records. Kafka 4 accepts nothing older; kafka-go speaks up to v11.
+const minFetchVersion = 4
+
+// maxResponseSize bounds the memory one response frame may claim before it is read.
+const maxResponseSize = 1 << 30
+
+// Required notes the connection's Fetch version; the exchange is always done here.
+func (r *fetchRequest) Required(versions map[protocol.ApiKey]int16) bool {
+	r.version = versions[protocol.Fetch]
+	return true
+}
+
+// RawExchange writes the request and decodes its response into a fetchResponse. The
+// connection carries one request at a time, so any correlation id will do; it is checked.
+func (r *fetchRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error) {
+	const correlationID = 1
+	if r.version < minFetchVersion {
+		return nil, failure.Permanent(fmt.Errorf("the broker offers Fetch v%d; read_committed needs v%d", r.version, minFetchVersion))
+	}
+	if err := protocol.WriteRequest(rw, r.version, correlationID, r.clientID, &r.Request); err != nil {
+		return nil, fmt.Errorf("write fetch request: %w", err)
+	}
+	frame, err := readFrame(rw)
+	if err != nil {
+		return nil, fmt.Errorf("read fetch response: %w", err)
+	}
+	if id := int32(binary.BigEndian.Uint32(frame)); id != correlationID {
+		return nil, fmt.Errorf("read fetch response: correlation id %d, want %d", id, correlationID)
+	}
+	res := &fetchResponse{}
+	if err := protocol.Unmarshal(frame[4:], r.version, res); err != nil {
+		return nil, fmt.Errorf("decode fetch response v%d: %w", r.version, err)
+	}
+	return res, nil
+}
+
+// readFrame reads one size-prefixed response: the correlation id, then the body (a Fetch
+// response up to v11 has a header of format v0, without tagged fields).
+func readFrame(r io.Reader) ([]byte, error) {
+	var size [4]byte
+	if _, err := io.ReadFull(r, size[:]); err != nil {
+		return nil, noEOF(err)
+	}
+	n := int32(binary.BigEndian.Uint32(size[:]))
+	if n < 4 || n > maxResponseSize {
+		return nil, fmt.Errorf("a response frame of %d bytes", n)
+	}
+	frame := make([]byte, n)
+	if _, err := io.ReadFull(r, frame); err != nil {
+		return nil, noEOF(err)
+	}
+	return frame, nil
+}
+
+// noEOF reports a connection closed before a response as the truncation it is.
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// fetchResponse is kafka-go's fetchapi.Response with fetchedPartition for its partitions.
+type fetchResponse struct {
+	ThrottleTimeMs int32        `kafka:"min=v1,max=v11"`
+	ErrorCode      int16        `kafka:"min=v7,max=v11"`
+	SessionID      int32        `kafka:"min=v7,max=v11"`
+	Topics         []fetchTopic `kafka:"min=v0,max=v11"`
+}
+
+type fetchTopic struct {
+	Topic      string             `kafka:"min=v0,max=v11"`
+	Partitions []fetchedPartition `kafka:"min=v0,max=v11"`
+}
+
+// ApiKey makes fetchResponse a protocol.Message.
+func (*fetchResponse) ApiKey() protocol.ApiKey { return protocol.Fetch }
+
+// ClassifyKafkaError marks err failure.Permanent when it carries a Kafka error code that no
+// retry cures (IsPermanentKafkaError) and returns every other error as it is: unmarked errors
+// are retryable. Each Kafka adapter passes the errors of its Kafka calls through it.
+func ClassifyKafkaError(err error) error {
+	if IsPermanentKafkaError(err) {
+		return failure.Permanent(err)
+	}
+	return err
+}
+
+// IsPermanentKafkaError reports whether err, or an error it wraps, is a Kafka error code that
+// a retry cannot cure: denied access (TopicAuthorizationFailed, ClusterAuthorizationFailed,
+// SASLAuthenticationFailed), a request the broker cannot serve (UnsupportedVersion,
+// InvalidRequest) and every other code kafka-go does not call Temporary, except those in
+// retryableKafkaErrors. Network and dial errors, timeouts and cancellations carry no code:
+// they are retryable. A missing topic is Temporary to kafka-go, since it may be being
+// created; the adapters check for it in the metadata, where a plan's topic must exist.
+func IsPermanentKafkaError(err error) bool {
+	var code kafka.Error
+	if !errors.As(err, &code) {
+		return false
+	}
+	return !code.Temporary() && !retryableKafkaErrors[code]
+}
+
+// retryableKafkaErrors are the passing conditions that kafka-go's Temporary leaves out.
+var retryableKafkaErrors = map[kafka.Error]bool{
+	kafka.BrokerNotAvailable:  true, // a broker restarting or not yet registered
+	kafka.ReplicaNotAvailable: true, // a replica catching up, during a reassignment
+}
