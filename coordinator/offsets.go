@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/shard"
 )
 
 // OffsetLister is what the coordinator asks of Kafka.
@@ -27,22 +31,38 @@ type OffsetLister interface {
 	LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
 }
 
-// KafkaOffsets is the OffsetLister of a Kafka cluster, through kafka-go.
-type KafkaOffsets struct{ client *kafka.Client }
+// KafkaOffsets is the OffsetLister of a Kafka cluster, through kafka-go. It passes every
+// Kafka error through shard.ClassifyKafkaError: denied access and requests the broker cannot
+// serve are permanent, the rest retryable.
+type KafkaOffsets struct {
+	client *kafka.Client
+	// reader reads records the way shards archive them (committed data only, the
+	// timestamps Kafka's consumers see), to place window edges on such records.
+	reader *shard.KafkaReader
+}
 
 var _ OffsetLister = (*KafkaOffsets)(nil)
 
+const clientID = "karch-coordinator"
+
 // NewKafkaOffsets returns the OffsetLister of the cluster behind brokers.
 func NewKafkaOffsets(brokers []string) *KafkaOffsets {
-	return &KafkaOffsets{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second,
-		Transport: &kafka.Transport{ClientID: "karch-coordinator", DialTimeout: 10 * time.Second}}}
+	opts := shard.DefaultKafkaOptions()
+	// An edge is usually the first record of the first batch a fetch returns, and a broker
+	// returns at least one whole batch whatever the limit: small fetches keep planning cheap.
+	opts.ClientID, opts.FetchMaxBytes = clientID, 128<<10
+	return &KafkaOffsets{
+		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second,
+			Transport: &kafka.Transport{ClientID: clientID, DialTimeout: 10 * time.Second}},
+		reader: shard.NewKafkaReader(brokers, opts),
+	}
 }
 
 // Partitions lists topic's partitions in order.
 func (k *KafkaOffsets) Partitions(ctx context.Context, topic string) ([]int32, error) {
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return nil, fmt.Errorf("read metadata of topic %s: %w", topic, err)
+		return nil, shard.ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, err))
 	}
 	for _, t := range md.Topics {
 		if t.Name != topic {
@@ -52,7 +72,7 @@ func (k *KafkaOffsets) Partitions(ctx context.Context, topic string) ([]int32, e
 			return nil, failure.Permanent(fmt.Errorf("topic %s does not exist", topic))
 		}
 		if t.Error != nil {
-			return nil, fmt.Errorf("read metadata of topic %s: %w", topic, t.Error)
+			return nil, shard.ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, t.Error))
 		}
 		ps := make([]int32, len(t.Partitions))
 		for i, p := range t.Partitions {
@@ -64,8 +84,46 @@ func (k *KafkaOffsets) Partitions(ctx context.Context, topic string) ([]int32, e
 	return nil, failure.Permanent(fmt.Errorf("topic %s does not exist", topic))
 }
 
-// OffsetsAt looks offsets up by timestamp.
+// OffsetsAt returns, per partition, the offset of the first committed data record, in
+// offset order, whose timestamp is at or after t, or -1 where none is committed yet.
+//
+// ListOffsets by time answers the first offset of any record at or after t, and a
+// transaction's marker carries the broker's time: when records carry older timestamps (a
+// replay, event time), it answers the first marker for every later t. Its answer is a lower
+// bound, though, since data records are records, so each partition is read forward from it,
+// at read_committed and as a shard reads it, to the first data record at or after t. The read
+// ends there, or at the last stable offset: it is short unless records older than t follow a
+// marker newer than t, and then it reads those records.
 func (k *KafkaOffsets) OffsetsAt(ctx context.Context, topic string, partitions []int32, t time.Time) (map[int32]int64, error) {
+	lower, err := k.listAt(ctx, topic, partitions, t)
+	if err != nil {
+		return nil, err
+	}
+	stable, err := k.StableEnds(ctx, topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64, len(lower))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for p, from := range lower {
+		g.Go(func() error {
+			off, err := k.firstDataAt(gctx, topic, p, from, stable[p], t)
+			mu.Lock()
+			out[p] = off
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listAt asks ListOffsets for the first offset at or after t, -1 where no record is.
+func (k *KafkaOffsets) listAt(ctx context.Context, topic string, partitions []int32, t time.Time) (map[int32]int64, error) {
 	req := make([]kafka.OffsetRequest, len(partitions))
 	for i, p := range partitions {
 		req[i] = kafka.TimeOffsetOf(int(p), t)
@@ -82,6 +140,30 @@ func (k *KafkaOffsets) OffsetsAt(ctx context.Context, topic string, partitions [
 		}
 	}
 	return out, nil
+}
+
+// errFound ends a read at the record it looked for.
+var errFound = errors.New("coordinator: record found")
+
+// firstDataAt reads topic/partition from from up to stable and returns the offset of the
+// first record the read yields whose timestamp, in milliseconds as Kafka compares them, is at
+// or after t; -1 if there is none.
+func (k *KafkaOffsets) firstDataAt(ctx context.Context, topic string, partition int32, from, stable int64, t time.Time) (int64, error) {
+	if from < 0 {
+		return -1, nil
+	}
+	found, target := int64(-1), t.UnixMilli()
+	err := k.reader.ReadRange(ctx, topic, partition, from, stable, func(r *archive.Record) error {
+		if r.Timestamp.UnixMilli() < target {
+			return nil
+		}
+		found = r.Offset
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return -1, fmt.Errorf("find the first record of %s/%d at or after %s: %w", topic, partition, t.UTC().Format(time.RFC3339Nano), err)
+	}
+	return found, nil
 }
 
 // StableEnds lists each partition's last stable offset (read_committed "latest").
@@ -121,12 +203,12 @@ func (k *KafkaOffsets) LogStarts(ctx context.Context, topic string, partitions [
 func (k *KafkaOffsets) list(ctx context.Context, topic string, req []kafka.OffsetRequest, iso kafka.IsolationLevel) ([]kafka.PartitionOffsets, error) {
 	resp, err := k.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}, IsolationLevel: iso})
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+		return nil, shard.ClassifyKafkaError(fmt.Errorf("list offsets of %s: %w", topic, err))
 	}
 	parts := resp.Topics[topic]
 	for _, p := range parts {
 		if p.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error)
+			return nil, shard.ClassifyKafkaError(fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error))
 		}
 	}
 	if len(parts) != len(req) {
