@@ -1,6 +1,8 @@
 package archive
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -25,9 +27,27 @@ type Manifest struct {
 	FencingToken int64            `json:"fencing_token"`
 	CommittedAt  time.Time        `json:"committed_at"`
 	KarchVersion string           `json:"karch_version"`
+	// Previous names the manifest of the window before, with the SHA-256 of its bytes: each
+	// manifest vouches for the one before it, so whoever keeps the newest manifest's digest
+	// can prove that no earlier window was altered or removed. Absent on a pipeline's first
+	// window and on manifests written before karch recorded it.
+	Previous *ManifestRef `json:"previous,omitempty"`
 	// Gaps are the plan's declared holes in the chain before this window (Plan.Gaps).
 	Gaps  []Gap             `json:"gaps,omitempty"`
 	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// ManifestRef points at a committed manifest: its key relative to the destination prefix
+// ("<pipeline>/dt=.../window=.../MANIFEST.json") and the hex SHA-256 of its stored bytes.
+type ManifestRef struct {
+	Key    string `json:"key"`
+	SHA256 string `json:"sha256"`
+}
+
+// RefOf is the reference to the manifest stored at key with the bytes data.
+func RefOf(key string, data []byte) ManifestRef {
+	sum := sha256.Sum256(data)
+	return ManifestRef{Key: key, SHA256: hex.EncodeToString(sum[:])}
 }
 
 // PartitionRange is one partition's planned offsets [First, End) and the records archived.

@@ -253,6 +253,7 @@ func TestWindowLengthChange(t *testing.T) {
 	if len(ms) != 7 {
 		t.Fatalf("%d manifests, want 7", len(ms))
 	}
+	assertLinked(t, p, ms)
 	assertExactlyOnce(t, p, ms, testenv.EndOffsets(t, addr, topic, 2))
 }
 
@@ -275,6 +276,25 @@ func TestUndecodableDocumentsArePermanent(t *testing.T) {
 		_, err := p.runAt(t0.Add(time.Hour + 2*time.Minute))
 		if !failure.IsPermanent(err) || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s %q: %v; want a permanent error naming %s", tc.name, tc.content, err, key)
+		}
+	}
+}
+
+// assertLinked checks that each manifest after the first records the key and SHA-256 of the
+// stored manifest of the window before it, whatever the windows' lengths.
+func assertLinked(t *testing.T, p *pipeline, ms []*archive.Manifest) {
+	t.Helper()
+	for i, m := range ms {
+		if i == 0 {
+			if m.Previous != nil {
+				t.Fatalf("the first window links to %+v", m.Previous)
+			}
+			continue
+		}
+		prev := ms[i-1]
+		key := archive.WindowDir(prev.Pipeline, prev.Window.Start, prev.Window.End.Sub(prev.Window.Start)) + archive.ManifestName
+		if want := archive.RefOf(key, testenv.ReadObject(t, p.deps.Bucket, key)); m.Previous == nil || *m.Previous != want {
+			t.Fatalf("window %s links to %+v, want %+v", m.Window.Start, m.Previous, want)
 		}
 	}
 }

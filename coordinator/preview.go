@@ -30,12 +30,12 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 			return nil, err
 		}
 		plans = append(plans, p)
-		prev = &archive.Manifest{Window: w, Partitions: partitionsOf(p)}
+		prev = &stored{Manifest: &archive.Manifest{Window: w, Partitions: partitionsOf(p)}}
 	}
 	return plans, nil
 }
 
-func (c *coordinator) previewWindow(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+func (c *coordinator) previewWindow(ctx context.Context, w archive.Window, prev *stored) (*archive.Plan, error) {
 	p, err := c.readPlan(ctx, archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)+archive.PlanName)
 	if err == nil || !blob.IsNotFound(err) {
 		return p, err
@@ -52,7 +52,7 @@ func partitionsOf(p *archive.Plan) []archive.PartitionRange {
 }
 
 // next is the start of the first window not yet committed.
-func (c *coordinator) next(prev *archive.Manifest) time.Time {
+func (c *coordinator) next(prev *stored) time.Time {
 	switch {
 	case prev != nil:
 		return prev.Window.End
@@ -111,9 +111,11 @@ func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
 			st.State = "missing"
 		}
 		if st.State == "committed" {
-			if st.Manifest, err = c.readManifest(ctx, dir+archive.ManifestName); err != nil {
+			m, err := c.readManifest(ctx, dir+archive.ManifestName)
+			if err != nil {
 				return nil, err
 			}
+			st.Manifest = m.Manifest
 		}
 		out = append(out, st)
 	}

@@ -142,7 +142,7 @@ const maxLookback = 400 * 24 * time.Hour
 // window may have changed), walking back one day folder at a time from today, so that a
 // listing covers one day of objects rather than the pipeline's whole history. It stops at the
 // configured start, or after maxLookback.
-func (c *coordinator) latestManifest(ctx context.Context) (*archive.Manifest, error) {
+func (c *coordinator) latestManifest(ctx context.Context) (*stored, error) {
 	stop := c.deps.Now().Add(-maxLookback)
 	if !c.cfg.Start.IsZero() {
 		stop = alignDown(c.cfg.Start, 24*time.Hour)
@@ -178,9 +178,15 @@ func (c *coordinator) latestManifestOn(ctx context.Context, day time.Time) (stri
 	return last, err
 }
 
+// stored is a committed manifest with the reference that the next window's manifest records.
+type stored struct {
+	*archive.Manifest
+	ref archive.ManifestRef
+}
+
 // readManifest reads a committed manifest. One that does not decode is permanent: a
 // committed manifest is never rewritten, so a retry would read the same bytes.
-func (c *coordinator) readManifest(ctx context.Context, key string) (*archive.Manifest, error) {
+func (c *coordinator) readManifest(ctx context.Context, key string) (*stored, error) {
 	data, err := readAll(ctx, c.deps.Bucket, key)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
@@ -189,5 +195,5 @@ func (c *coordinator) readManifest(ctx context.Context, key string) (*archive.Ma
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("read manifest %s: %w", key, err))
 	}
-	return m, nil
+	return &stored{Manifest: m, ref: archive.RefOf(key, data)}, nil
 }

@@ -72,8 +72,9 @@ func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.Piec
 	return nil
 }
 
-// manifest assembles the window's manifest from its plan and verified receipts.
-func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt) *archive.Manifest {
+// manifest assembles the window's manifest from its plan and verified receipts, chained to
+// the manifest before it.
+func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt, prev *stored) *archive.Manifest {
 	m := &archive.Manifest{
 		Format: archive.ManifestFormat, Pipeline: plan.Pipeline, Window: plan.Window, Objects: []archive.ManifestObject{},
 		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
@@ -87,6 +88,9 @@ func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt) 
 			m.Records, m.Bytes, m.RawBytes = m.Records+p.Records, m.Bytes+p.Bytes, m.RawBytes+p.RawBytes
 		}
 	}
+	if prev != nil {
+		m.Previous = &prev.ref
+	}
 	slices.SortFunc(m.Objects, func(a, b archive.ManifestObject) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.First, b.First))
 	})
@@ -99,7 +103,7 @@ func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt) 
 
 // commit creates the manifest only if absent, and only while the lease holds. Losing the
 // create to another coordinator is success: the first complete manifest is final.
-func (c *coordinator) commit(ctx context.Context, dir string, m *archive.Manifest) (*archive.Manifest, bool, error) {
+func (c *coordinator) commit(ctx context.Context, dir string, m *archive.Manifest) (*stored, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -108,7 +112,8 @@ func (c *coordinator) commit(ctx context.Context, dir string, m *archive.Manifes
 		return nil, false, fmt.Errorf("encode manifest: %w", err)
 	}
 	key := dir + archive.ManifestName
-	_, err = c.deps.Bucket.Put(ctx, key, bytes.NewReader(append(data, '\n')), blob.PutOptions{IfAbsent: true, ContentType: "application/json"})
+	data = append(data, '\n')
+	_, err = c.deps.Bucket.Put(ctx, key, bytes.NewReader(data), blob.PutOptions{IfAbsent: true, ContentType: "application/json"})
 	if blob.IsExists(err) {
 		theirs, rerr := c.readManifest(ctx, key)
 		if rerr != nil {
@@ -120,5 +125,5 @@ func (c *coordinator) commit(ctx context.Context, dir string, m *archive.Manifes
 	if err != nil {
 		return nil, false, fmt.Errorf("put manifest %s: %w", key, err)
 	}
-	return m, true, nil
+	return &stored{Manifest: m, ref: archive.RefOf(key, data)}, true, nil
 }

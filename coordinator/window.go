@@ -15,13 +15,13 @@ import (
 
 // window takes one window through the commit order: plan (create or adopt), run the
 // shards, verify, manifest. A window that is committed already is only read.
-func (c *coordinator) window(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Manifest, WindowResult, error) {
+func (c *coordinator) window(ctx context.Context, w archive.Window, prev *stored) (*stored, WindowResult, error) {
 	started := c.deps.Now()
 	dir := archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)
 	log := c.log.With("window", w.Start)
 	if m, err := c.readManifest(ctx, dir+archive.ManifestName); err == nil {
 		log.Info("window committed already")
-		return m, resultOf(m, 0, false), nil
+		return m, resultOf(m.Manifest, 0, false), nil
 	} else if !blob.IsNotFound(err) {
 		return nil, WindowResult{}, err
 	}
@@ -40,11 +40,11 @@ func (c *coordinator) window(ctx context.Context, w archive.Window, prev *archiv
 	if err != nil {
 		return nil, WindowResult{}, err
 	}
-	m, committed, err := c.commit(ctx, dir, c.manifest(plan, receipts))
+	m, committed, err := c.commit(ctx, dir, c.manifest(plan, receipts, prev))
 	if err != nil {
 		return nil, WindowResult{}, err
 	}
-	res := resultOf(m, c.deps.Now().Sub(started), committed)
+	res := resultOf(m.Manifest, c.deps.Now().Sub(started), committed)
 	log.Info("window committed", "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes, "by_this_run", committed)
 	return m, res, nil
 }
@@ -57,7 +57,7 @@ func resultOf(m *archive.Manifest, d time.Duration, committed bool) WindowResult
 
 // plan adopts the window's plan if one exists, and otherwise resolves the window's offsets
 // and creates it. Adopting, never re-planning, makes every later step deterministic.
-func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, prev *stored) (*archive.Plan, error) {
 	key := dir + archive.PlanName
 	if p, err := c.readPlan(ctx, key); err == nil || !blob.IsNotFound(err) {
 		if err == nil {
@@ -86,7 +86,7 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 
 // newPlan resolves the window's offsets, chained to prev when it is the window before, and
 // packs them into a plan.
-func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *archive.Manifest) (*archive.Plan, error) {
+func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *stored) (*archive.Plan, error) {
 	ch := chain{topic: c.cfg.Topic, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start)}
 	if prev != nil {
 		if !prev.Window.End.Equal(w.Start) {
