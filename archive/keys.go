@@ -49,6 +49,27 @@ func Join(dir, key string) string {
 	return path.Join(dir, key)
 }
 
+// SplitPlanURL splits the URL (or path) of a window's plan into the store's root and the
+// plan's key under it, "<pipeline>/dt=.../window=.../plan.json", so that a shard opens the
+// same store the coordinator wrote to and finds the window's objects by the same keys. ok
+// is false when url does not end in a window folder's plan.
+func SplitPlanURL(url string) (root, key string, ok bool) {
+	parts := strings.Split(url, "/")
+	if len(parts) < 5 || parts[len(parts)-1] != PlanName {
+		return "", "", false
+	}
+	cut := len(parts) - 4 // the pipeline's segment
+	key = strings.Join(parts[cut:], "/")
+	if _, ok := ParseWindowDir(key); !ok || parts[cut] == "" {
+		return "", "", false
+	}
+	root = strings.Join(parts[:cut], "/")
+	if root == "" || strings.HasSuffix(root, "://") {
+		root += "/"
+	}
+	return root, key, true
+}
+
 // ParseWindowDir reads a window back from a key in its folder (as WindowDir writes it).
 func ParseWindowDir(key string) (Window, bool) {
 	i := strings.Index(key, "/dt=")

@@ -171,9 +171,14 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.s3.Checksum, "s3-checksum", envOr("KARCH_S3_CHECKSUM", "SHA256"), "upload checksum: SHA256, CRC32C, CRC32 or CRC64NVME (KARCH_S3_CHECKSUM)")
 }
 
-// open opens the store that holds url and returns the key of url's object in it.
+// open opens the store that holds url and returns the key of url's object in it. A window's
+// plan opens the store at its root, as the coordinator has it, so that the local store's
+// metadata of the pieces is where the coordinator's verification looks.
 func (s *storeFlags) open(ctx context.Context, url string) (blob.Bucket, string, error) {
-	base, key := blob.SplitURL(url)
+	base, key, ok := archive.SplitPlanURL(url)
+	if !ok {
+		base, key = blob.SplitURL(url)
+	}
 	b, err := blob.Open(ctx, base, s.s3)
 	if err != nil {
 		return nil, "", failure.Permanent(fmt.Errorf("open store %s: %w", base, err))
