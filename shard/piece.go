@@ -89,7 +89,7 @@ func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectIn
 		return archive.PieceResult{}, fmt.Errorf("read piece %s: %w", pc.Key, err)
 	}
 	defer rc.Close()
-	res, err := scanPiece(pc, rc)
+	res, err := ScanPiece(pc, rc)
 	if err != nil {
 		return archive.PieceResult{}, fmt.Errorf("check stored piece %s: %w", pc.Key, err)
 	}
@@ -97,9 +97,10 @@ func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectIn
 	return res, nil
 }
 
-// scanPiece reads a stored piece and measures it. Corruption is permanent; an error reading
-// the stream is not (the network may fail mid-read).
-func scanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
+// ScanPiece reads a stored piece and measures it: every record must decode and lie in the
+// piece's bounds, in offset order. Adopting shards and verifiers share it. Corruption is
+// permanent; an error reading the stream is not (the network may fail mid-read).
+func ScanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
 	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
 	stored := &countingHash{h: sha256.New()}
 	zr, err := compress.NewReader(io.TeeReader(r, stored))

@@ -157,6 +157,9 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 	cf.given = map[string]string{}
 	fs.StringVar(&cf.file, "config", os.Getenv("KARCH_CONFIG"), "YAML configuration file; unknown keys are errors (KARCH_CONFIG)")
 	for _, s := range settings {
+		if fs.Lookup(flagName(s.name)) != nil {
+			continue // the command's own flag of that name wins; the setting stays in file and env
+		}
 		fs.Func(flagName(s.name), s.usage+" ("+envName(s.name)+")", func(v string) error {
 			cf.given[s.name] = v
 			return nil

@@ -69,13 +69,16 @@ type coordinatorCLI struct {
 	logger     *slog.Logger
 }
 
-// parseCoordinatorFlags parses the flags that run, plan and status share. It returns nil
-// and no error after --help.
-func parseCoordinatorFlags(name, usage string, args []string) (*coordinatorCLI, error) {
+// parseCoordinatorFlags parses the flags that run, plan, status and the audit commands share;
+// extra registers a command's own. It returns nil and no error after --help.
+func parseCoordinatorFlags(name, usage string, args []string, extra ...func(*flag.FlagSet)) (*coordinatorCLI, error) {
 	fs := flag.NewFlagSet("karch "+name, flag.ContinueOnError)
 	var cf configFlags
 	var lf logFlags
 	cli := &coordinatorCLI{}
+	for _, register := range extra {
+		register(fs)
+	}
 	cf.register(fs)
 	lf.register(fs)
 	self, _ := os.Executable()

@@ -1,0 +1,104 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/failure"
+)
+
+// Filter selects records of a window: one partition (Partition >= 0) and offsets in
+// [FromOffset, ToOffset) (ToOffset 0: no bound).
+type Filter struct {
+	Partition            int32
+	FromOffset, ToOffset int64
+}
+
+func (f Filter) object(o archive.ManifestObject) bool {
+	return (f.Partition < 0 || o.Partition == f.Partition) && o.End > f.FromOffset && (f.ToOffset == 0 || o.First < f.ToOffset)
+}
+
+func (f Filter) record(r *archive.Record) bool {
+	return r.Offset >= f.FromOffset && (f.ToOffset == 0 || r.Offset < f.ToOffset)
+}
+
+// Records calls fn for every record of the committed window whose manifest is m, stored in
+// the folder dir, that f selects: partition by partition in the manifest's order, in offset
+// order within each. It streams: one object is open at a time.
+func Records(ctx context.Context, b blob.Bucket, dir string, m *archive.Manifest, f Filter, fn func(*archive.Record) error) error {
+	for _, o := range m.Objects {
+		if !f.object(o) {
+			continue
+		}
+		if err := objectRecords(ctx, b, dir+o.Key, f, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func objectRecords(ctx context.Context, b blob.Bucket, key string, f Filter, fn func(*archive.Record) error) error {
+	rc, err := b.Get(ctx, key)
+	if blob.IsNotFound(err) {
+		return failure.Permanent(fmt.Errorf("read %s: the manifest names it, the store does not have it", key))
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	zr, err := compress.NewReader(rc)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer zr.Close()
+	dec := archive.NewDecoder(zr)
+	for {
+		r, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if errors.Is(err, archive.ErrCorruptLine) || errors.Is(err, compress.ErrCorrupt) {
+			return failure.Permanent(fmt.Errorf("read %s: %w", key, err))
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		if f.record(&r) {
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Committed finds the committed window of pipeline that starts at start, whatever its
+// length, and returns its folder and manifest. A window with no manifest is not committed: a
+// permanent error, since the caller named it.
+func Committed(ctx context.Context, b blob.Bucket, pipeline string, start time.Time) (string, *archive.Manifest, error) {
+	folders, err := listWindows(ctx, b, pipeline, Options{From: start, To: start.Add(time.Nanosecond)})
+	if err != nil {
+		return "", nil, err
+	}
+	for _, f := range folders {
+		if !f.committed {
+			continue
+		}
+		key := f.dir + archive.ManifestName
+		data, err := readAll(ctx, b, key)
+		if err != nil {
+			return "", nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		m, err := archive.DecodeManifest(data)
+		if err != nil {
+			return "", nil, failure.Permanent(fmt.Errorf("read %s: %w", key, err))
+		}
+		return f.dir, m, nil
+	}
+	return "", nil, failure.Permanent(fmt.Errorf("window %s of %s is not committed (karch status lists the windows)", start.Format(time.RFC3339), pipeline))
+}
