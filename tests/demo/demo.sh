@@ -39,4 +39,7 @@ zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"
 echo "   ($(wc -l <"$piece.jsonl") lines in that piece)"
 rm -f "$piece" "$piece.jsonl"
+echo "== 6. every window checked against the store, every object read through (karch verify --deep)"
+bin/karch verify --deep
+
 echo "done: the current hour is archived by the next run, once it has ended and 1m has passed."
