@@ -77,14 +77,21 @@ func objectRecords(ctx context.Context, b blob.Bucket, key string, f Filter, fn 
 	}
 }
 
-// Committed finds the committed window of pipeline that starts at start, whatever its
-// length, and returns its folder and manifest. A window with no manifest is not committed: a
-// permanent error, since the caller named it.
-func Committed(ctx context.Context, b blob.Bucket, pipeline string, start time.Time) (string, *archive.Manifest, error) {
-	folders, err := listWindows(ctx, b, pipeline, Options{From: start, To: start.Add(time.Nanosecond)})
+// Stored is a committed window as the store holds it.
+type Stored struct {
+	// Dir is the window's folder, with a trailing slash; object keys are relative to it.
+	Dir      string
+	Manifest *archive.Manifest
+}
+
+// Windows reads the committed windows of pipeline that start in [from, to) (zero: no bound),
+// oldest first, whatever their lengths.
+func Windows(ctx context.Context, b blob.Bucket, pipeline string, from, to time.Time) ([]Stored, error) {
+	folders, err := listWindows(ctx, b, pipeline, Options{From: from, To: to})
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
+	var out []Stored
 	for _, f := range folders {
 		if !f.committed {
 			continue
@@ -92,13 +99,27 @@ func Committed(ctx context.Context, b blob.Bucket, pipeline string, start time.T
 		key := f.dir + archive.ManifestName
 		data, err := readAll(ctx, b, key)
 		if err != nil {
-			return "", nil, fmt.Errorf("read %s: %w", key, err)
+			return nil, fmt.Errorf("read %s: %w", key, err)
 		}
 		m, err := archive.DecodeManifest(data)
 		if err != nil {
-			return "", nil, failure.Permanent(fmt.Errorf("read %s: %w", key, err))
+			return nil, failure.Permanent(fmt.Errorf("read %s: %w", key, err))
 		}
-		return f.dir, m, nil
+		out = append(out, Stored{Dir: f.dir, Manifest: m})
 	}
-	return "", nil, failure.Permanent(fmt.Errorf("window %s of %s is not committed (karch status lists the windows)", start.Format(time.RFC3339), pipeline))
+	return out, nil
+}
+
+// Committed finds the committed window of pipeline that starts at start, whatever its
+// length. A window with no manifest is not committed: a permanent error, since the caller
+// named it.
+func Committed(ctx context.Context, b blob.Bucket, pipeline string, start time.Time) (Stored, error) {
+	ws, err := Windows(ctx, b, pipeline, start, start.Add(time.Nanosecond))
+	if err != nil {
+		return Stored{}, err
+	}
+	if len(ws) == 0 {
+		return Stored{}, failure.Permanent(fmt.Errorf("window %s of %s is not committed (karch status lists the windows)", start.Format(time.RFC3339), pipeline))
+	}
+	return ws[0], nil
 }

@@ -57,13 +57,13 @@ func runCat(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
 	}
-	dir, m, err := audit.Committed(ctx, bucket, cli.cfg.coord.Pipeline, start)
+	w, err := audit.Committed(ctx, bucket, cli.cfg.coord.Pipeline, start)
 	if err != nil {
 		return err
 	}
 	out := bufio.NewWriterSize(stdout, 1<<20)
 	var line []byte
-	err = audit.Records(ctx, bucket, dir, m, cf.filter, func(r *archive.Record) error {
+	err = audit.Records(ctx, bucket, w.Dir, w.Manifest, cf.filter, func(r *archive.Record) error {
 		if cf.rawValues {
 			line = append(append(line[:0], r.Value...), '\n')
 		} else {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/lock"
@@ -43,29 +44,38 @@ type archived struct {
 func newArchive(t *testing.T) *archived {
 	t.Helper()
 	addr := testenv.Kafka(t)
-	a := &archived{dir: t.TempDir(), pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: testenv.Topic(t, addr, 2), brokers: addr}
+	topic := testenv.Topic(t, addr, 2)
 	var msgs []kafka.Message
 	for i := range 300 {
 		ts := t0.Add(time.Duration(i) * 36 * time.Second)
 		msgs = append(msgs, kafka.Message{Partition: i % 2, Time: ts, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"n":%d}`, i)})
 	}
-	testenv.Produce(t, addr, a.topic, msgs)
+	testenv.Produce(t, addr, topic, msgs)
+	return archiveTopic(t, addr, topic, t.TempDir(), 3)
+}
+
+// archiveTopic has a coordinator archive the first windows of topic, from t0, into the
+// local store at dir, under a pipeline of its own.
+func archiveTopic(t *testing.T, addr, topic, dir string, windows int) *archived {
+	t.Helper()
+	a := &archived{dir: dir, pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: topic, brokers: addr}
 	var err error
 	if a.bucket, err = blob.NewLocal(a.dir); err != nil {
 		t.Fatal(err)
 	}
 	cfg := coordinator.DefaultConfig()
-	cfg.Pipeline, cfg.Brokers, cfg.Topic, cfg.Start, cfg.PieceRecords = a.pipeline, []string{addr}, a.topic, t0, 40
+	cfg.Pipeline, cfg.Brokers, cfg.Topic, cfg.Start, cfg.PieceRecords = a.pipeline, []string{addr}, topic, t0, 40
+	cfg.Until = t0.Add(time.Duration(windows) * time.Hour)
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	_, err = coordinator.Run(context.Background(), cfg, coordinator.Deps{
 		Bucket: a.bucket, StoreURL: a.dir, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers),
-		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(3*time.Hour + 10*time.Minute) },
+		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(24 * time.Hour) },
 		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: []string{"KARCH_LOG_LEVEL=warn"}},
 	})
 	if err != nil {
 		t.Fatalf("archive: %v", err)
 	}
-	for w := range 3 {
+	for w := range windows {
 		data, err := os.ReadFile(a.path(w, archive.ManifestName))
 		if err != nil {
 			t.Fatal(err)
@@ -230,3 +240,5 @@ func remove(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func compressReader(data []byte) (io.Reader, error) { return compress.NewReader(bytes.NewReader(data)) }

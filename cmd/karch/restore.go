@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/audit"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/restore"
+)
+
+func init() {
+	commands["restore"] = command{"write archived records back into a Kafka topic, exactly once", runRestore}
+}
+
+const restoreUsage = `usage: karch restore [--config file.yaml] (--window T | --from T --to T) (--to-topic NAME | --to-stdout) [flags]
+
+Writes the records of the committed windows named back into a Kafka topic: key, value and
+the null-ness of each, headers in order with duplicates, and the create timestamp, exactly
+as archived. Each record gets a header karch.origin = topic/partition/offset (unless
+--no-origin-header), by which a rerun after a crash finds what is there already and
+continues after it; with an idempotent producer, every record lands exactly once. The target
+topic must exist; by default each record keeps its partition number (the topic needs that
+many partitions; checked before anything is written), or --partition-map 0=3,1=4 maps them,
+or --by-key hashes keys as Kafka's default partitioner does. --dry-run counts, --to-stdout
+prints JSON Lines instead of writing.
+Exit codes: 0 done, 1 retryable, 3 permanent (no such window or topic, too few partitions).
+`
+
+type restoreFlags struct {
+	window, from, to, partitionMap, toBrokers string
+	toStdout                                  bool
+	opts                                      restore.Options
+}
+
+func (f *restoreFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.window, "window", "", "restore the window that starts at this time (2026-11-24T23:00Z)")
+	fs.StringVar(&f.from, "from", "", "restore the windows that start at or after this time")
+	fs.StringVar(&f.to, "to", "", "restore the windows that start before this time")
+	fs.StringVar(&f.opts.ToTopic, "to-topic", "", "the Kafka topic to write to; it must exist")
+	fs.StringVar(&f.toBrokers, "to-brokers", "", "the target's bootstrap brokers, comma-separated (default: the pipeline's)")
+	fs.StringVar(&f.partitionMap, "partition-map", "", "source=target partitions, comma-separated (0=3,1=4)")
+	fs.BoolVar(&f.opts.ByKey, "by-key", false, "choose target partitions by key hash, as Kafka's default partitioner")
+	fs.BoolVar(&f.opts.NoOrigin, "no-origin-header", false, "leave the karch.origin header off (a rerun then cannot resume)")
+	fs.Float64Var(&f.opts.Rate, "rate", 0, "records per second at most (0: no bound)")
+	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "count what would be written, write nothing")
+	fs.BoolVar(&f.toStdout, "to-stdout", false, "print the records as JSON Lines instead of writing them")
+	f.opts.Filter.Partition = -1
+	fs.Func("partition", "only this source partition", func(v string) error {
+		p, err := strconv.ParseInt(v, 10, 32)
+		f.opts.Filter.Partition = int32(p)
+		return err
+	})
+	fs.Int64Var(&f.opts.Filter.FromOffset, "from-offset", 0, "only records at or after this source offset")
+	fs.Int64Var(&f.opts.Filter.ToOffset, "to-offset", 0, "only records before this source offset (0: no bound)")
+}
+
+// resolve checks the flags and fills the options' range and mapping.
+func (f *restoreFlags) resolve(pipelineBrokers []string) error {
+	var err error
+	switch {
+	case f.window != "" && (f.from != "" || f.to != ""):
+		return failure.Permanent(errors.New("--window goes alone, without --from or --to"))
+	case f.window != "":
+		if f.opts.From, err = parseTimeFlag("window", f.window); err != nil {
+			return err
+		}
+		f.opts.To = f.opts.From.Add(time.Nanosecond)
+	case f.from == "" || f.to == "":
+		return failure.Permanent(errors.New("name what to restore: --window, or --from and --to"))
+	default:
+		if f.opts.From, err = parseTimeFlag("from", f.from); err != nil {
+			return err
+		}
+		if f.opts.To, err = parseTimeFlag("to", f.to); err != nil {
+			return err
+		}
+	}
+	if f.opts.ToTopic == "" && !f.toStdout {
+		return failure.Permanent(errors.New("--to-topic is required (or --to-stdout)"))
+	}
+	if f.opts.ByKey && f.partitionMap != "" {
+		return failure.Permanent(errors.New("--by-key and --partition-map exclude each other"))
+	}
+	f.opts.Brokers = pipelineBrokers
+	if f.toBrokers != "" {
+		f.opts.Brokers = splitList(f.toBrokers)
+	}
+	if f.partitionMap != "" {
+		f.opts.PartitionMap, err = parsePartitionMap(f.partitionMap)
+	}
+	return err
+}
+
+func parsePartitionMap(s string) (map[int32]int32, error) {
+	out := map[int32]int32{}
+	for _, pair := range splitList(s) {
+		from, to, ok := strings.Cut(pair, "=")
+		src, serr := strconv.ParseInt(from, 10, 32)
+		dst, derr := strconv.ParseInt(to, 10, 32)
+		if !ok || serr != nil || derr != nil || src < 0 || dst < 0 {
+			return nil, failure.Permanent(fmt.Errorf("--partition-map: %q: want source=target, such as 0=3", pair))
+		}
+		out[int32(src)] = int32(dst)
+	}
+	return out, nil
+}
+
+func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
+	var rf restoreFlags
+	cli, err := parseCoordinatorFlags("restore", restoreUsage, args, rf.register)
+	if cli == nil || err != nil {
+		return err
+	}
+	if err := rf.resolve(cli.cfg.coord.Brokers); err != nil {
+		return err
+	}
+	bucket, err := blob.Open(ctx, cli.cfg.store, cli.cfg.s3)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
+	}
+	if rf.toStdout {
+		return printRecords(ctx, stdout, bucket, cli.cfg.coord.Pipeline, rf.opts)
+	}
+	stats, err := restore.Run(ctx, bucket, cli.cfg.coord.Pipeline, rf.opts, cli.logger)
+	if stats != nil {
+		printRestored(stdout, stats, rf.opts)
+	}
+	return err
+}
+
+func printRestored(w io.Writer, s *restore.Stats, opts restore.Options) {
+	verb := "restored"
+	if opts.DryRun {
+		verb = "would restore"
+	}
+	var total int64
+	var parts []string
+	for _, p := range slices.Sorted(maps.Keys(s.Written)) {
+		total += s.Written[p]
+		parts = append(parts, fmt.Sprintf("%d:%d", p, s.Written[p]))
+	}
+	fmt.Fprintf(w, "%s %d records to %s (partition:records %s); %d were there already\n", verb, total, opts.ToTopic, strings.Join(parts, " "), s.Skipped)
+}
+
+// printRecords writes the records of the range as JSON Lines, as karch cat does.
+func printRecords(ctx context.Context, w io.Writer, b blob.Bucket, pipeline string, opts restore.Options) error {
+	windows, err := audit.Windows(ctx, b, pipeline, opts.From, opts.To)
+	if err != nil {
+		return err
+	}
+	out := bufio.NewWriterSize(w, 1<<20)
+	var line []byte
+	for _, win := range windows {
+		err := audit.Records(ctx, b, win.Dir, win.Manifest, opts.Filter, func(r *archive.Record) error {
+			line = archive.AppendLine(line[:0], r)
+			_, err := out.Write(line)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return out.Flush()
+}

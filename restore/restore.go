@@ -1,0 +1,258 @@
+// Package restore writes archived records back into a Kafka topic, exactly once: with an
+// idempotent producer, and resumable, because every restored record carries its origin
+// (topic/partition/offset) in a header that a rerun reads back to continue after the last
+// record already written.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/audit"
+	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/failure"
+)
+
+// OriginHeader names the header that carries a restored record's origin,
+// "<topic>/<partition>/<offset>".
+const OriginHeader = "karch.origin"
+
+// Options say what to restore where.
+type Options struct {
+	// From and To bound the windows restored by start, [From, To).
+	From, To time.Time
+	// Filter selects records within the windows (partition, offsets).
+	Filter audit.Filter
+	Brokers []string
+	ToTopic string
+	// PartitionMap maps source partitions to target partitions; nil keeps each record's
+	// partition number. ByKey chooses the target partition from the key's hash instead,
+	// as Kafka's default partitioner does.
+	PartitionMap map[int32]int32
+	ByKey        bool
+	// NoOrigin leaves the origin header off: the target gets the records exactly as they
+	// were, and a rerun cannot tell what is there already.
+	NoOrigin bool
+	// Rate bounds the records written per second; 0: no bound.
+	Rate float64
+	// DryRun counts what would be written, and writes nothing.
+	DryRun bool
+}
+
+// Stats counts a restore.
+type Stats struct {
+	// Written counts the records produced (or, in a dry run, that would be).
+	Written map[int32]int64
+	// Skipped counts records a previous run had written already.
+	Skipped int64
+}
+
+// Run restores the committed windows of pipeline in b into opts.ToTopic.
+func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log *slog.Logger) (*Stats, error) {
+	windows, err := audit.Windows(ctx, b, pipeline, opts.From, opts.To)
+	if err != nil {
+		return nil, err
+	}
+	if len(windows) == 0 {
+		return nil, failure.Permanent(fmt.Errorf("no committed window of %s starts in the range given", pipeline))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.MaxBufferedBytes(64<<20), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
+	}
+	defer cl.Close()
+	r := &restorer{cl: cl, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}}
+	if err := r.prepare(ctx, windows); err != nil {
+		return nil, err
+	}
+	return r.stats, r.write(ctx, b, windows)
+}
+
+// restorer is one restore under way.
+type restorer struct {
+	cl    *kgo.Client
+	opts  Options
+	log   *slog.Logger
+	stats *Stats
+	// partitions is the target topic's partition count.
+	partitions int32
+	// byKey hashes keys as Kafka's Java producer does (murmur2).
+	byKey kgo.TopicPartitioner
+	// done is, per source partition and target partition, the last source offset already
+	// in the target. The records of one source partition reach one target partition in
+	// offset order, and the idempotent producer keeps that order, so everything below it
+	// is there too.
+	done map[route]int64
+}
+
+// route is where the records of one source partition go.
+type route struct {
+	source archive.TopicPartition
+	target int32
+}
+
+// prepare checks the target before anything is written: it exists with enough partitions
+// for the mapping, and, unless the origin is left off, it finds what an earlier run wrote.
+func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
+	n, err := partitionCount(ctx, r.cl, r.opts.ToTopic)
+	if err != nil {
+		return err
+	}
+	r.partitions, r.byKey = n, kgo.StickyKeyPartitioner(nil).ForTopic(r.opts.ToTopic)
+	if err := r.checkMapping(windows, n); err != nil {
+		return err
+	}
+	r.done = map[route]int64{}
+	if r.opts.NoOrigin {
+		return nil
+	}
+	return r.scanOrigins(ctx)
+}
+
+// checkMapping insists that every source partition of the windows has a target partition.
+func (r *restorer) checkMapping(windows []audit.Stored, n int32) error {
+	if r.opts.ByKey {
+		return nil
+	}
+	for _, w := range windows {
+		for _, p := range w.Manifest.Partitions {
+			if r.opts.Filter.Partition >= 0 && p.Partition != r.opts.Filter.Partition {
+				continue
+			}
+			target, ok := r.target(p.Partition)
+			switch {
+			case !ok:
+				return failure.Permanent(fmt.Errorf("partition-map: source partition %d of %s has no target", p.Partition, p.Topic))
+			case target >= n:
+				return failure.Permanent(fmt.Errorf("topic %s has %d partitions, and source partition %s/%d goes to partition %d: give --partition-map or --by-key, or add partitions",
+					r.opts.ToTopic, n, p.Topic, p.Partition, target))
+			}
+		}
+	}
+	return nil
+}
+
+// partitionOf is the target partition of rec: by its key's hash with ByKey (a record without
+// a key keeps to its source partition's number, modulo the target's count, so that a rerun
+// routes it the same way), else by the mapping.
+func (r *restorer) partitionOf(rec *archive.Record) int32 {
+	if !r.opts.ByKey {
+		t, _ := r.target(rec.Partition)
+		return t
+	}
+	if rec.Key == nil {
+		return rec.Partition % r.partitions
+	}
+	return int32(r.byKey.Partition(&kgo.Record{Key: rec.Key}, int(r.partitions)))
+}
+
+// target is the target partition of a source partition, without ByKey.
+func (r *restorer) target(source int32) (int32, bool) {
+	if r.opts.PartitionMap == nil {
+		return source, true
+	}
+	t, ok := r.opts.PartitionMap[source]
+	return t, ok
+}
+
+// ParseOrigin reads an origin header's value.
+func ParseOrigin(v []byte) (archive.TopicPartition, int64, error) {
+	s := string(v)
+	i := strings.LastIndexByte(s, '/')
+	j := strings.LastIndexByte(s[:max(i, 0)], '/')
+	if i < 0 || j < 0 {
+		return archive.TopicPartition{}, 0, fmt.Errorf("origin %q: want topic/partition/offset", s)
+	}
+	p, perr := strconv.ParseInt(s[j+1:i], 10, 32)
+	off, oerr := strconv.ParseInt(s[i+1:], 10, 64)
+	if err := errors.Join(perr, oerr); err != nil {
+		return archive.TopicPartition{}, 0, fmt.Errorf("origin %q: %w", s, err)
+	}
+	return archive.TopicPartition{Topic: s[:j], Partition: int32(p)}, off, nil
+}
+
+func origin(r *archive.Record) []byte {
+	return fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)
+}
+
+// write produces every record of the windows that an earlier run has not written, in
+// offset order per source partition, and waits until the broker has them all.
+func (r *restorer) write(ctx context.Context, b blob.Bucket, windows []audit.Stored) error {
+	limit := rate.NewLimiter(rate.Inf, 1)
+	if r.opts.Rate > 0 {
+		limit = rate.NewLimiter(rate.Limit(r.opts.Rate), max(1, int(r.opts.Rate/10)))
+	}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	for _, w := range windows {
+		err := audit.Records(pctx, b, w.Dir, w.Manifest, r.opts.Filter, func(rec *archive.Record) error {
+			return r.one(pctx, limit, rec, cancel)
+		})
+		if err != nil {
+			return firstCause(pctx, err)
+		}
+	}
+	if r.opts.DryRun {
+		return nil
+	}
+	if err := r.cl.Flush(pctx); err != nil {
+		return firstCause(pctx, err)
+	}
+	return context.Cause(pctx)
+}
+
+// one produces one record, unless an earlier run wrote it; a failed produce cancels the
+// restore with its error.
+func (r *restorer) one(ctx context.Context, limit *rate.Limiter, rec *archive.Record, fail context.CancelCauseFunc) error {
+	rt := route{source: archive.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}, target: r.partitionOf(rec)}
+	if last, ok := r.done[rt]; ok && rec.Offset <= last {
+		r.stats.Skipped++
+		return nil
+	}
+	if err := limit.Wait(ctx); err != nil {
+		return err
+	}
+	kr := r.record(rec, rt.target)
+	r.stats.Written[kr.Partition]++
+	if r.opts.DryRun {
+		return nil
+	}
+	r.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+		if err != nil {
+			fail(fmt.Errorf("produce %s/%d@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, r.opts.ToTopic, err))
+		}
+	})
+	return nil
+}
+
+// record is the Kafka record that restores rec: key, value and their null-ness, headers in
+// order with duplicates, and the timestamp, plus the origin header.
+func (r *restorer) record(rec *archive.Record, partition int32) *kgo.Record {
+	kr := &kgo.Record{Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp, Partition: partition}
+	for _, h := range rec.Headers {
+		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	if !r.opts.NoOrigin {
+		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: OriginHeader, Value: origin(rec)})
+	}
+	return kr
+}
+
+// firstCause prefers the produce error that cancelled ctx to the cancellation it caused.
+func firstCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}

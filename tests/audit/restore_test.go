@@ -1,0 +1,216 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/restore"
+)
+
+// edgeCases produces, over the hour from t0, the records a restore gets wrong first: null
+// and empty keys and values, tombstones, invalid UTF-8, JSON with newlines, binary and
+// duplicate headers, a 900 KB value, and committed transactions beside aborted ones.
+func edgeCases(t *testing.T, addr, topic string) {
+	t.Helper()
+	ts := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second) }
+	recs := []*kgo.Record{
+		{Partition: 0, Key: nil, Value: []byte(`{"n":1}`)},
+		{Partition: 0, Key: []byte{}, Value: []byte{}},
+		{Partition: 1, Key: []byte("tomb"), Value: nil},
+		{Partition: 1, Key: []byte{0xff, 0xfe, 'x'}, Value: []byte("caf\xc3")},
+		{Partition: 0, Key: []byte("json"), Value: []byte("{\"a\":\n1}")},
+		{Partition: 1, Key: []byte("hdr"), Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "b", Value: []byte{0, 1, 2}}, {Key: "b", Value: nil}, {Key: "a", Value: []byte{}}}},
+		{Partition: 0, Key: []byte("big"), Value: bytes.Repeat([]byte("0123456789"), 90_000)},
+	}
+	for i := range 200 {
+		recs = append(recs, &kgo.Record{Partition: int32(i % 2), Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d}`, i)})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.TransactionalID(topic+"-txn"), kgo.ProducerBatchMaxBytes(2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	for i, r := range recs {
+		r.Timestamp = ts(i)
+	}
+	aborted := []*kgo.Record{{Partition: 0, Value: []byte("aborted"), Timestamp: ts(500)}, {Partition: 1, Value: []byte("aborted"), Timestamp: ts(501)}}
+	third := len(recs) / 3
+	for _, txn := range []struct {
+		recs []*kgo.Record
+		end  kgo.TransactionEndTry
+	}{{recs[:third], kgo.TryCommit}, {aborted, kgo.TryAbort}, {recs[third : 2*third], kgo.TryCommit}, {recs[2*third:], kgo.TryCommit}} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, txn.recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, txn.end); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// records decodes every record of an archive's windows, by origin: the source
+// topic/partition/offset for a restored one (its origin header, which is removed), its own
+// otherwise.
+func (a *archived) records(t *testing.T, byOrigin bool) map[string]archive.Record {
+	t.Helper()
+	out := map[string]archive.Record{}
+	for w, m := range a.ms {
+		for _, o := range m.Objects {
+			data := testenv.ReadObject(t, a.bucket, archive.WindowDir(a.pipeline, t0.Add(time.Duration(w)*time.Hour), time.Hour)+o.Key)
+			for _, r := range decodePiece(t, data) {
+				id := fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
+				if byOrigin {
+					last := r.Headers[len(r.Headers)-1]
+					if last.Key != restore.OriginHeader {
+						t.Fatalf("restored record %s has no origin header last: %+v", id, r.Headers)
+					}
+					id, r.Headers = string(last.Value), r.Headers[:len(r.Headers)-1]
+					if len(r.Headers) == 0 {
+						r.Headers = nil
+					}
+				}
+				if _, dup := out[id]; dup {
+					t.Fatalf("record %s twice", id)
+				}
+				r.Topic, r.Partition, r.Offset = "", 0, 0
+				out[id] = r
+			}
+		}
+	}
+	return out
+}
+
+// Records archived from topic A, restored into a new topic B, and B archived again: every
+// record equal but for the origin header, each exactly once.
+func TestRestoreRoundTrip(t *testing.T) {
+	addr := testenv.Kafka(t)
+	src := testenv.Topic(t, addr, 2)
+	edgeCases(t, addr, src)
+	a := archiveTopic(t, addr, src, t.TempDir(), 1)
+	dst := testenv.Topic(t, addr, 2)
+	if code, out := a.karch(t, "restore", "--window", t0.Format(time.RFC3339), "--to-topic", dst); code != 0 {
+		t.Fatalf("karch restore: exit %d\n%s", code, out)
+	}
+	b := archiveTopic(t, addr, dst, a.dir, 1)
+	want, got := a.records(t, false), b.records(t, true)
+	if len(got) != len(want) || len(want) < 200 {
+		t.Fatalf("%d records restored and archived again, %d archived from the source", len(got), len(want))
+	}
+	for id, w := range want {
+		if g, ok := got[id]; !ok || !reflect.DeepEqual(g, w) {
+			t.Fatalf("record %s:\n got %+v\nwant %+v", id, brief(g), brief(w))
+		}
+	}
+}
+
+// A restore killed with -9 in the middle and run again writes every record exactly once.
+func TestRestoreKilledAndRerun(t *testing.T) {
+	addr := testenv.Kafka(t)
+	a := newArchive(t)
+	dst := testenv.Topic(t, addr, 2)
+	args := []string{"restore", "--from", t0.Format(time.RFC3339), "--to", t0.Add(3 * time.Hour).Format(time.RFC3339), "--to-topic", dst,
+		"--store", a.dir, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic}
+	cmd := exec.Command(karchBin, append(args, "--rate", "60")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for originsIn(t, addr, dst, 2) < 40 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	before := originsIn(t, addr, dst, 2)
+	if before == 0 || before >= 300 {
+		t.Fatalf("%d records in the target when the restore was killed; want it killed in the middle", before)
+	}
+	code, out := a.karch(t, "restore", "--from", t0.Format(time.RFC3339), "--to", t0.Add(3*time.Hour).Format(time.RFC3339), "--to-topic", dst)
+	if code != 0 || !strings.Contains(out, "were there already") {
+		t.Fatalf("rerun: exit %d\n%s", code, out)
+	}
+	if n := originsIn(t, addr, dst, 2); n != 300 {
+		t.Fatalf("%d records after the rerun, want 300 exactly once", n)
+	}
+}
+
+// A restore into a topic with too few partitions fails with exit 3 before writing anything.
+func TestRestoreTooFewPartitions(t *testing.T) {
+	addr := testenv.Kafka(t)
+	a := newArchive(t)
+	dst := testenv.Topic(t, addr, 1)
+	code, out := a.karch(t, "restore", "--window", t0.Format(time.RFC3339), "--to-topic", dst)
+	if code != 3 || !strings.Contains(out, "has 1 partitions") {
+		t.Fatalf("restore into 1 partition: exit %d\n%s", code, out)
+	}
+	if n := originsIn(t, addr, dst, 1); n != 0 {
+		t.Fatalf("%d records written before the check", n)
+	}
+}
+
+// originsIn reads topic through and counts its records, failing on an origin seen twice.
+func originsIn(t *testing.T, addr, topic string, partitions int) int {
+	t.Helper()
+	ends := testenv.EndOffsets(t, addr, topic, partitions)
+	seen := map[string]bool{}
+	for p, end := range ends {
+		if end == 0 {
+			continue
+		}
+		for _, m := range testenv.Consume(t, addr, topic, p, 0, end) {
+			for _, h := range m.Headers {
+				if h.Key == restore.OriginHeader {
+					if seen[string(h.Value)] {
+						t.Fatalf("origin %s twice in %s", h.Value, topic)
+					}
+					seen[string(h.Value)] = true
+				}
+			}
+		}
+	}
+	return len(seen)
+}
+
+func decodePiece(t *testing.T, data []byte) []archive.Record {
+	t.Helper()
+	zr, err := compressReader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []archive.Record
+	dec := archive.NewDecoder(zr)
+	for {
+		r, err := dec.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+}
+
+func brief(r archive.Record) archive.Record {
+	if len(r.Value) > 64 {
+		r.Value = append(r.Value[:64:64], "..."...)
+	}
+	return r
+}
