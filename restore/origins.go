@@ -106,4 +106,3 @@ func (r *restorer) seen(rec *kgo.Record) {
 		}
 	}
 }
-

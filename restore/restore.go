@@ -31,7 +31,7 @@ type Options struct {
 	// From and To bound the windows restored by start, [From, To).
 	From, To time.Time
 	// Filter selects records within the windows (partition, offsets).
-	Filter audit.Filter
+	Filter  audit.Filter
 	Brokers []string
 	ToTopic string
 	// PartitionMap maps source partitions to target partitions; nil keeps each record's
