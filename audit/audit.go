@@ -25,6 +25,9 @@ type Options struct {
 	Deep bool
 	// Parallel bounds the objects checked at once (default 4).
 	Parallel int
+	// Kafka, when set, is the source cluster: every archived record of a range it still
+	// holds is compared with its own, and every partition of the topic must be covered.
+	Kafka Kafka
 }
 
 // Problem is one thing wrong with the archive, named by the object it is about.
@@ -100,6 +103,9 @@ func Verify(ctx context.Context, b blob.Bucket, pipeline string, opts Options) (
 			continue
 		}
 		w, err := checkWindow(ctx, b, f, opts)
+		if err == nil && opts.Kafka != nil && w.manifest != nil {
+			err = w.checkKafka(ctx, b, opts.Kafka)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -111,6 +117,13 @@ func Verify(ctx context.Context, b blob.Bucket, pipeline string, opts Options) (
 		return nil, err
 	}
 	r.Chain = append(r.Chain, chain...)
+	if n := len(committed); opts.Kafka != nil && n > 0 && committed[n-1].manifest != nil {
+		uncovered, err := checkTopic(ctx, opts.Kafka, committed[n-1])
+		if err != nil {
+			return nil, err
+		}
+		r.Chain = append(r.Chain, uncovered...)
+	}
 	for i, w := range committed {
 		r.Windows[i] = w.report // checkChain adds to the windows' reports
 	}

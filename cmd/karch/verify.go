@@ -11,7 +11,9 @@ import (
 
 	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/shard"
 )
 
 func init() {
@@ -26,7 +28,9 @@ objects exist with the recorded size, checksum and bounds, and agree with the re
 the plan; consecutive windows leave no hole in time or offsets (declared gaps are listed),
 and each manifest's record of the one before matches it. --deep also reads every object:
 every record decodes, lies in its piece's bounds in offset order, and the counts and
-SHA-256 match. Reads only; no lease.
+SHA-256 match. --against-kafka also compares, for the ranges Kafka still holds, every
+archived record with Kafka's at read_committed (key, value, headers, timestamp), and checks
+that every partition of the topic is covered. Reads only; no lease.
 Exit codes: 0 clean, 1 retryable (the store failed), 3 anything missing, corrupt or
 mismatched.
 `
@@ -34,6 +38,7 @@ mismatched.
 // verifyFlags are verify's own flags.
 type verifyFlags struct {
 	window, from, to string
+	againstKafka     bool
 	opts             audit.Options
 }
 
@@ -43,6 +48,7 @@ func (v *verifyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&v.to, "to", "", "only windows that start before this time, RFC3339")
 	fs.BoolVar(&v.opts.Deep, "deep", false, "read every object through, not only its size and checksum")
 	fs.IntVar(&v.opts.Parallel, "parallel", 4, "objects checked at once")
+	fs.BoolVar(&v.againstKafka, "against-kafka", false, "also compare every archived record of the ranges Kafka still holds with Kafka's, and check that every partition of the topic is covered")
 }
 
 // scope turns --window, --from and --to into the options' bounds.
@@ -81,6 +87,13 @@ func parseTimeFlag(name, s string) (time.Time, error) {
 	return time.Time{}, failure.Permanent(fmt.Errorf("--%s %q: want a time such as 2026-11-24T23:00Z", name, s))
 }
 
+// kafkaSource is the source cluster as verify --against-kafka reads it: the coordinator's
+// view of partitions and offsets, and the shard's reader of records.
+type kafkaSource struct {
+	*coordinator.KafkaOffsets
+	*shard.KafkaReader
+}
+
 // errProblems makes verify exit 3 when the archive is not what its manifests say.
 var errProblems = errors.New("the archive has problems")
 
@@ -96,6 +109,11 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	bucket, err := blob.Open(ctx, cli.cfg.store, cli.cfg.s3)
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
+	}
+	if vf.againstKafka {
+		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, shard.DefaultKafkaOptions())
+		defer reader.Close()
+		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers), reader}
 	}
 	report, err := audit.Verify(ctx, bucket, cli.cfg.coord.Pipeline, vf.opts)
 	if err != nil {

@@ -1,0 +1,75 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/karch-archive/karch/internal/testenv"
+)
+
+// verify --against-kafka compares the archive with what Kafka still holds: clean when they
+// agree; a partition added to the topic and not yet archived, and records that differ from
+// Kafka's at the same offsets (the topic recreated under the pipeline), are named.
+func TestVerifyAgainstKafka(t *testing.T) {
+	a := newArchive(t)
+	if code, out := a.karch(t, "verify", "--against-kafka"); code != 0 || !strings.Contains(out, ", 0 problems") {
+		t.Fatalf("a clean archive against Kafka: exit %d\n%s", code, out)
+	}
+	c := &kafka.Client{Addr: kafka.TCP(a.brokers), Timeout: 30 * time.Second}
+	resp, err := c.CreatePartitions(context.Background(), &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: a.topic, Count: 3}}})
+	if err == nil {
+		err = resp.Errors[a.topic]
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { code, out := a.karch(t, "verify", "--against-kafka"); return code == 3 && strings.Contains(out, "/2 of the topic is in no window") })
+
+	recreate(t, c, a.topic)
+	var msgs []kafka.Message
+	for i := range 300 {
+		msgs = append(msgs, kafka.Message{Partition: i % 2, Time: t0.Add(time.Duration(i) * 36 * time.Second), Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"n":%d,"forged":true}`, i)})
+	}
+	testenv.Produce(t, a.brokers, a.topic, msgs)
+	code, out := a.karch(t, "verify", "--against-kafka", "--window", t0.Format(time.RFC3339))
+	if code != 3 || !strings.Contains(out, "offset 0: differs from Kafka's record: value") || !strings.Contains(out, "more records differ") {
+		t.Fatalf("against a recreated topic: exit %d\n%s", code, out)
+	}
+}
+
+func recreate(t *testing.T, c *kafka.Client, topic string) {
+	t.Helper()
+	if _, err := c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		resp, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 2, ReplicationFactor: 1}}})
+		if err == nil {
+			err = resp.Errors[topic]
+		}
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			t.Fatalf("create topic %s again: %v", topic, err)
+		}
+		return err == nil // AlreadyExists: the deletion is still under way
+	})
+	waitFor(t, func() bool {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == 2
+	})
+}
+
+// waitFor polls cond until it holds, for a minute at most.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within a minute")
+		}
+	}
+}
