@@ -36,7 +36,32 @@ func Topic(t testing.TB, addr string, partitions int, configs ...string) string 
 	if err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	waitLeaders(t, c, name, partitions)
 	return name
+}
+
+// waitLeaders waits until every partition of a new topic has a leader: until then its
+// requests fail with NotLeaderForPartition, which a test would take for a failure.
+func waitLeaders(t testing.TB, c *kafka.Client, topic string, partitions int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && len(md.Topics[0].Partitions) == partitions && ledAll(md.Topics[0].Partitions) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s has no leader for every partition after 30s (%v)", topic, err)
+		}
+	}
+}
+
+func ledAll(parts []kafka.Partition) bool {
+	for _, p := range parts {
+		if p.Error != nil || p.Leader.Host == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // Produce writes msgs to topic and fails the test on error. Each message keeps the

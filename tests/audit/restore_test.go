@@ -104,12 +104,12 @@ func TestRestoreRoundTrip(t *testing.T) {
 	addr := testenv.Kafka(t)
 	src := testenv.Topic(t, addr, 2)
 	edgeCases(t, addr, src)
-	a := archiveTopic(t, addr, src, t.TempDir(), 1)
+	a := archiveTopic(t, addr, src, localStore(t, t.TempDir()), 1)
 	dst := testenv.Topic(t, addr, 2)
 	if code, out := a.karch(t, "restore", "--window", t0.Format(time.RFC3339), "--to-topic", dst); code != 0 {
 		t.Fatalf("karch restore: exit %d\n%s", code, out)
 	}
-	b := archiveTopic(t, addr, dst, a.dir, 1)
+	b := archiveTopic(t, addr, dst, a.store, 1)
 	want, got := a.records(t, false), b.records(t, true)
 	if len(got) != len(want) || len(want) < 200 {
 		t.Fatalf("%d records restored and archived again, %d archived from the source", len(got), len(want))
@@ -127,7 +127,7 @@ func TestRestoreKilledAndRerun(t *testing.T) {
 	a := newArchive(t)
 	dst := testenv.Topic(t, addr, 2)
 	args := []string{"restore", "--from", t0.Format(time.RFC3339), "--to", t0.Add(3 * time.Hour).Format(time.RFC3339), "--to-topic", dst,
-		"--store", a.dir, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic}
+		"--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic}
 	cmd := exec.Command(karchBin, append(args, "--rate", "60")...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -32,11 +32,41 @@ func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
 
 var t0 = time.Date(2026, 11, 23, 2, 0, 0, 0, time.UTC)
 
-// archived is three committed hourly windows of one topic in a local store.
+// archived is committed hourly windows of one topic in a store.
 type archived struct {
-	dir, pipeline, topic, brokers string
-	bucket                        *blob.Local
-	ms                            []*archive.Manifest
+	store
+	pipeline, topic, brokers string
+	ms                       []*archive.Manifest
+}
+
+// store is where an archive is written: a local directory (dir set), or the test MinIO.
+type store struct {
+	url    string
+	dir    string
+	bucket blob.Bucket
+	// env is what karch processes need to reach it (S3 credentials).
+	env []string
+}
+
+func localStore(t *testing.T, dir string) store {
+	t.Helper()
+	b, err := blob.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store{url: dir, dir: dir, bucket: b}
+}
+
+func s3Store(t *testing.T) store {
+	t.Helper()
+	cfg := testenv.S3Config(t)
+	b, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store{url: fmt.Sprintf("s3://%s/%s", cfg.Bucket, cfg.Prefix), bucket: b, env: []string{
+		"KARCH_S3_ENDPOINT=" + cfg.Endpoint, "KARCH_S3_PATH_STYLE=true",
+		"AWS_ACCESS_KEY_ID=" + cfg.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretAccessKey}}
 }
 
 // newArchive produces 2 partitions × 150 records over the three hours from t0 and has a
@@ -44,6 +74,12 @@ type archived struct {
 func newArchive(t *testing.T) *archived {
 	t.Helper()
 	addr := testenv.Kafka(t)
+	return archiveTopic(t, addr, produceHours(t, addr), localStore(t, t.TempDir()), 3)
+}
+
+// produceHours makes a topic of 2 partitions × 150 records over the three hours from t0.
+func produceHours(t *testing.T, addr string) string {
+	t.Helper()
 	topic := testenv.Topic(t, addr, 2)
 	var msgs []kafka.Message
 	for i := range 300 {
@@ -51,36 +87,29 @@ func newArchive(t *testing.T) *archived {
 		msgs = append(msgs, kafka.Message{Partition: i % 2, Time: ts, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"n":%d}`, i)})
 	}
 	testenv.Produce(t, addr, topic, msgs)
-	return archiveTopic(t, addr, topic, t.TempDir(), 3)
+	return topic
 }
 
-// archiveTopic has a coordinator archive the first windows of topic, from t0, into the
-// local store at dir, under a pipeline of its own.
-func archiveTopic(t *testing.T, addr, topic, dir string, windows int) *archived {
+// archiveTopic has a coordinator archive the first windows of topic, from t0, into st,
+// under a pipeline of its own.
+func archiveTopic(t *testing.T, addr, topic string, st store, windows int) *archived {
 	t.Helper()
-	a := &archived{dir: dir, pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: topic, brokers: addr}
-	var err error
-	if a.bucket, err = blob.NewLocal(a.dir); err != nil {
-		t.Fatal(err)
-	}
+	a := &archived{store: st, pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: topic, brokers: addr}
 	cfg := coordinator.DefaultConfig()
 	cfg.Pipeline, cfg.Brokers, cfg.Topic, cfg.Start, cfg.PieceRecords = a.pipeline, []string{addr}, topic, t0, 40
 	cfg.Until = t0.Add(time.Duration(windows) * time.Hour)
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	_, err = coordinator.Run(context.Background(), cfg, coordinator.Deps{
-		Bucket: a.bucket, StoreURL: a.dir, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers),
+	_, err := coordinator.Run(context.Background(), cfg, coordinator.Deps{
+		Bucket: a.bucket, StoreURL: a.url, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers),
 		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(24 * time.Hour) },
-		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: []string{"KARCH_LOG_LEVEL=warn"}},
+		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: append([]string{"KARCH_LOG_LEVEL=warn"}, a.env...)},
 	})
 	if err != nil {
 		t.Fatalf("archive: %v", err)
 	}
 	for w := range windows {
-		data, err := os.ReadFile(a.path(w, archive.ManifestName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := archive.DecodeManifest(data)
+		key := archive.WindowDir(a.pipeline, t0.Add(time.Duration(w)*time.Hour), time.Hour) + archive.ManifestName
+		m, err := archive.DecodeManifest(testenv.ReadObject(t, a.bucket, key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,8 +126,9 @@ func (a *archived) path(w int, key string) string {
 // karch runs a karch command on the archive's pipeline and returns its exit code and output.
 func (a *archived) karch(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	args = append(args, "--store", a.dir, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic)
+	args = append(args, "--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic)
 	cmd := exec.Command(karchBin, args...)
+	cmd.Env = append(os.Environ(), a.env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
