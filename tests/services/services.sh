@@ -16,6 +16,7 @@ KAFKA_VERSION=4.3.1
 LOG4J_VERSION=2.25.4
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 KUBE_VERSION=1.37.2 # keep in step with tests/kube/build.sh
+PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
 
 : "${KARCH_CACHE:=$HOME/.cache/karch}"
 : "${KARCH_STATE:=$KARCH_CACHE/state}"
@@ -169,6 +170,26 @@ up_minio() {
   make_bucket
 }
 
+# --- promtool ------------------------------------------------------------------------------
+# Not a server: the Prometheus tool that runs the unit tests of deploy/'s alert rules. Built
+# under a versioned name; $KARCH_CACHE/bin/promtool (KARCH_TEST_PROMTOOL in the Makefile)
+# points at the version above.
+
+promtool_bin() { echo "$KARCH_CACHE/bin/promtool-$PROMETHEUS_VERSION"; }
+
+install_promtool() {
+  if [[ ! -x $(promtool_bin) ]]; then
+    log "building promtool $PROMETHEUS_VERSION from the Go module proxy (about 6 minutes on 2 cores, once)"
+    local gobin; gobin=$(mktemp -d)
+    GOBIN=$gobin GOFLAGS="-mod=mod -buildvcs=false" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" >&2
+    mkdir -p "$KARCH_CACHE/bin"
+    mv "$gobin/promtool" "$(promtool_bin)"
+    rmdir "$gobin"
+  fi
+  ln -sfn "$(basename "$(promtool_bin)")" "$KARCH_CACHE/bin/promtool"
+  log "promtool: $KARCH_CACHE/bin/promtool ($PROMETHEUS_VERSION)"
+}
+
 # --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager ----------------
 # Started only by `services.sh up kube` (make test), since its first build takes minutes and
 # the demo does not need it. The three are one unit: when any is unhealthy, all three restart
@@ -262,6 +283,7 @@ case "${1:-}" in
     up_redis
     up_kafka
     up_minio
+    install_promtool
     if [[ ${2:-} == kube ]]; then up_kube; fi
     ;;
   down) for s in kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done ;;
