@@ -25,6 +25,8 @@ type Options struct {
 	Deep bool
 	// Parallel bounds the objects checked at once (default 4).
 	Parallel int
+	// Progress, when set, hears of each object checked, with its stored size.
+	Progress func(bytes int64)
 	// Kafka, when set, is the source cluster: every archived record of a range it still
 	// holds is compared with its own, and every partition of the topic must be covered.
 	Kafka Kafka

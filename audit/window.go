@@ -186,7 +186,13 @@ func (w *window) checkObjects(ctx context.Context, b blob.Bucket, opts Options) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Parallel)
 	for _, o := range w.manifest.Objects {
-		g.Go(func() error { return w.checkObject(gctx, b, o, opts.Deep) })
+		g.Go(func() error {
+			err := w.checkObject(gctx, b, o, opts.Deep)
+			if err == nil && opts.Progress != nil {
+				opts.Progress(o.Bytes)
+			}
+			return err
+		})
 	}
 	return g.Wait()
 }

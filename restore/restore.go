@@ -46,6 +46,15 @@ type Options struct {
 	Rate float64
 	// DryRun counts what would be written, and writes nothing.
 	DryRun bool
+	// Progress, when set, is told how many records the windows hold, then of each record
+	// produced or passed over, with its size.
+	Progress Progress
+}
+
+// Progress hears how a restore advances.
+type Progress interface {
+	Total(records int64)
+	Record(bytes int)
 }
 
 // Stats counts a restore.
@@ -75,6 +84,13 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 	r := &restorer{cl: cl, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}}
 	if err := r.prepare(ctx, windows); err != nil {
 		return nil, err
+	}
+	if opts.Progress != nil {
+		var total int64
+		for _, w := range windows {
+			total += w.Manifest.Records
+		}
+		opts.Progress.Total(total)
 	}
 	return r.stats, r.write(ctx, b, windows)
 }
@@ -215,6 +231,9 @@ func (r *restorer) write(ctx context.Context, b blob.Bucket, windows []audit.Sto
 // one produces one record, unless an earlier run wrote it; a failed produce cancels the
 // restore with its error.
 func (r *restorer) one(ctx context.Context, limit *rate.Limiter, rec *archive.Record, fail context.CancelCauseFunc) error {
+	if r.opts.Progress != nil {
+		r.opts.Progress.Record(len(rec.Key) + len(rec.Value))
+	}
 	rt := route{source: archive.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}, target: r.partitionOf(rec)}
 	if last, ok := r.done[rt]; ok && rec.Offset <= last {
 		r.stats.Skipped++

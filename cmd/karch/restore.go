@@ -133,7 +133,15 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 	if rf.toStdout {
 		return printRecords(ctx, stdout, bucket, cli.cfg.coord.Pipeline, rf.opts)
 	}
+	var bar *restoreBar
+	if onTerminal() {
+		bar = newRestoreBar()
+		rf.opts.Progress = bar
+	}
 	stats, err := restore.Run(ctx, bucket, cli.cfg.coord.Pipeline, rf.opts, cli.logger)
+	if bar != nil {
+		bar.finish()
+	}
 	if stats != nil {
 		printRestored(stdout, stats, rf.opts)
 	}

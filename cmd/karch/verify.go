@@ -115,7 +115,15 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
 		defer reader.Close()
 		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers), reader}
 	}
+	var bar *verifyBar
+	if onTerminal() {
+		bar = newVerifyBar()
+		vf.opts.Progress = bar.object
+	}
 	report, err := audit.Verify(ctx, bucket, cli.cfg.coord.Pipeline, vf.opts)
+	if bar != nil {
+		bar.finish() // cleared before the report is printed
+	}
 	if err != nil {
 		return err
 	}
