@@ -5,28 +5,29 @@ SHELL := /bin/bash
 
 # The servers that tests/services/services.sh starts, and how tests find them. Non-default
 # ports, so that a developer's own Kafka, Redis or MinIO is never touched.
-export KARCH_KAFKA_PORT ?= 19092
-export KARCH_KAFKA_CONTROLLER_PORT ?= 19093
-export KARCH_REDIS_PORT ?= 16379
-export KARCH_S3_PORT ?= 19000
-export KARCH_S3_ACCESS_KEY ?= karchtest
-export KARCH_S3_SECRET_KEY ?= karchtest-secret
-export KARCH_S3_BUCKET ?= karch-test
-export KARCH_CACHE ?= $(HOME)/.cache/karch
-export KARCH_STATE ?= $(KARCH_CACHE)/state
+export KARCHDEV_KAFKA_PORT ?= 19092
+export KARCHDEV_KAFKA_CONTROLLER_PORT ?= 19093
+export KARCHDEV_REDIS_PORT ?= 16379
+export KARCHDEV_S3_PORT ?= 19000
+export KARCHDEV_S3_ACCESS_KEY ?= karchtest
+export KARCHDEV_S3_SECRET_KEY ?= karchtest-secret
+export KARCHDEV_S3_BUCKET ?= karch-test
+export KARCHDEV_CACHE ?= $(HOME)/.cache/karch
+export KARCHDEV_STATE ?= $(KARCHDEV_CACHE)/state
 
-TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCH_KAFKA_PORT) \
-	KARCH_TEST_REDIS=127.0.0.1:$(KARCH_REDIS_PORT) \
-	KARCH_TEST_S3_ENDPOINT=http://127.0.0.1:$(KARCH_S3_PORT) \
-	KARCH_TEST_S3_BUCKET=$(KARCH_S3_BUCKET) \
-	KARCH_TEST_S3_ACCESS_KEY=$(KARCH_S3_ACCESS_KEY) \
-	KARCH_TEST_S3_SECRET_KEY=$(KARCH_S3_SECRET_KEY) \
-	KARCH_TEST_KUBECONFIG=$(KARCH_STATE)/kube/admin.kubeconfig \
-	KARCH_TEST_PROMTOOL=$(KARCH_CACHE)/bin/promtool
+TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
+	KARCH_TEST_REDIS=127.0.0.1:$(KARCHDEV_REDIS_PORT) \
+	KARCH_TEST_S3_ENDPOINT=http://127.0.0.1:$(KARCHDEV_S3_PORT) \
+	KARCH_TEST_S3_BUCKET=$(KARCHDEV_S3_BUCKET) \
+	KARCH_TEST_S3_ACCESS_KEY=$(KARCHDEV_S3_ACCESS_KEY) \
+	KARCH_TEST_S3_SECRET_KEY=$(KARCHDEV_S3_SECRET_KEY) \
+	KARCH_TEST_KUBECONFIG=$(KARCHDEV_STATE)/kube/admin.kubeconfig \
+	KARCH_TEST_PROMTOOL=$(KARCHDEV_CACHE)/bin/promtool \
+	KARCH_TEST_DUCKDB_PYTHON=$(KARCHDEV_CACHE)/duckdb/bin/python
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help demo test vet build services-up kube-up services-down services-status bench bench-shard
+.PHONY: help demo test vet build services-up kube-up tools services-down services-status bench bench-shard
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -41,7 +42,7 @@ help:
 demo: services-up build
 	tests/demo/demo.sh
 
-test: services-up kube-up vet
+test: services-up kube-up tools vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
 
 vet:
@@ -57,6 +58,10 @@ services-up:
 # Kubernetes tests need, beside the servers above; built once (about 13 minutes cold).
 kube-up:
 	tests/services/services.sh up kube
+
+# What the tests use beside the servers: promtool (the alert rules' tests), DuckDB.
+tools:
+	tests/services/services.sh tools
 
 services-down:
 	tests/services/services.sh down

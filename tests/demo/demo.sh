@@ -4,21 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-: "${KARCH_KAFKA_PORT:=19092}" "${KARCH_REDIS_PORT:=16379}" "${KARCH_S3_PORT:=19000}"
-: "${KARCH_S3_BUCKET:=karch-test}" "${KARCH_S3_ACCESS_KEY:=karchtest}" "${KARCH_S3_SECRET_KEY:=karchtest-secret}"
+: "${KARCHDEV_KAFKA_PORT:=19092}" "${KARCHDEV_REDIS_PORT:=16379}" "${KARCHDEV_S3_PORT:=19000}"
+: "${KARCHDEV_S3_BUCKET:=karch-test}" "${KARCHDEV_S3_ACCESS_KEY:=karchtest}" "${KARCHDEV_S3_SECRET_KEY:=karchtest-secret}"
 : "${DEMO_RECORDS:=1000000}"
 
 pipeline="demo-$(date -u +%Y%m%d-%H%M%S)"
-brokers="127.0.0.1:$KARCH_KAFKA_PORT"
+brokers="127.0.0.1:$KARCHDEV_KAFKA_PORT"
 echo "== 1. producing $DEMO_RECORDS call records to topic $pipeline"
 go run ./tests/demo/produce --brokers "$brokers" --topic "$pipeline" --partitions 8 --records "$DEMO_RECORDS" --hours 3
 
 # The pipeline's settings, as a deployment would give them; credentials only in the environment.
 export KARCH_PIPELINE="$pipeline" KARCH_TOPIC="$pipeline" KARCH_BROKERS="$brokers"
-export KARCH_STORE="s3://$KARCH_S3_BUCKET/archive" KARCH_S3_ENDPOINT="http://127.0.0.1:$KARCH_S3_PORT" KARCH_S3_PATH_STYLE=true
-export KARCH_REDIS="127.0.0.1:$KARCH_REDIS_PORT" KARCH_WINDOW=1h KARCH_LATENESS=1m KARCH_SHARDS=4 KARCH_PARALLELISM=2
+export KARCH_STORE="s3://$KARCHDEV_S3_BUCKET/archive" KARCH_S3_ENDPOINT="http://127.0.0.1:$KARCHDEV_S3_PORT" KARCH_S3_PATH_STYLE=true
+export KARCH_REDIS="127.0.0.1:$KARCHDEV_REDIS_PORT" KARCH_WINDOW=1h KARCH_LATENESS=1m KARCH_SHARDS=4 KARCH_PARALLELISM=2
 export KARCH_PIECE_RECORDS=100000 KARCH_START="$(date -u -d '-3 hours' +%Y-%m-%dT%H:00:00Z)" KARCH_LOG_LEVEL=warn
-export AWS_ACCESS_KEY_ID="$KARCH_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$KARCH_S3_SECRET_KEY"
+export AWS_ACCESS_KEY_ID="$KARCHDEV_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$KARCHDEV_S3_SECRET_KEY"
 
 echo "== 2. what the coordinator will do (karch plan)"
 bin/karch plan | awk 'NR == 1 || $3 ~ /\/0$/'
@@ -34,7 +34,7 @@ echo "== 5. the first record of the first piece, read back with curl and Debian'
 dir="archive/$pipeline/dt=$(date -u -d "$KARCH_START" +%Y-%m-%d)/window=$(date -u -d "$KARCH_START" +%H%M)Z-1h"
 piece="$(mktemp)"
 curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  "$KARCH_S3_ENDPOINT/$KARCH_S3_BUCKET/${dir//=/%3D}/data/$pipeline/0/00000000000000000000.jsonl.zst" -o "$piece"
+  "$KARCH_S3_ENDPOINT/$KARCHDEV_S3_BUCKET/${dir//=/%3D}/data/$pipeline/0/00000000000000000000.jsonl.zst" -o "$piece"
 zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"
 echo "   ($(wc -l <"$piece.jsonl") lines in that piece)"

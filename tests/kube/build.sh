@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and kube-controller-manager at a pinned release from the Go module
-# proxy, once, into $KARCH_CACHE/kube-<version>/. k8s.io/kubernetes maps its k8s.io/* modules
+# proxy, once, into $KARCHDEV_CACHE/kube-<version>/. k8s.io/kubernetes maps its k8s.io/* modules
 # to ./staging, which a module download does not have, so a throwaway module replaces each
 # of them with its published v0.x release.
 set -euo pipefail
 KUBE_VERSION=1.37.2
-: "${KARCH_CACHE:=$HOME/.cache/karch}"
-out="$KARCH_CACHE/kube-$KUBE_VERSION"
+: "${KARCHDEV_CACHE:=$HOME/.cache/karch}"
+out="$KARCHDEV_CACHE/kube-$KUBE_VERSION"
 [[ -x $out/kube-apiserver && -x $out/kube-controller-manager ]] && exit 0
 
 log() { printf 'kube: %s\n' "$*" >&2; }

@@ -7,9 +7,11 @@
 #                         kube-controller-manager) for the Kubernetes tests
 #   services.sh down   stop only the servers this script started (by their PID files)
 #   services.sh status one line per server
+#   services.sh tools  build or install the tools the tests use beside the servers
+#                      (promtool, DuckDB); make test runs it, make demo does not
 #
-# Downloads and builds go to $KARCH_CACHE (default ~/.cache/karch) so that only a fresh machine
-# pays for them; PID files, logs and data go to $KARCH_STATE (default $KARCH_CACHE/state).
+# Downloads and builds go to $KARCHDEV_CACHE (default ~/.cache/karch) so that only a fresh machine
+# pays for them; PID files, logs and data go to $KARCHDEV_STATE (default $KARCHDEV_CACHE/state).
 set -euo pipefail
 
 KAFKA_VERSION=4.3.1
@@ -17,20 +19,21 @@ LOG4J_VERSION=2.25.4
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 KUBE_VERSION=1.37.2 # keep in step with tests/kube/build.sh
 PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
+DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audit; versions must match
 
-: "${KARCH_CACHE:=$HOME/.cache/karch}"
-: "${KARCH_STATE:=$KARCH_CACHE/state}"
-: "${KARCH_KAFKA_PORT:=19092}"
-: "${KARCH_KAFKA_CONTROLLER_PORT:=19093}"
-: "${KARCH_REDIS_PORT:=16379}"
-: "${KARCH_S3_PORT:=19000}"
-: "${KARCH_S3_ACCESS_KEY:=karchtest}"
-: "${KARCH_S3_SECRET_KEY:=karchtest-secret}"
-: "${KARCH_S3_BUCKET:=karch-test}"
-: "${KARCH_ETCD_PORT:=12379}"
-: "${KARCH_KUBE_PORT:=16443}"
-: "${KARCH_KUBE_CM_PORT:=20257}"
-: "${KARCH_READY_TIMEOUT:=90}"
+: "${KARCHDEV_CACHE:=$HOME/.cache/karch}"
+: "${KARCHDEV_STATE:=$KARCHDEV_CACHE/state}"
+: "${KARCHDEV_KAFKA_PORT:=19092}"
+: "${KARCHDEV_KAFKA_CONTROLLER_PORT:=19093}"
+: "${KARCHDEV_REDIS_PORT:=16379}"
+: "${KARCHDEV_S3_PORT:=19000}"
+: "${KARCHDEV_S3_ACCESS_KEY:=karchtest}"
+: "${KARCHDEV_S3_SECRET_KEY:=karchtest-secret}"
+: "${KARCHDEV_S3_BUCKET:=karch-test}"
+: "${KARCHDEV_ETCD_PORT:=12379}"
+: "${KARCHDEV_KUBE_PORT:=16443}"
+: "${KARCHDEV_KUBE_CM_PORT:=20257}"
+: "${KARCHDEV_READY_TIMEOUT:=90}"
 
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -42,7 +45,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ours NAME: true when NAME's PID file names a live process.
 ours() {
-  local pidfile="$KARCH_STATE/$1/pid"
+  local pidfile="$KARCHDEV_STATE/$1/pid"
   [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
@@ -50,15 +53,15 @@ ours() {
 # naming the server and its log, so a broken start is diagnosed from the CI output alone.
 wait_ready() {
   local name=$1; shift
-  local deadline=$((SECONDS + KARCH_READY_TIMEOUT))
+  local deadline=$((SECONDS + KARCHDEV_READY_TIMEOUT))
   until "$@"; do
     if ! ours "$name"; then
-      tail -n 30 "$KARCH_STATE/$name/log" >&2 || true
-      die "$name exited during start-up; its log is $KARCH_STATE/$name/log"
+      tail -n 30 "$KARCHDEV_STATE/$name/log" >&2 || true
+      die "$name exited during start-up; its log is $KARCHDEV_STATE/$name/log"
     fi
     if ((SECONDS >= deadline)); then
-      tail -n 30 "$KARCH_STATE/$name/log" >&2 || true
-      die "$name not ready after ${KARCH_READY_TIMEOUT}s; its log is $KARCH_STATE/$name/log"
+      tail -n 30 "$KARCHDEV_STATE/$name/log" >&2 || true
+      die "$name not ready after ${KARCHDEV_READY_TIMEOUT}s; its log is $KARCHDEV_STATE/$name/log"
     fi
     sleep 0.2
   done
@@ -77,15 +80,15 @@ ensure_cmd() {
 # PID file.
 start() {
   local name=$1; shift
-  mkdir -p "$KARCH_STATE/$name"
-  log "starting $name (log: $KARCH_STATE/$name/log)"
-  setsid "$@" >"$KARCH_STATE/$name/log" 2>&1 </dev/null &
-  echo $! >"$KARCH_STATE/$name/pid"
+  mkdir -p "$KARCHDEV_STATE/$name"
+  log "starting $name (log: $KARCHDEV_STATE/$name/log)"
+  setsid "$@" >"$KARCHDEV_STATE/$name/log" 2>&1 </dev/null &
+  echo $! >"$KARCHDEV_STATE/$name/pid"
 }
 
 # --- Kafka --------------------------------------------------------------------------------
 
-kafka_libs() { echo "$KARCH_CACHE/kafka-$KAFKA_VERSION/libs"; }
+kafka_libs() { echo "$KARCHDEV_CACHE/kafka-$KAFKA_VERSION/libs"; }
 
 install_kafka() {
   local libs; libs=$(kafka_libs)
@@ -99,15 +102,15 @@ install_kafka() {
   touch "$libs/.complete"
 }
 
-kafka_ready() { port_open "$KARCH_KAFKA_PORT" && grep -q 'Kafka Server started' "$KARCH_STATE/kafka/log"; }
+kafka_ready() { port_open "$KARCHDEV_KAFKA_PORT" && grep -q 'Kafka Server started' "$KARCHDEV_STATE/kafka/log"; }
 
 up_kafka() {
-  if ours kafka && port_open "$KARCH_KAFKA_PORT"; then log "kafka: reusing 127.0.0.1:$KARCH_KAFKA_PORT"; return; fi
-  port_open "$KARCH_KAFKA_PORT" && die "port $KARCH_KAFKA_PORT is taken by a process this script did not start"
+  if ours kafka && port_open "$KARCHDEV_KAFKA_PORT"; then log "kafka: reusing 127.0.0.1:$KARCHDEV_KAFKA_PORT"; return; fi
+  port_open "$KARCHDEV_KAFKA_PORT" && die "port $KARCHDEV_KAFKA_PORT is taken by a process this script did not start"
   install_kafka
-  local dir="$KARCH_STATE/kafka"
+  local dir="$KARCHDEV_STATE/kafka"
   mkdir -p "$dir/data"
-  sed -e "s#@PORT@#$KARCH_KAFKA_PORT#g" -e "s#@CPORT@#$KARCH_KAFKA_CONTROLLER_PORT#g" \
+  sed -e "s#@PORT@#$KARCHDEV_KAFKA_PORT#g" -e "s#@CPORT@#$KARCHDEV_KAFKA_CONTROLLER_PORT#g" \
     -e "s#@DATA@#$dir/data#g" "$here/kafka.properties" >"$dir/server.properties"
   local cp; cp="$(kafka_libs)/*"
   if [[ ! -f $dir/data/meta.properties ]]; then
@@ -121,73 +124,93 @@ up_kafka() {
 
 # --- Redis --------------------------------------------------------------------------------
 
-redis_ready() { redis-cli -p "$KARCH_REDIS_PORT" ping >/dev/null 2>&1; }
+redis_ready() { redis-cli -p "$KARCHDEV_REDIS_PORT" ping >/dev/null 2>&1; }
 
 up_redis() {
-  if ours redis && redis_ready; then log "redis: reusing 127.0.0.1:$KARCH_REDIS_PORT"; return; fi
-  port_open "$KARCH_REDIS_PORT" && die "port $KARCH_REDIS_PORT is taken by a process this script did not start"
+  if ours redis && redis_ready; then log "redis: reusing 127.0.0.1:$KARCHDEV_REDIS_PORT"; return; fi
+  port_open "$KARCHDEV_REDIS_PORT" && die "port $KARCHDEV_REDIS_PORT is taken by a process this script did not start"
   ensure_cmd redis-server redis-server
-  start redis redis-server --bind 127.0.0.1 --port "$KARCH_REDIS_PORT" --save '' --appendonly no \
-    --protected-mode yes --dir "$KARCH_STATE/redis"
+  start redis redis-server --bind 127.0.0.1 --port "$KARCHDEV_REDIS_PORT" --save '' --appendonly no \
+    --protected-mode yes --dir "$KARCHDEV_STATE/redis"
   wait_ready redis redis_ready
 }
 
 # --- MinIO --------------------------------------------------------------------------------
 
-minio_bin() { echo "$KARCH_CACHE/bin/minio-$MINIO_VERSION"; }
+minio_bin() { echo "$KARCHDEV_CACHE/bin/minio-$MINIO_VERSION"; }
 
 install_minio() {
   [[ -x $(minio_bin) ]] && return
   log "building MinIO $MINIO_VERSION from the Go module proxy (about 5 minutes on 2 cores, once)"
   local gobin; gobin=$(mktemp -d)
   GOBIN=$gobin GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION" >&2
-  mkdir -p "$KARCH_CACHE/bin"
+  mkdir -p "$KARCHDEV_CACHE/bin"
   mv "$gobin/minio" "$(minio_bin)"
   rmdir "$gobin"
 }
 
-s3_url() { echo "http://127.0.0.1:$KARCH_S3_PORT"; }
+s3_url() { echo "http://127.0.0.1:$KARCHDEV_S3_PORT"; }
 minio_ready() { curl -fs -o /dev/null "$(s3_url)/minio/health/live"; }
 
 # make_bucket signs a CreateBucket with curl's SigV4 support; 409 means it exists already.
 make_bucket() {
   local code
   code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$KARCH_S3_ACCESS_KEY:$KARCH_S3_SECRET_KEY" "$(s3_url)/$KARCH_S3_BUCKET")
-  [[ $code == 200 || $code == 409 ]] || die "creating bucket $KARCH_S3_BUCKET answered HTTP $code"
+    --user "$KARCHDEV_S3_ACCESS_KEY:$KARCHDEV_S3_SECRET_KEY" "$(s3_url)/$KARCHDEV_S3_BUCKET")
+  [[ $code == 200 || $code == 409 ]] || die "creating bucket $KARCHDEV_S3_BUCKET answered HTTP $code"
 }
 
 up_minio() {
   if ours minio && minio_ready; then log "minio: reusing $(s3_url)"; make_bucket; return; fi
-  port_open "$KARCH_S3_PORT" && die "port $KARCH_S3_PORT is taken by a process this script did not start"
+  port_open "$KARCHDEV_S3_PORT" && die "port $KARCHDEV_S3_PORT is taken by a process this script did not start"
   install_minio
-  mkdir -p "$KARCH_STATE/minio/data"
-  MINIO_ROOT_USER=$KARCH_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KARCH_S3_SECRET_KEY \
+  mkdir -p "$KARCHDEV_STATE/minio/data"
+  MINIO_ROOT_USER=$KARCHDEV_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KARCHDEV_S3_SECRET_KEY \
     MINIO_BROWSER=off MINIO_UPDATE=off start minio "$(minio_bin)" server --quiet \
-    --address "127.0.0.1:$KARCH_S3_PORT" --console-address "127.0.0.1:$((KARCH_S3_PORT + 1))" \
-    "$KARCH_STATE/minio/data"
+    --address "127.0.0.1:$KARCHDEV_S3_PORT" --console-address "127.0.0.1:$((KARCHDEV_S3_PORT + 1))" \
+    "$KARCHDEV_STATE/minio/data"
   wait_ready minio minio_ready
   make_bucket
 }
 
 # --- promtool ------------------------------------------------------------------------------
 # Not a server: the Prometheus tool that runs the unit tests of deploy/'s alert rules. Built
-# under a versioned name; $KARCH_CACHE/bin/promtool (KARCH_TEST_PROMTOOL in the Makefile)
+# under a versioned name; $KARCHDEV_CACHE/bin/promtool (KARCH_TEST_PROMTOOL in the Makefile)
 # points at the version above.
 
-promtool_bin() { echo "$KARCH_CACHE/bin/promtool-$PROMETHEUS_VERSION"; }
+promtool_bin() { echo "$KARCHDEV_CACHE/bin/promtool-$PROMETHEUS_VERSION"; }
 
 install_promtool() {
   if [[ ! -x $(promtool_bin) ]]; then
     log "building promtool $PROMETHEUS_VERSION from the Go module proxy (about 6 minutes on 2 cores, once)"
     local gobin; gobin=$(mktemp -d)
     GOBIN=$gobin GOFLAGS="-mod=mod -buildvcs=false" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" >&2
-    mkdir -p "$KARCH_CACHE/bin"
+    mkdir -p "$KARCHDEV_CACHE/bin"
     mv "$gobin/promtool" "$(promtool_bin)"
     rmdir "$gobin"
   fi
-  ln -sfn "$(basename "$(promtool_bin)")" "$KARCH_CACHE/bin/promtool"
-  log "promtool: $KARCH_CACHE/bin/promtool ($PROMETHEUS_VERSION)"
+  ln -sfn "$(basename "$(promtool_bin)")" "$KARCHDEV_CACHE/bin/promtool"
+  log "promtool: $KARCHDEV_CACHE/bin/promtool ($PROMETHEUS_VERSION)"
+}
+
+# --- DuckDB -------------------------------------------------------------------------------
+# Not a server: DuckDB in a virtualenv of its own, with the httpfs extension from its PyPI
+# package (no extension download at run time), so tests read the archive as users will.
+
+install_duckdb() {
+  local venv=$KARCHDEV_CACHE/duckdb-$DUCKDB_VERSION
+  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb, duckdb_extension_httpfs' 2>/dev/null; then
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+      ensure_cmd python3 python3
+      apt-get install -y -qq python3-venv >&2 || die "could not install python3-venv; as root: apt-get install python3-venv"
+    fi
+    log "installing DuckDB $DUCKDB_VERSION and its httpfs extension from PyPI into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" >&2
+  fi
+  ln -sfn "$(basename "$venv")" "$KARCHDEV_CACHE/duckdb" # KARCH_TEST_DUCKDB_PYTHON in the Makefile
+  log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION)"
 }
 
 # --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager ----------------
@@ -195,12 +218,12 @@ install_promtool() {
 # the demo does not need it. The three are one unit: when any is unhealthy, all three restart
 # on a fresh etcd, so no test ever sees a half-remembered cluster.
 
-kube_dir() { echo "$KARCH_STATE/kube"; }
-kube_bin() { echo "$KARCH_CACHE/kube-$KUBE_VERSION/$1"; }
-kube_url() { echo "https://127.0.0.1:$KARCH_KUBE_PORT"; }
-etcd_ready() { curl -fs "http://127.0.0.1:$KARCH_ETCD_PORT/health" | grep -q '"health":"true"'; }
+kube_dir() { echo "$KARCHDEV_STATE/kube"; }
+kube_bin() { echo "$KARCHDEV_CACHE/kube-$KUBE_VERSION/$1"; }
+kube_url() { echo "https://127.0.0.1:$KARCHDEV_KUBE_PORT"; }
+etcd_ready() { curl -fs "http://127.0.0.1:$KARCHDEV_ETCD_PORT/health" | grep -q '"health":"true"'; }
 apiserver_ready() { curl -fsk -H "Authorization: Bearer $(cat "$(kube_dir)/admin.token")" "$(kube_url)/readyz" >/dev/null; }
-controller_ready() { curl -fsk "https://127.0.0.1:$KARCH_KUBE_CM_PORT/healthz" >/dev/null; }
+controller_ready() { curl -fsk "https://127.0.0.1:$KARCHDEV_KUBE_CM_PORT/healthz" >/dev/null; }
 kube_healthy() { ours etcd && ours kube-apiserver && ours kube-controller-manager && etcd_ready && apiserver_ready && controller_ready; }
 
 # kube_credentials writes the service-account signing key, the admin token and a kubeconfig
@@ -224,7 +247,7 @@ KC
 up_kube() {
   if kube_healthy; then log "kube: reusing $(kube_url) (kubeconfig: $(kube_dir)/admin.kubeconfig)"; return; fi
   for s in kube-controller-manager kube-apiserver etcd; do down_one "$s"; done
-  for p in "$KARCH_ETCD_PORT" "$KARCH_KUBE_PORT" "$KARCH_KUBE_CM_PORT"; do
+  for p in "$KARCHDEV_ETCD_PORT" "$KARCHDEV_KUBE_PORT" "$KARCHDEV_KUBE_CM_PORT"; do
     port_open "$p" && die "port $p is taken by a process this script did not start"
   done
   ensure_cmd etcd etcd-server
@@ -233,23 +256,23 @@ up_kube() {
   "$here/../kube/build.sh"
   kube_credentials
   local dir; dir=$(kube_dir)
-  rm -rf "$KARCH_STATE/etcd/data"
-  mkdir -p "$KARCH_STATE/etcd"
-  start etcd etcd --name karch --data-dir "$KARCH_STATE/etcd/data" \
-    --listen-client-urls "http://127.0.0.1:$KARCH_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$KARCH_ETCD_PORT" \
-    --listen-peer-urls "http://127.0.0.1:$((KARCH_ETCD_PORT + 1))" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$((KARCH_ETCD_PORT + 1))" \
-    --initial-cluster "karch=http://127.0.0.1:$((KARCH_ETCD_PORT + 1))"
+  rm -rf "$KARCHDEV_STATE/etcd/data"
+  mkdir -p "$KARCHDEV_STATE/etcd"
+  start etcd etcd --name karch --data-dir "$KARCHDEV_STATE/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$KARCHDEV_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$KARCHDEV_ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((KARCHDEV_ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((KARCHDEV_ETCD_PORT + 1))" \
+    --initial-cluster "karch=http://127.0.0.1:$((KARCHDEV_ETCD_PORT + 1))"
   wait_ready etcd etcd_ready
-  start kube-apiserver "$(kube_bin kube-apiserver)" --etcd-servers "http://127.0.0.1:$KARCH_ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KARCH_KUBE_PORT" \
+  start kube-apiserver "$(kube_bin kube-apiserver)" --etcd-servers "http://127.0.0.1:$KARCHDEV_ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KARCHDEV_KUBE_PORT" \
     --endpoint-reconciler-type none --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" \
     --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$dir/sa.key" \
     --service-account-signing-key-file "$dir/sa.key"
   wait_ready kube-apiserver apiserver_ready
   start kube-controller-manager "$(kube_bin kube-controller-manager)" --kubeconfig "$dir/admin.kubeconfig" \
-    --bind-address 127.0.0.1 --secure-port "$KARCH_KUBE_CM_PORT" --cert-dir "$dir/cm-certs" --leader-elect=false \
+    --bind-address 127.0.0.1 --secure-port "$KARCHDEV_KUBE_CM_PORT" --cert-dir "$dir/cm-certs" --leader-elect=false \
     --controllers job,cronjob,ttl-after-finished,garbagecollector,serviceaccount,serviceaccount-token,namespace \
     --service-account-private-key-file "$dir/sa.key" --concurrent-job-syncs 2
   wait_ready kube-controller-manager controller_ready
@@ -259,7 +282,7 @@ up_kube() {
 # --- commands -----------------------------------------------------------------------------
 
 down_one() {
-  local name=$1 pidfile="$KARCH_STATE/$1/pid" pid
+  local name=$1 pidfile="$KARCHDEV_STATE/$1/pid" pid
   [[ -f $pidfile ]] || return 0
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
@@ -272,21 +295,21 @@ down_one() {
 }
 
 status_one() {
-  if ours "$1"; then echo "$1: running, pid $(cat "$KARCH_STATE/$1/pid")"; else echo "$1: not running"; fi
+  if ours "$1"; then echo "$1: running, pid $(cat "$KARCHDEV_STATE/$1/pid")"; else echo "$1: not running"; fi
 }
 
 case "${1:-}" in
   up)
-    mkdir -p "$KARCH_STATE"
+    mkdir -p "$KARCHDEV_STATE"
     ensure_cmd curl curl
     ensure_cmd zstd zstd # the archive must stay readable by Debian's zstd; a test checks it
     up_redis
     up_kafka
     up_minio
-    install_promtool
     if [[ ${2:-} == kube ]]; then up_kube; fi
     ;;
   down) for s in kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done ;;
   status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager; do status_one "$s"; done ;;
-  *) die "usage: $0 up [kube]|down|status" ;;
+  tools) install_promtool; install_duckdb ;;
+  *) die "usage: $0 up [kube]|down|status|tools" ;;
 esac

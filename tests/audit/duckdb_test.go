@@ -1,0 +1,86 @@
+package audit
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/internal/testenv"
+)
+
+// DuckDB reads the archive as users will, with no karch in between: hive partitioning on dt
+// and window, read_json with zstd, from the local directory and from MinIO over S3. Its
+// counts per window (and of distinct partition/offset pairs) equal the manifests'.
+func TestDuckDBReadsTheArchive(t *testing.T) {
+	python := os.Getenv("KARCH_TEST_DUCKDB_PYTHON")
+	if python == "" {
+		t.Fatal("KARCH_TEST_DUCKDB_PYTHON is not set: run this test with `make test`, which installs DuckDB and sets it")
+	}
+	for _, tc := range []struct {
+		name  string
+		store func(*testing.T) store
+		glob  func(a *archived) string
+	}{
+		{"local directory", func(t *testing.T) store { return localStore(t, t.TempDir()) }, func(a *archived) string {
+			return filepath.Join(a.dir, a.pipeline, "*", "*", "data", "*", "*", "*.jsonl.zst")
+		}},
+		{"MinIO over S3", s3Store, func(a *archived) string {
+			return a.url + "/" + a.pipeline + "/*/*/data/*/*/*.jsonl.zst"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := testenv.Kafka(t)
+			a := archiveTopic(t, addr, produceHours(t, addr), tc.store(t), 3)
+			got := duckCounts(t, python, tc.glob(a), a.env)
+			want := map[string][2]int64{}
+			for _, m := range a.ms {
+				dir := archive.WindowDir(a.pipeline, m.Window.Start, time.Hour)
+				parts := strings.Split(strings.TrimSuffix(dir, "/"), "/")
+				dt, window := strings.TrimPrefix(parts[1], "dt="), strings.TrimPrefix(parts[2], "window=")
+				want[dt+"/"+window] = [2]int64{m.Records, m.Records}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("DuckDB counted %v, the manifests %v", got, want)
+			}
+			for k, w := range want {
+				if got[k] != w {
+					t.Fatalf("window %s: DuckDB counted %v (records, distinct offsets), the manifest %v", k, got[k], w)
+				}
+			}
+		})
+	}
+}
+
+func duckCounts(t *testing.T, python, glob string, env []string) map[string][2]int64 {
+	t.Helper()
+	cmd := exec.Command(python, "testdata/duckdb_counts.py", glob)
+	cmd.Env = append(os.Environ(), env...)
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "KARCH_S3_ENDPOINT="); ok {
+			u, err := url.Parse(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Env = append(cmd.Env, "KARCH_DUCKDB_S3_ENDPOINT="+u.Host)
+		}
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("duckdb: %v\n%s", err, stderr)
+	}
+	got := map[string][2]int64{}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("duckdb printed %q: %v", out, err)
+	}
+	return got
+}
