@@ -170,6 +170,9 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 func (cf *configFlags) load() (runConfig, error) {
 	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}, runner: "local",
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
+	if err := checkEnviron(os.Environ()); err != nil {
+		return c, err
+	}
 	layers := []map[string]string{nil, envValues(), cf.given}
 	if cf.file != "" {
 		fileValues, err := readConfigFile(cf.file)

@@ -75,6 +75,9 @@ func (f *shardFlags) validate() error {
 	if f.plan == "" {
 		return failure.Permanent(errors.New("--plan is required (or KARCH_PLAN)"))
 	}
+	if err := checkEnviron(os.Environ()); err != nil {
+		return err
+	}
 	if err := f.compress.Validate(); err != nil {
 		return failure.Permanent(err)
 	}

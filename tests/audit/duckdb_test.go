@@ -67,7 +67,7 @@ func duckCounts(t *testing.T, python, glob string, env []string) map[string][2]i
 			if err != nil {
 				t.Fatal(err)
 			}
-			cmd.Env = append(cmd.Env, "KARCH_DUCKDB_S3_ENDPOINT="+u.Host)
+			cmd.Env = append(cmd.Env, "DUCKDB_S3_ENDPOINT="+u.Host)
 		}
 	}
 	out, err := cmd.Output()

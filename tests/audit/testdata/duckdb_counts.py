@@ -1,7 +1,7 @@
 """Counts an archive's records per window with DuckDB, as a user would query it.
 
 Usage: duckdb_counts.py GLOB   (a local path or an s3:// URL; for S3, the endpoint and
-credentials come from KARCH_DUCKDB_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+credentials come from DUCKDB_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
 Prints one JSON object: {"<dt>/<window>": count, ...}.
 """
 import json
@@ -22,7 +22,7 @@ if glob.startswith("s3://"):
     con.execute(
         "CREATE SECRET (TYPE s3, KEY_ID $key, SECRET $secret, ENDPOINT $endpoint, URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')",
         {"key": os.environ["AWS_ACCESS_KEY_ID"], "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
-         "endpoint": os.environ["KARCH_DUCKDB_S3_ENDPOINT"]},
+         "endpoint": os.environ["DUCKDB_S3_ENDPOINT"]},
     )
 # "window" and "offset" are SQL keywords: quoted. The columns named are the ones every line
 # has; key and value come in three encodings (docs/FORMAT.md) and are left out of a count.
