@@ -80,7 +80,7 @@ func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends 
 		idle++
 		fetches.EachRecord(func(rec *kgo.Record) {
 			idle = 0
-			r.seen(rec)
+			r.originOf(rec)
 			if rec.Offset+1 >= ends[rec.Partition] {
 				delete(ends, rec.Partition)
 			}
@@ -90,14 +90,18 @@ func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends 
 	return nil
 }
 
-// seen notes the origin of one record of the target.
-func (r *restorer) seen(rec *kgo.Record) {
+// originOf notes the origin of one record of the target.
+func (r *restorer) originOf(rec *kgo.Record) {
 	for _, h := range rec.Headers {
 		if h.Key != OriginHeader {
 			continue
 		}
 		tp, off, err := ParseOrigin(h.Value)
 		if err != nil {
+			return
+		}
+		if r.seen != nil {
+			r.seen(rec, tp, off)
 			return
 		}
 		rt := route{source: tp, target: rec.Partition}

@@ -110,6 +110,9 @@ type restorer struct {
 	// offset order, and the idempotent producer keeps that order, so everything below it
 	// is there too.
 	done map[route]int64
+	// seen hears of each record of the target that carries an origin, as scanOrigins
+	// reads it; nil: note it in done.
+	seen func(rec *kgo.Record, source archive.TopicPartition, offset int64)
 }
 
 // route is where the records of one source partition go.

@@ -41,6 +41,8 @@ Exit codes: 0 done, 1 retryable, 3 permanent (no such window or topic, too few p
 type restoreFlags struct {
 	window, from, to, partitionMap, toBrokers string
 	toStdout                                  bool
+	group, groupOffsets                       string
+	commitGroup                               bool
 	opts                                      restore.Options
 }
 
@@ -62,6 +64,9 @@ func (f *restoreFlags) register(fs *flag.FlagSet) {
 		f.opts.Filter.Partition = int32(p)
 		return err
 	})
+	fs.StringVar(&f.group, "translate-group", "", "instead of restoring: the target offsets of this consumer group, from its committed source offsets")
+	fs.StringVar(&f.groupOffsets, "group-offsets", "", "the group's source offsets as partition=offset, comma-separated (default: read from the pipeline's brokers)")
+	fs.BoolVar(&f.commitGroup, "commit", false, "with --translate-group: commit the translated offsets for the group on the target topic")
 	fs.Int64Var(&f.opts.Filter.FromOffset, "from-offset", 0, "only records at or after this source offset")
 	fs.Int64Var(&f.opts.Filter.ToOffset, "to-offset", 0, "only records before this source offset (0: no bound)")
 }
@@ -70,6 +75,8 @@ func (f *restoreFlags) register(fs *flag.FlagSet) {
 func (f *restoreFlags) resolve(pipelineBrokers []string) error {
 	var err error
 	switch {
+	case f.group != "":
+		// a translation reads the target, not the archive
 	case f.window != "" && (f.from != "" || f.to != ""):
 		return failure.Permanent(errors.New("--window goes alone, without --from or --to"))
 	case f.window != "":
@@ -104,15 +111,25 @@ func (f *restoreFlags) resolve(pipelineBrokers []string) error {
 }
 
 func parsePartitionMap(s string) (map[int32]int32, error) {
+	pairs, err := parsePairs("partition-map", s, 31)
 	out := map[int32]int32{}
+	for p, v := range pairs {
+		out[p] = int32(v)
+	}
+	return out, err
+}
+
+// parsePairs reads "partition=value,..." with values of at most bits bits.
+func parsePairs(flag, s string, bits int) (map[int32]int64, error) {
+	out := map[int32]int64{}
 	for _, pair := range splitList(s) {
-		from, to, ok := strings.Cut(pair, "=")
-		src, serr := strconv.ParseInt(from, 10, 32)
-		dst, derr := strconv.ParseInt(to, 10, 32)
-		if !ok || serr != nil || derr != nil || src < 0 || dst < 0 {
-			return nil, failure.Permanent(fmt.Errorf("--partition-map: %q: want source=target, such as 0=3", pair))
+		key, value, ok := strings.Cut(pair, "=")
+		p, perr := strconv.ParseInt(key, 10, 32)
+		v, verr := strconv.ParseInt(value, 10, bits+1)
+		if !ok || perr != nil || verr != nil || p < 0 || v < 0 {
+			return nil, failure.Permanent(fmt.Errorf("--%s: %q: want partition=number, such as 0=3", flag, pair))
 		}
-		out[int32(src)] = int32(dst)
+		out[int32(p)] = v
 	}
 	return out, nil
 }
@@ -130,6 +147,9 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
 	}
+	if rf.group != "" {
+		return translateGroup(ctx, stdout, cli, &rf)
+	}
 	if rf.toStdout {
 		return printRecords(ctx, stdout, bucket, cli.cfg.coord.Pipeline, rf.opts)
 	}
@@ -146,6 +166,42 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 		printRestored(stdout, stats, rf.opts)
 	}
 	return err
+}
+
+// translateGroup prints, and with --commit commits, the target offsets of a consumer group.
+func translateGroup(ctx context.Context, w io.Writer, cli *coordinatorCLI, rf *restoreFlags) error {
+	committed, err := rf.sourceOffsets(ctx, cli.cfg.coord.Brokers, cli.cfg.coord.Topic)
+	if err != nil {
+		return err
+	}
+	offsets, err := restore.TranslateGroup(ctx, rf.opts, committed, cli.logger)
+	if err != nil {
+		return err
+	}
+	for _, p := range slices.Sorted(maps.Keys(offsets)) {
+		fmt.Fprintf(w, "%s\t%d\t%d\n", rf.opts.ToTopic, p, offsets[p])
+	}
+	if !rf.commitGroup {
+		return nil
+	}
+	return restore.CommitGroup(ctx, rf.opts.Brokers, rf.group, rf.opts.ToTopic, offsets)
+}
+
+// sourceOffsets are the group's committed offsets on the source topic: given, or read from
+// the source cluster (which a restore may have lost: then give them).
+func (f *restoreFlags) sourceOffsets(ctx context.Context, brokers []string, topic string) (map[archive.TopicPartition]int64, error) {
+	if f.groupOffsets == "" {
+		return restore.GroupOffsets(ctx, brokers, f.group, topic)
+	}
+	pairs, err := parsePairs("group-offsets", f.groupOffsets, 63)
+	if err != nil {
+		return nil, err
+	}
+	out := map[archive.TopicPartition]int64{}
+	for p, off := range pairs {
+		out[archive.TopicPartition{Topic: topic, Partition: p}] = off
+	}
+	return out, nil
 }
 
 func printRestored(w io.Writer, s *restore.Stats, opts restore.Options) {

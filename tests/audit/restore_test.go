@@ -149,6 +149,28 @@ func TestRestoreKilledAndRerun(t *testing.T) {
 	if n := originsIn(t, addr, dst, 2); n != 300 {
 		t.Fatalf("%d records after the rerun, want 300 exactly once", n)
 	}
+	translateGroup(t, a, dst)
+}
+
+// translateGroup: a consumer group that consumed the source up to offset 10 of partition 0
+// and all of partition 1 resumes on the restored topic at the same records.
+func translateGroup(t *testing.T, a *archived, dst string) {
+	t.Helper()
+	group := dst + "-group"
+	if err := restore.CommitGroup(context.Background(), []string{a.brokers}, group, a.topic, map[int32]int64{0: 10, 1: 150}); err != nil {
+		t.Fatal(err)
+	}
+	code, out := a.karch(t, "restore", "--translate-group", group, "--to-topic", dst, "--commit", "--log-level", "error")
+	if code != 0 || !strings.Contains(out, dst+"\t0\t10\n") || !strings.Contains(out, dst+"\t1\t150\n") {
+		t.Fatalf("translate group: exit %d\n%s", code, out)
+	}
+	got, err := restore.GroupOffsets(context.Background(), []string{a.brokers}, group, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[archive.TopicPartition{Topic: dst, Partition: 0}] != 10 || got[archive.TopicPartition{Topic: dst, Partition: 1}] != 150 {
+		t.Fatalf("committed on the target: %v; want 0:10 1:150", got)
+	}
 }
 
 // A restore into a topic with too few partitions fails with exit 3 before writing anything.
