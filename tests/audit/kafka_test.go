@@ -29,7 +29,10 @@ func TestVerifyAgainstKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { code, out := a.karch(t, "verify", "--against-kafka"); return code == 3 && strings.Contains(out, "/2 of the topic is in no window") })
+	waitFor(t, func() bool {
+		code, out := a.karch(t, "verify", "--against-kafka")
+		return code == 3 && strings.Contains(out, "/2 of the topic is in no window")
+	})
 
 	recreate(t, c, a.topic)
 	var msgs []kafka.Message
