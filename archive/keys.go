@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Names of the objects in a window's folder (shared/DESIGN.md, "Object layout").
+// Names of the objects in a window's folder (docs/FORMAT.md, "Object layout").
 const (
 	PlanName     = "plan.json"
 	ManifestName = "MANIFEST.json"

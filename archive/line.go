@@ -23,7 +23,7 @@ const (
 )
 
 // AppendLine appends r to dst as one JSON Lines record, newline included, and returns the
-// extended buffer. The format is shared/DESIGN.md's "Record format"; for each of key, value
+// extended buffer. The format is docs/FORMAT.md's "Record lines"; for each of key, value
 // and header value exactly one field is written:
 //   - "key" / "value": the bytes verbatim when they are a JSON object or array with no raw
 //     newline, or null when the Kafka field is null;

@@ -1,5 +1,5 @@
 // Package archive is karch's on-storage format: the JSON Lines record codec, object keys, and
-// the versioned plan and receipt documents (shared/DESIGN.md). It does no I/O and imports
+// the versioned plan and receipt documents (docs/FORMAT.md). It does no I/O and imports
 // nothing else of karch, so every reader of the archive can depend on it alone.
 package archive
 

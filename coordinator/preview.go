@@ -63,11 +63,14 @@ func (c *coordinator) next(prev *stored) time.Time {
 	}
 }
 
-// WindowState is what the store holds of one window.
+// WindowState is what the store holds of one window. Its JSON form is an element of
+// 'karch status --json' (docs/FORMAT.md), with the stored documents' field names.
 type WindowState struct {
-	Window   archive.Window
-	State    string // "committed", "planned" (a plan, no manifest yet) or "missing"
-	Manifest *archive.Manifest
+	Window archive.Window `json:"window"`
+	// State is "committed", "planned" (a plan, no manifest yet) or "missing".
+	State string `json:"state"`
+	// Manifest is the window's MANIFEST.json when it is committed, else nil.
+	Manifest *archive.Manifest `json:"manifest,omitempty"`
 }
 
 // Status lists every window from the pipeline's first (or cfg.Start) to the newest due one,

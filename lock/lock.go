@@ -1,7 +1,7 @@
 // Package lock gives the coordinator its lease: at most one coordinator works on a pipeline
 // at a time, and each holder carries a fencing token that grows with every acquisition.
 //
-// The lease only prevents duplicate work. Correctness never depends on it (shared/DESIGN.md):
+// The lease only prevents duplicate work. Correctness never depends on it (docs/DESIGN.md):
 // a paused process can hold a lease it has already lost, so every write that matters is a
 // conditional create that a second writer cannot overwrite.
 package lock

@@ -4,7 +4,7 @@
 //
 // A shard is safe to run again, and to run twice at once: pieces are created only if absent,
 // their content is fixed by their offsets, and a piece that exists already is checked and
-// adopted instead of written (shared/DESIGN.md, "Commit order").
+// adopted instead of written (docs/DESIGN.md, "Commit order").
 package shard
 
 import (

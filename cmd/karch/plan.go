@@ -20,7 +20,34 @@ const planUsage = `usage: karch plan [--config file.yaml] [--json] [flags]
 
 Shows what the next 'karch run' would do, writing nothing: the windows that are due, each
 partition's offsets, and the shards. A window whose plan exists shows that plan.
+--json prints a JSON array, one element per window: {"window", "state" (planned: its
+plan.json is stored; new: the plan the run would create now), "plan" (a plan document)}
+(docs/FORMAT.md, "karch plan --json").
 `
+
+// previewRunID is the run id coordinator.Preview gives a plan it made rather than read.
+const previewRunID = "preview"
+
+// plannedWindow is one element of 'karch plan --json' (docs/FORMAT.md, docs/schema/
+// plan-output.schema.json). Its field names are the stored documents' own.
+type plannedWindow struct {
+	Window archive.Window `json:"window"`
+	// State is "planned" when Plan is the window's stored plan.json, "new" when it is the
+	// plan the next run would create.
+	State string        `json:"state"`
+	Plan  *archive.Plan `json:"plan"`
+}
+
+func plannedWindows(plans []*archive.Plan) []plannedWindow {
+	out := make([]plannedWindow, len(plans))
+	for i, p := range plans {
+		out[i] = plannedWindow{Window: p.Window, State: "planned", Plan: p}
+		if p.RunID == previewRunID {
+			out[i].State = "new"
+		}
+	}
+	return out
+}
 
 func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	cli, err := parseCoordinatorFlags("plan", planUsage, args)
@@ -37,13 +64,13 @@ func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cli.json {
-		return json.NewEncoder(stdout).Encode(plans)
+		return writeJSON(stdout, plannedWindows(plans))
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "window\tpartition\tfirst\tend\toffsets\tshards\tplan")
 	for _, p := range plans {
 		state := "new"
-		if p.RunID != "preview" {
+		if p.RunID != previewRunID {
 			state = "stored, run " + p.RunID
 		}
 		for _, r := range p.Ranges {
@@ -56,10 +83,25 @@ func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
+// writeJSON prints v as indented JSON with the stored documents' encoding, a nil slice as [].
+func writeJSON[T any](w io.Writer, v []T) error {
+	if v == nil {
+		v = []T{}
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON output: %w", err)
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
+}
+
 const statusUsage = `usage: karch status [--config file.yaml] [--json] [flags]
 
 Lists every window from the pipeline's first to the newest due one: committed (with its
 records and bytes), planned (a plan but no manifest yet) or missing.
+--json prints a JSON array, one element per window: {"window", "state", "manifest" (the
+window's MANIFEST.json, committed windows only)} (docs/FORMAT.md, "karch status --json").
 `
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
@@ -77,7 +119,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cli.json {
-		return json.NewEncoder(stdout).Encode(states)
+		return writeJSON(stdout, states)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "window\tstate\trecords\tMB stored\tobjects")

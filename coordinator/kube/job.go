@@ -1,5 +1,5 @@
 // Package kube runs a window's shards as a Kubernetes Indexed Job: a pure builder of the Job
-// (shared/DESIGN.md, "Kubernetes") and a Runner that creates or adopts it and watches it.
+// (docs/DESIGN.md, "Kubernetes") and a Runner that creates or adopts it and watches it.
 package kube
 
 import (
@@ -27,7 +27,7 @@ const (
 	// AnnotationTemplate is a digest of the Job's spec: a Job is adopted only when it is
 	// what this run would create, so that a fixed image or setting takes effect.
 	AnnotationTemplate = "karch.io/template-hash"
-	containerName  = "shard"
+	containerName      = "shard"
 )
 
 // JobTemplate is what every shard Job of a deployment shares.

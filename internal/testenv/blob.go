@@ -11,15 +11,18 @@ import (
 )
 
 // S3Config returns a configuration for the test S3 server under a prefix unique to the test,
-// so that tests can share the bucket.
+// so that tests can share the bucket. When the test ends, every plan, receipt and manifest
+// under the prefix is validated against docs/schema (CheckDocuments).
 func S3Config(t testing.TB) blob.S3Config {
 	t.Helper()
 	s := S3Server(t)
-	return blob.S3Config{
+	cfg := blob.S3Config{
 		Endpoint: s.Endpoint, Region: s.Region, PathStyle: true, Bucket: s.Bucket,
 		Prefix:      fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()),
 		AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey, PartSize: 5 << 20,
 	}
+	checkWhenDone(t, func() (blob.Bucket, error) { return blob.NewS3(context.Background(), cfg) })
+	return cfg
 }
 
 // S3Bucket returns the test S3 bucket under a prefix unique to the test.
@@ -32,12 +35,24 @@ func S3Bucket(t testing.TB) blob.Bucket {
 	return b
 }
 
-// LocalBucket returns a bucket in a fresh temporary directory.
+// LocalBucket returns a bucket in a fresh temporary directory. When the test ends, before
+// the directory is removed, every plan, receipt and manifest in it is validated against
+// docs/schema (CheckDocuments).
 func LocalBucket(t testing.TB) blob.Bucket {
 	t.Helper()
-	b, err := blob.NewLocal(t.TempDir())
+	_, b := LocalStore(t)
+	return b
+}
+
+// LocalStore is LocalBucket with its directory, for a test that hands the store to a karch
+// process or looks at its files.
+func LocalStore(t testing.TB) (string, blob.Bucket) {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := blob.NewLocal(dir)
 	if err != nil {
 		t.Fatalf("open local bucket: %v", err)
 	}
-	return b
+	checkWhenDone(t, func() (blob.Bucket, error) { return b, nil })
+	return dir, b
 }
