@@ -1,7 +1,7 @@
 // Package coordinator runs a pipeline's windows: it takes the lease, finds the windows that
 // are due, resolves each to offset ranges chained to the previous manifest, writes an
 // immutable plan, has a Runner run the shards, verifies their receipts against the plan and
-// the store, and commits the manifest with a conditional create (shared/DESIGN.md).
+// the store, and commits the manifest with a conditional create (docs/DESIGN.md).
 package coordinator
 
 import (
@@ -72,8 +72,8 @@ func (c Config) Validate() error {
 		return bad("brokers", "at least one Kafka broker is required")
 	case c.Topic == "":
 		return bad("topic", "required")
-	case c.Window < time.Minute || day%c.Window != 0:
-		return bad("window", "%s does not divide a day into whole windows of a minute or more", c.Window)
+	case c.Window < time.Minute || c.Window%time.Minute != 0 || day%c.Window != 0:
+		return bad("window", "%s does not divide a day into windows of whole minutes (folder names keep hours and minutes)", c.Window)
 	case c.Lateness < 0:
 		return bad("lateness", "%s is negative", c.Lateness)
 	case c.MaxWindows < 1:
