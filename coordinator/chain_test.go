@@ -307,4 +307,3 @@ func exists(t *testing.T, p *pipeline, key string) bool {
 	}
 	return err == nil
 }
-

@@ -1,16 +1,18 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"path"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
@@ -58,18 +60,37 @@ func newPipeline(t *testing.T, topic string, partitions int) *pipeline {
 }
 
 // outOfOrder produces n records per partition whose timestamps fall anywhere in the three
-// hours from t0, in random order.
-func outOfOrder(t *testing.T, addr string, partitions, n int) string {
+// hours from t0, in random order, with null, binary and text keys and with headers, and
+// returns the topic and what it produced.
+func outOfOrder(t *testing.T, addr string, partitions, n int) (string, []kafka.Message) {
 	t.Helper()
 	topic := testenv.Topic(t, addr, partitions)
 	rng := rand.New(rand.NewPCG(7, 8))
 	var msgs []kafka.Message
 	for i := range n * partitions {
 		ts := t0.Add(time.Duration(rng.Int64N(int64(3 * time.Hour)))).Truncate(time.Millisecond)
-		msgs = append(msgs, kafka.Message{Partition: i % partitions, Time: ts, Value: fmt.Appendf(nil, `{"n":%d}`, i)})
+		msgs = append(msgs, kafka.Message{Partition: i % partitions, Time: ts, Key: keyOf(i), Value: fmt.Appendf(nil, `{"n":%d}`, i), Headers: headersOf(i)})
 	}
 	testenv.Produce(t, addr, topic, msgs)
-	return topic
+	return topic, msgs
+}
+
+func keyOf(i int) []byte {
+	switch i % 3 {
+	case 0:
+		return nil
+	case 1:
+		return []byte{0xff, 0x00, byte(i)}
+	default:
+		return fmt.Appendf(nil, "caller-%d", i%97)
+	}
+}
+
+func headersOf(i int) []kafka.Header {
+	if i%2 == 0 {
+		return nil
+	}
+	return []kafka.Header{{Key: "trace", Value: fmt.Appendf(nil, "%x", i)}, {Key: "bin", Value: []byte{0, 1, 0xfe, byte(i)}}}
 }
 
 func manifests(t *testing.T, p *pipeline) []*archive.Manifest {
@@ -159,7 +180,7 @@ func decode(t *testing.T, b blob.Bucket, key string) []archive.Record {
 
 func TestThreeWindowsOutOfOrderExactlyOnce(t *testing.T) {
 	addr := testenv.Kafka(t)
-	topic := outOfOrder(t, addr, 3, 2000)
+	topic, produced := outOfOrder(t, addr, 3, 2000)
 	p := newPipeline(t, topic, 3)
 	results, err := coordinator.Run(context.Background(), p.cfg, p.deps)
 	if err != nil {
@@ -173,6 +194,7 @@ func TestThreeWindowsOutOfOrderExactlyOnce(t *testing.T) {
 		t.Fatalf("%d manifests, want 3", len(ms))
 	}
 	assertExactlyOnce(t, p, ms, testenv.EndOffsets(t, addr, topic, 3))
+	assertAsProduced(t, p, ms, produced)
 
 	again, err := coordinator.Run(context.Background(), p.cfg, p.deps)
 	if err != nil || len(again) != 0 {
@@ -203,34 +225,183 @@ func TestEmptyWindowCommitsZeroRecords(t *testing.T) {
 	}
 }
 
-// Two coordinators at once on one pipeline, each with its own Redis client: one manifest
-// per window, and both succeed.
+// Two coordinators on one pipeline, each with its own in-process lease, so that both hold
+// a lease at once: they meet after taking it, and again before each manifest's create, so
+// that every window's create-if-absent is raced. Each window gets one manifest, created by
+// exactly one of them; the other adopts it; every produced record is archived once, as
+// produced.
 func TestTwoCoordinatorsAtOnce(t *testing.T) {
 	addr := testenv.Kafka(t)
-	topic := outOfOrder(t, addr, 2, 1000)
+	topic, produced := outOfOrder(t, addr, 2, 1000)
 	p := newPipeline(t, topic, 2)
-	var g errgroup.Group
-	for range 2 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	meet := newRendezvous(2)
+	results := make([][]coordinator.WindowResult, 2)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range results {
 		q := *p
-		client := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-		defer client.Close()
-		locker, err := lock.NewRedis(client, 5*time.Second, p.deps.Logger)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q.deps.Locker = locker
-		q.cfg.Pipeline = p.cfg.Pipeline
-		g.Go(func() error {
-			_, err := coordinator.Run(context.Background(), q.cfg, q.deps)
+		q.deps.Locker = metLocker{Locker: lock.NewLocal(), meet: meet}
+		q.deps.Bucket = metBucket{Bucket: p.deps.Bucket, meet: meet}
+		q.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers)
+		g.Go(func() (err error) {
+			results[i], err = coordinator.Run(gctx, q.cfg, q.deps)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		t.Fatalf("a coordinator failed: %v", err)
 	}
+	assertOneCreatorEach(t, results, 3)
 	ms := manifests(t, p)
 	if len(ms) != 3 {
 		t.Fatalf("%d manifests, want one per window (3)", len(ms))
 	}
 	assertExactlyOnce(t, p, ms, testenv.EndOffsets(t, addr, topic, 2))
+	assertAsProduced(t, p, ms, produced)
 }
+
+// assertOneCreatorEach checks that every coordinator took each window to its manifest, that
+// exactly one of them created it, and that they agree on what it holds.
+func assertOneCreatorEach(t *testing.T, results [][]coordinator.WindowResult, windows int) {
+	t.Helper()
+	for i, rs := range results {
+		if len(rs) != windows {
+			t.Fatalf("coordinator %d took %d windows to a manifest, want %d", i, len(rs), windows)
+		}
+	}
+	for w := range windows {
+		created := 0
+		for _, rs := range results {
+			if rs[w].Committed {
+				created++
+			}
+			if rs[w].Window != results[0][w].Window || rs[w].Records != results[0][w].Records {
+				t.Fatalf("window %d: the coordinators disagree: %+v and %+v", w, rs[w], results[0][w])
+			}
+		}
+		if created != 1 {
+			t.Fatalf("window %s: %d coordinators created its manifest, want exactly 1", results[0][w].Window.Start, created)
+		}
+	}
+}
+
+// rendezvous makes n parties wait for each other at named points, so that what follows a
+// point starts for all of them at once.
+type rendezvous struct {
+	n      int
+	mu     sync.Mutex
+	points map[string]chan struct{}
+	counts map[string]int
+}
+
+func newRendezvous(n int) *rendezvous {
+	return &rendezvous{n: n, points: map[string]chan struct{}{}, counts: map[string]int{}}
+}
+
+// wait returns once n parties have called it with name, or with ctx's error.
+func (r *rendezvous) wait(ctx context.Context, name string) error {
+	r.mu.Lock()
+	all, ok := r.points[name]
+	if !ok {
+		all = make(chan struct{})
+		r.points[name] = all
+	}
+	r.counts[name]++
+	if r.counts[name] == r.n {
+		close(all)
+	}
+	r.mu.Unlock()
+	select {
+	case <-all:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the other coordinators at %s: %w", name, ctx.Err())
+	}
+}
+
+// metLocker hands out a lease only once every party holds its own.
+type metLocker struct {
+	lock.Locker
+	meet *rendezvous
+}
+
+func (l metLocker) Acquire(ctx context.Context, name string) (lock.Lease, error) {
+	lease, err := l.Locker.Acquire(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.meet.wait(ctx, "lease "+name); err != nil {
+		lease.Release(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return lease, nil
+}
+
+// metBucket sends a manifest's create only once every party is about to send it.
+type metBucket struct {
+	blob.Bucket
+	meet *rendezvous
+}
+
+func (b metBucket) Put(ctx context.Context, key string, r io.Reader, opts blob.PutOptions) (blob.ObjectInfo, error) {
+	if path.Base(key) == archive.ManifestName {
+		if err := b.meet.wait(ctx, key); err != nil {
+			return blob.ObjectInfo{}, err
+		}
+	}
+	return b.Bucket.Put(ctx, key, r, opts)
+}
+
+// assertAsProduced decodes every record of the manifests' objects and checks it against the
+// message produced with its value: same partition, key, headers and timestamp; every
+// produced message archived exactly once.
+func assertAsProduced(t *testing.T, p *pipeline, ms []*archive.Manifest, produced []kafka.Message) {
+	t.Helper()
+	byValue := make(map[string]kafka.Message, len(produced))
+	for _, m := range produced {
+		byValue[string(m.Value)] = m
+	}
+	seen := map[string]bool{}
+	for _, m := range ms {
+		dir := archive.WindowDir(m.Pipeline, m.Window.Start, m.Window.End.Sub(m.Window.Start))
+		for _, o := range m.Objects {
+			for _, r := range decode(t, p.deps.Bucket, dir+o.Key) {
+				want, ok := byValue[string(r.Value)]
+				if !ok || seen[string(r.Value)] {
+					t.Fatalf("partition %d offset %d: value %q was never produced, or is archived twice", r.Partition, r.Offset, r.Value)
+				}
+				seen[string(r.Value)] = true
+				if diff := recordDiff(r, want); diff != "" {
+					t.Fatalf("partition %d offset %d: %s", r.Partition, r.Offset, diff)
+				}
+			}
+		}
+	}
+	if len(seen) != len(produced) {
+		t.Fatalf("%d of the %d produced records are archived", len(seen), len(produced))
+	}
+}
+
+// recordDiff says how an archived record differs from the message produced, or "".
+func recordDiff(r archive.Record, m kafka.Message) string {
+	switch {
+	case r.Partition != int32(m.Partition):
+		return fmt.Sprintf("archived in partition %d, produced to %d", r.Partition, m.Partition)
+	case !sameBytes(r.Key, m.Key):
+		return fmt.Sprintf("key %q, produced %q", r.Key, m.Key)
+	case r.Timestamp.UnixMilli() != m.Time.UnixMilli():
+		return fmt.Sprintf("timestamp %s, produced %s", r.Timestamp, m.Time)
+	case len(r.Headers) != len(m.Headers):
+		return fmt.Sprintf("%d headers, produced %d", len(r.Headers), len(m.Headers))
+	}
+	for i, h := range r.Headers {
+		if h.Key != m.Headers[i].Key || !sameBytes(h.Value, m.Headers[i].Value) {
+			return fmt.Sprintf("header %d is %q=%q, produced %q=%q", i, h.Key, h.Value, m.Headers[i].Key, m.Headers[i].Value)
+		}
+	}
+	return ""
+}
+
+// sameBytes is bytes.Equal that tells a Kafka null (nil) from empty bytes.
+func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }

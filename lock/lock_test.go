@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,14 +20,21 @@ import (
 
 var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
 
+// TestLocalAcceptance shares one in-process Locker among the suite's holders: Local keeps
+// the coordinators of one process apart, and nothing more.
 func TestLocalAcceptance(t *testing.T) {
-	locktest.Acceptance(t, func(*testing.T) lock.Locker { return lock.NewLocal() })
+	locktest.Acceptance(t, func(_ *testing.T, n int) []lock.Locker {
+		return slices.Repeat([]lock.Locker{lock.NewLocal()}, n)
+	})
 }
 
-func redisLocker(t *testing.T, ttl time.Duration) (*lock.Redis, *redis.Client) {
+func redisLocker(t *testing.T, ttl time.Duration, hooks ...redis.Hook) (*lock.Redis, *redis.Client) {
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
 	t.Cleanup(func() { client.Close() })
+	for _, h := range hooks {
+		client.AddHook(h)
+	}
 	l, err := lock.NewRedis(client, ttl, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -32,31 +42,60 @@ func redisLocker(t *testing.T, ttl time.Duration) (*lock.Redis, *redis.Client) {
 	return l, client
 }
 
+// TestRedisAcceptance gives each holder of the suite its own client of the Redis server.
 func TestRedisAcceptance(t *testing.T) {
-	locktest.Acceptance(t, func(t *testing.T) lock.Locker {
-		l, _ := redisLocker(t, 3*time.Second)
-		return l
+	locktest.Acceptance(t, func(t *testing.T, n int) []lock.Locker {
+		ls := make([]lock.Locker, n)
+		for i := range ls {
+			ls[i], _ = redisLocker(t, 3*time.Second)
+		}
+		return ls
 	})
 }
 
-// A lease renewed for several TTLs stays held.
+// poll calls cond every few milliseconds until it holds, failing the test after a deadline.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// A lease renewed for several TTLs stays held: the key's remaining TTL goes back up at
+// each renewal, nine times, three TTLs' worth, and the lease is never done meanwhile.
 func TestRedisRenews(t *testing.T) {
 	l, client := redisLocker(t, 300*time.Millisecond)
-	name := "karch-test:renew:" + t.Name() + time.Now().String()
+	name := "karch-test:renew:" + time.Now().String()
 	lease, err := l.Acquire(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lease.Release(context.Background())
-	time.Sleep(time.Second)
-	select {
-	case <-lease.Done():
-		t.Fatalf("the lease was lost while renewed: %v", context.Cause(lease.Ctx()))
-	default:
-	}
-	if ttl := client.PTTL(context.Background(), name).Val(); ttl <= 0 {
-		t.Fatalf("the key has no TTL left: %v", ttl)
-	}
+	renewals, last := 0, time.Duration(0)
+	poll(t, "nine renewals", func() bool {
+		select {
+		case <-lease.Done():
+			t.Fatalf("the lease was lost while renewed: %v", context.Cause(lease.Ctx()))
+		default:
+		}
+		ttl := client.PTTL(context.Background(), name).Val()
+		if ttl <= 0 {
+			t.Fatalf("the key has no TTL left: %v", ttl)
+		}
+		if ttl > last && last > 0 {
+			renewals++
+		}
+		last = ttl
+		return renewals >= 9
+	})
 }
 
 // A holder whose key was taken over learns it at its next renewal, and does not delete the
@@ -100,6 +139,98 @@ func TestRedisUnreachableExpires(t *testing.T) {
 	// A bound, not a speed target: a lease must not outlive its TTL by more than scheduling.
 	if held := time.Since(acquired); held > 500*time.Millisecond+time.Second {
 		t.Fatalf("lease context ended %s after acquisition; the TTL is 500ms", held)
+	}
+}
+
+// An acquisition that finds the lease held takes no fencing token: the companion key moves
+// only with acquisitions that succeed.
+func TestRedisHeldTakesNoToken(t *testing.T) {
+	holder, client := redisLocker(t, 3*time.Second)
+	other, _ := redisLocker(t, 3*time.Second)
+	name := "karch-test:held:" + time.Now().String()
+	lease, err := holder.Acquire(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := other.Acquire(context.Background(), name); !errors.Is(err, lock.ErrHeld) {
+			t.Fatalf("acquire of a held lease: %v, want ErrHeld", err)
+		}
+	}
+	if fence := client.Get(context.Background(), name+":fence").Val(); fence != strconv.FormatInt(lease.Token(), 10) {
+		t.Fatalf("the fencing counter is %s after failed acquisitions; the holder's token is %d", fence, lease.Token())
+	}
+	lease.Release(context.Background())
+	next, err := other.Acquire(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Release(context.Background())
+	if next.Token() != lease.Token()+1 {
+		t.Fatalf("token %d after %d and five failed acquisitions, want %d", next.Token(), lease.Token(), lease.Token()+1)
+	}
+}
+
+// A holder that pauses right after its acquisition reached Redis, long enough for the lease
+// to expire and a second holder to take it, still has a token below the second holder's:
+// the token is taken in the same step as the lease, so tokens follow the order of
+// acquisition however the calls interleave.
+func TestRedisTokenTakenWithTheLease(t *testing.T) {
+	name := "karch-test:atomic:" + time.Now().String()
+	pause := &pauseAfter{key: name, reached: make(chan struct{}), resume: make(chan struct{})}
+	first, _ := redisLocker(t, 100*time.Millisecond, pause)
+	second, client := redisLocker(t, 100*time.Millisecond) // the first client is paused
+	var lease lock.Lease
+	var err error
+	acquired := make(chan struct{})
+	go func() {
+		defer close(acquired)
+		lease, err = first.Acquire(context.Background(), name)
+	}()
+	select {
+	case <-pause.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first acquisition never reached Redis")
+	}
+	poll(t, "the first lease to expire", func() bool { return client.Exists(context.Background(), name).Val() == 0 })
+	later, lerr := second.Acquire(context.Background(), name)
+	close(pause.resume)
+	<-acquired
+	if lerr != nil || err != nil {
+		t.Fatalf("the second acquisition: %v; the first: %v", lerr, err)
+	}
+	defer later.Release(context.Background())
+	defer lease.Release(context.Background())
+	if lease.Token() >= later.Token() {
+		t.Fatalf("the first holder has token %d, the later one %d: tokens must grow with acquisitions", lease.Token(), later.Token())
+	}
+}
+
+// pauseAfter is a go-redis hook that, after the first successful command naming key,
+// signals reached and blocks until resume is closed: a process paused between its calls.
+type pauseAfter struct {
+	key     string
+	once    sync.Once
+	reached chan struct{}
+	resume  chan struct{}
+}
+
+func (p *pauseAfter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (p *pauseAfter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (p *pauseAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && slices.Contains(cmd.Args(), any(p.key)) {
+			p.once.Do(func() {
+				close(p.reached)
+				<-p.resume
+			})
+		}
+		return err
 	}
 }
 

@@ -12,6 +12,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// acquireScript takes the lease and its fencing token in one atomic step: SET NX PX of the
+// lease key (KEYS[1]) to our random token, and only if that succeeds, INCR of the companion
+// key (KEYS[2]), whose value it returns; nil when the lease is held. Two separate calls would
+// let a holder that pauses between them (or crashes) take its token after a later holder
+// took its own, so tokens would not grow with acquisitions.
+var acquireScript = redis.NewScript(`if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return redis.call("INCR", KEYS[2]) end return false`)
+
 // Scripts that act only while the key still holds our token: a lease that expired and
 // was taken by another holder must not be extended or deleted by the old one.
 var (
@@ -21,7 +28,8 @@ var (
 
 // Redis is a Locker on a Redis server: SET NX PX with a random token, renewed every TTL/3
 // by a compare-and-pexpire script, released by compare-and-delete; the fencing token comes
-// from INCR on a companion key.
+// from INCR on the companion key name+":fence", in the same script as the SET. On Redis
+// Cluster both keys must hash to one slot: give the lease name a hash tag ("{karch:x}").
 type Redis struct {
 	client redis.UniversalClient
 	ttl    time.Duration
@@ -42,22 +50,26 @@ func NewRedis(client redis.UniversalClient, ttl time.Duration, log *slog.Logger)
 func (r *Redis) Acquire(ctx context.Context, name string) (Lease, error) {
 	token := newToken()
 	start := time.Now()
-	ok, err := r.client.SetNX(ctx, name, token, r.ttl).Result()
-	if err != nil {
-		return nil, fmt.Errorf("acquire lease %s: %w", name, err)
-	}
-	if !ok {
+	fence, err := acquireScript.Run(ctx, r.client, []string{name, name + ":fence"}, token, r.ttl.Milliseconds()).Int64()
+	if errors.Is(err, redis.Nil) {
 		return nil, ErrHeld
 	}
-	fence, err := r.client.Incr(ctx, name+":fence").Result()
 	if err != nil {
-		_ = releaseScript.Run(context.WithoutCancel(ctx), r.client, []string{name}, token).Err()
-		return nil, fmt.Errorf("acquire lease %s: fencing token: %w", name, err)
+		r.abandon(ctx, name, token)
+		return nil, fmt.Errorf("acquire lease %s: %w", name, err)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l := &redisLease{r: r, name: name, token: token, fence: fence, ctx: lctx, cancel: cancel, stopped: make(chan struct{})}
 	go l.keep(start.Add(r.ttl))
 	return l, nil
+}
+
+// abandon deletes name if it holds token: an acquisition whose answer was lost may still
+// have taken the lease, and nobody would renew or release it.
+func (r *Redis) abandon(ctx context.Context, name, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.ttl)
+	defer cancel()
+	_ = releaseScript.Run(ctx, r.client, []string{name}, token).Err()
 }
 
 func newToken() string {

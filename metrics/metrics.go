@@ -109,10 +109,8 @@ var _ coordinator.Observer = (*Coordinator)(nil)
 // NewCoordinator registers the coordinator's metrics with reg.
 func NewCoordinator(reg prometheus.Registerer) *Coordinator {
 	c := &Coordinator{
-		head: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "karch_last_committed_window_end_timestamp_seconds",
-			Help: "End of the newest window with a committed manifest (Unix time): everything before it is archived.",
-		}, nil),
+		head: unsetGauge("karch_last_committed_window_end_timestamp_seconds",
+			"End of the newest window with a committed manifest (Unix time): everything before it is archived."),
 		windows:  gauge("karch_run_committed_windows", "Windows whose manifest the last run committed."),
 		records:  gauge("karch_run_committed_records", "Records in the windows the last run committed."),
 		rawBytes: gauge("karch_run_committed_raw_bytes", "Uncompressed JSON Lines bytes in the windows the last run committed."),
@@ -139,21 +137,36 @@ func (c *Coordinator) Window(r coordinator.WindowResult) {
 	c.size.Add(float64(r.Bytes))
 }
 
-// Shard records a shard's receipt.
-func Shard(reg prometheus.Registerer, r *archive.Receipt) {
-	for _, m := range []struct {
-		name, help string
-		v          int64
-	}{
-		{"karch_shard_pieces", "Pieces in the shard's receipt.", int64(len(r.Pieces))},
-		{"karch_shard_records", "Records in the shard's receipt.", r.Records},
-		{"karch_shard_raw_bytes", "Uncompressed JSON Lines bytes in the shard's receipt.", r.RawBytes},
-		{"karch_shard_stored_bytes", "Stored (compressed) bytes in the shard's receipt.", r.Bytes},
-	} {
-		g := gauge(m.name, m.help)
-		g.Set(float64(m.v))
-		reg.MustRegister(g)
+// Shard turns a shard's receipt into metrics. Its gauges are vectors without labels, exported
+// only once a receipt is known: a shard that fails pushes none, so the Pushgateway keeps the
+// last receipt's values rather than zeros.
+type Shard struct {
+	pieces, records, rawBytes, size *prometheus.GaugeVec
+}
+
+// NewShard registers the shard's metrics with reg; call it once per registry.
+func NewShard(reg prometheus.Registerer) *Shard {
+	s := &Shard{
+		pieces:   unsetGauge("karch_shard_pieces", "Pieces in the shard's receipt."),
+		records:  unsetGauge("karch_shard_records", "Records in the shard's receipt."),
+		rawBytes: unsetGauge("karch_shard_raw_bytes", "Uncompressed JSON Lines bytes in the shard's receipt."),
+		size:     unsetGauge("karch_shard_stored_bytes", "Stored (compressed) bytes in the shard's receipt."),
 	}
+	reg.MustRegister(s.pieces, s.records, s.rawBytes, s.size)
+	return s
+}
+
+// Receipt records the shard's receipt; a later receipt replaces an earlier one.
+func (s *Shard) Receipt(r *archive.Receipt) {
+	s.pieces.WithLabelValues().Set(float64(len(r.Pieces)))
+	s.records.WithLabelValues().Set(float64(r.Records))
+	s.rawBytes.WithLabelValues().Set(float64(r.RawBytes))
+	s.size.WithLabelValues().Set(float64(r.Bytes))
+}
+
+// unsetGauge is a gauge that is exported only once it is set.
+func unsetGauge(name, help string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, nil)
 }
 
 func gauge(name, help string) prometheus.Gauge {

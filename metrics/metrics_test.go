@@ -63,3 +63,33 @@ karch_run_committed_records 7
 		t.Fatal(err)
 	}
 }
+
+// A shard's metrics are built once per registry: a receipt is exported only once known, and
+// a second receipt replaces the first rather than registering the metrics again.
+func TestShardMetricsOncePerRegistry(t *testing.T) {
+	p := metrics.NewProcess(time.Now())
+	s := metrics.NewShard(p.Registerer())
+	names := []string{"karch_shard_pieces", "karch_shard_records", "karch_shard_raw_bytes", "karch_shard_stored_bytes"}
+	if n, err := testutil.GatherAndCount(p.Gatherer(), names...); err != nil || n != 0 {
+		t.Fatalf("before a receipt: %d series, %v", n, err)
+	}
+	s.Receipt(&archive.Receipt{Records: 7, RawBytes: 700, Bytes: 70, Pieces: make([]archive.PieceResult, 1)})
+	s.Receipt(&archive.Receipt{Records: 9, RawBytes: 900, Bytes: 90, Pieces: make([]archive.PieceResult, 2)})
+	want := `
+# HELP karch_shard_pieces Pieces in the shard's receipt.
+# TYPE karch_shard_pieces gauge
+karch_shard_pieces 2
+# HELP karch_shard_raw_bytes Uncompressed JSON Lines bytes in the shard's receipt.
+# TYPE karch_shard_raw_bytes gauge
+karch_shard_raw_bytes 900
+# HELP karch_shard_records Records in the shard's receipt.
+# TYPE karch_shard_records gauge
+karch_shard_records 9
+# HELP karch_shard_stored_bytes Stored (compressed) bytes in the shard's receipt.
+# TYPE karch_shard_stored_bytes gauge
+karch_shard_stored_bytes 90
+`
+	if err := testutil.GatherAndCompare(p.Gatherer(), strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+}

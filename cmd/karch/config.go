@@ -229,11 +229,11 @@ func envValues() map[string]string {
 func readConfigFile(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config file: %w", err)
+		return nil, fmt.Errorf("%w: read config file: %w", coordinator.ErrConfig, err)
 	}
 	var raw map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+		return nil, fmt.Errorf("%w: config file %s: %w", coordinator.ErrConfig, path, err)
 	}
 	out := map[string]string{}
 	for key, node := range raw {

@@ -125,9 +125,10 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 		debug.SetMemoryLimit(int64(f.memMiB) << 20)
 	}
 	proc := metrics.NewProcess(time.Now())
+	shardMetrics := metrics.NewShard(proc.Registerer())
 	receipt, err := archiveShard(ctx, f, proc.Registerer(), logger)
 	if receipt != nil {
-		metrics.Shard(proc.Registerer(), receipt)
+		shardMetrics.Receipt(receipt)
 	}
 	pushMetrics(ctx, logger, f.pushGateway, proc, err, "karch-shard", "pipeline", f.pipeline, "shard", strconv.Itoa(f.index))
 	if err != nil {

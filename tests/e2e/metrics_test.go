@@ -172,7 +172,8 @@ func TestRunPushesMetrics(t *testing.T) {
 		}
 	}
 
-	// Nothing is due now: the head is pushed again, and nothing committed.
+	// Nothing more is due (KARCH_UNTIL ends the pipeline): the head is pushed again, and
+	// nothing committed.
 	again, out := p.run(t)
 	if code := exitCode(t, again); code != 0 {
 		t.Fatalf("second run exit %d:\n%s", code, out)

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/failure"
+)
+
+// baseFile is a complete configuration; a test case's file lines replace its keys.
+var baseFile = map[string]string{"pipeline": "cdr", "brokers": "[base:9092]", "topic": "base-topic", "store": "/tmp/karch"}
+
+// loadWith loads the settings as `karch run` does, from a YAML file of baseFile with file's
+// keys replacing its own, the environment env (and no other KARCH_* setting), and args.
+func loadWith(t *testing.T, file, env map[string]string, args ...string) (runConfig, error) {
+	t.Helper()
+	clearSettingsEnv(t)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	fs := flag.NewFlagSet("karch run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var cf configFlags
+	cf.register(fs)
+	if err := fs.Parse(append([]string{"--config", writeConfig(t, file)}, args...)); err != nil {
+		return runConfig{}, err
+	}
+	return cf.load()
+}
+
+// writeConfig writes baseFile with file's keys replacing its own, and returns its path.
+func writeConfig(t *testing.T, file map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	for k, v := range baseFile {
+		if _, ok := file[k]; !ok {
+			b.WriteString(k + ": " + v + "\n")
+		}
+	}
+	for k, v := range file {
+		b.WriteString(k + ": " + v + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "karch.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// clearSettingsEnv unsets every variable a setting reads, for the test's duration.
+func clearSettingsEnv(t *testing.T) {
+	t.Helper()
+	names := []string{"KARCH_CONFIG"}
+	for _, s := range settings {
+		names = append(names, envName(s.name))
+	}
+	for _, name := range names {
+		if v, ok := os.LookupEnv(name); ok {
+			t.Setenv(name, v) // restored when the test ends
+			os.Unsetenv(name)
+		}
+	}
+}
+
+func TestSettingsPrecedence(t *testing.T) {
+	topic := func(c runConfig) any { return c.coord.Topic }
+	window := func(c runConfig) any { return c.coord.Window }
+	shards := func(c runConfig) any { return c.coord.Shards }
+	brokers := func(c runConfig) any { return c.coord.Brokers }
+	until := func(c runConfig) any { return c.coord.Until }
+	for _, tc := range []struct {
+		name string
+		file map[string]string
+		env  map[string]string
+		args []string
+		get  func(runConfig) any
+		want any
+	}{
+		{"string from the file", nil, nil, nil, topic, "base-topic"},
+		{"string: env over file", nil, map[string]string{"KARCH_TOPIC": "env-topic"}, nil, topic, "env-topic"},
+		{"string: flag over env", nil, map[string]string{"KARCH_TOPIC": "env-topic"}, []string{"--topic", "flag-topic"}, topic, "flag-topic"},
+		{"duration default", nil, nil, nil, window, time.Hour},
+		{"duration from the file", map[string]string{"window": "2h"}, nil, nil, window, 2 * time.Hour},
+		{"duration: env over file", map[string]string{"window": "2h"}, map[string]string{"KARCH_WINDOW": "30m"}, nil, window, 30 * time.Minute},
+		{"duration: flag over env", map[string]string{"window": "2h"}, map[string]string{"KARCH_WINDOW": "30m"}, []string{"--window=15m"}, window, 15 * time.Minute},
+		{"int default", nil, nil, nil, shards, 4},
+		{"int from the file", map[string]string{"shards": "6"}, nil, nil, shards, 6},
+		{"int: env over file", map[string]string{"shards": "6"}, map[string]string{"KARCH_SHARDS": "8"}, nil, shards, 8},
+		{"int: flag over env", map[string]string{"shards": "6"}, map[string]string{"KARCH_SHARDS": "8"}, []string{"--shards", "10"}, shards, 10},
+		{"int: flag over file", map[string]string{"shards": "6"}, nil, []string{"--shards", "10"}, shards, 10},
+		{"list from the file", map[string]string{"brokers": "[f1:9092, f2:9092]"}, nil, nil, brokers, []string{"f1:9092", "f2:9092"}},
+		{"list as a scalar in the file", map[string]string{"brokers": "f1:9092,f2:9092"}, nil, nil, brokers, []string{"f1:9092", "f2:9092"}},
+		{"list: env over file", map[string]string{"brokers": "[f1:9092]"}, map[string]string{"KARCH_BROKERS": "e1:9092, e2:9092"}, nil, brokers, []string{"e1:9092", "e2:9092"}},
+		{"list: flag over env", nil, map[string]string{"KARCH_BROKERS": "e1:9092"}, []string{"--brokers", "x:1,y:2"}, brokers, []string{"x:1", "y:2"}},
+		{"time: env over file", map[string]string{"until": "2026-11-20T00:00:00Z"}, map[string]string{"KARCH_UNTIL": "2026-11-21T00:00:00Z"}, nil,
+			until, time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadWith(t, tc.file, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.get(c); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A configuration error is permanent, is a coordinator.ErrConfig, and names what is wrong: the
+// unknown key, or the setting whose value is bad, wherever the value came from.
+func TestSettingsErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		file map[string]string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown key in the file", map[string]string{"windwo": "1h"}, nil, nil, `unknown key "windwo"`},
+		{"bad duration in the file", map[string]string{"window": "lots"}, nil, nil, "window"},
+		{"mapping for a string in the file", map[string]string{"topic": "{a: b}"}, nil, nil, "topic"},
+		{"nested list in the file", map[string]string{"brokers": "[[a:1]]"}, nil, nil, "brokers"},
+		{"bad int in the environment", nil, map[string]string{"KARCH_SHARDS": "many"}, nil, "shards"},
+		{"bad time in the environment", nil, map[string]string{"KARCH_UNTIL": "yesterday"}, nil, "until"},
+		{"bad duration in a flag", nil, nil, []string{"--lease-ttl", "soon"}, "lease_ttl"},
+		{"bad bool in a flag", nil, nil, []string{"--s3-path-style", "maybe"}, "s3_path_style"},
+		{"invalid int in a flag", nil, nil, []string{"--parallelism", "0"}, "parallelism"},
+		{"invalid duration in the environment", nil, map[string]string{"KARCH_WINDOW": "7m"}, nil, "window"},
+		{"empty list in the file", map[string]string{"brokers": "[]"}, nil, nil, "brokers"},
+		{"file that is not YAML", map[string]string{"topic": "[unclosed"}, nil, nil, "karch.yaml"},
+		{"duplicate key in the file", map[string]string{"topic": "a\ntopic: b"}, nil, nil, `"topic" already defined`},
+		{"missing file", nil, nil, []string{"--config", "/nonexistent/karch.yaml"}, "/nonexistent/karch.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadWith(t, tc.file, tc.env, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v: want one naming %s", err, tc.want)
+			}
+			if !errors.Is(err, coordinator.ErrConfig) || !failure.IsPermanent(err) {
+				t.Fatalf("error %v: want a permanent coordinator.ErrConfig", err)
+			}
+		})
+	}
+}
