@@ -63,9 +63,9 @@ func (p *Process) Finish(now time.Time, exitCode int) {
 }
 
 // Push sends the process's metrics to the Pushgateway at gateway, under job and the grouping
-// labels (name, value pairs). It adds to the group rather than replacing it (POST), so that a
-// run that learnt less (a coordinator that found the lease taken) does not erase what an
-// earlier run reported.
+// labels (name, value pairs). It replaces the group (PUT): what the gateway holds is what the
+// last run reported, so a run that failed early never leaves an earlier run's exit code 0
+// standing.
 func (p *Process) Push(ctx context.Context, gateway, job string, grouping ...string) error {
 	if err := ValidateGateway(gateway); err != nil {
 		return err
@@ -74,7 +74,7 @@ func (p *Process) Push(ctx context.Context, gateway, job string, grouping ...str
 	for i := 0; i+1 < len(grouping); i += 2 {
 		pusher = pusher.Grouping(grouping[i], grouping[i+1])
 	}
-	if err := pusher.AddContext(ctx); err != nil {
+	if err := pusher.PushContext(ctx); err != nil {
 		return fmt.Errorf("push metrics: %w", err)
 	}
 	return nil

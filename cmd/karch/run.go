@@ -35,9 +35,20 @@ the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS
 Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 a crash (retried), 3 permanent.
 `
 
-func runRun(ctx context.Context, args []string, stdout io.Writer) error {
+func runRun(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	cli, err := parseCoordinatorFlags("run", runUsage, args)
-	if cli == nil || err != nil {
+	if cli == nil {
+		return err
+	}
+	// Every exit path from here pushes the run's exit code and duration, a bad setting too.
+	proc := metrics.NewProcess(time.Now())
+	defer func() {
+		pushMetrics(ctx, cli.logger, cli.cfg.pushGateway, proc, err, "karch-coordinator", "pipeline", cli.cfg.coord.Pipeline)
+		if err != nil {
+			cli.logger.Error("run failed", "pipeline", cli.cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
+		}
+	}()
+	if err != nil {
 		return err
 	}
 	deps, closeDeps, err := coordinatorDeps(ctx, cli.cfg, cli.logger)
@@ -48,15 +59,10 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) error {
 	if deps.Runner, err = newRunner(ctx, cli); err != nil {
 		return err
 	}
-	proc := metrics.NewProcess(time.Now())
 	deps.Observer = metrics.NewCoordinator(proc.Registerer())
 	deps.Bucket = blob.WithMetrics(deps.Bucket, proc.Registerer())
 	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
 	printResults(stdout, results)
-	pushMetrics(ctx, cli.logger, cli.cfg.pushGateway, proc, err, "karch-coordinator", "pipeline", cli.cfg.coord.Pipeline)
-	if err != nil {
-		cli.logger.Error("run failed", "pipeline", cli.cfg.coord.Pipeline, "err", err, "retryable", !failure.IsPermanent(err))
-	}
 	return err
 }
 
@@ -70,7 +76,9 @@ type coordinatorCLI struct {
 }
 
 // parseCoordinatorFlags parses the flags that run, plan, status and the audit commands share;
-// extra registers a command's own. It returns nil and no error after --help.
+// extra registers a command's own. It returns nil and no error after --help. A configuration
+// that does not validate comes back with its error and, when its Pushgateway URL is usable,
+// with what was loaded, so that run can still report the failure.
 func parseCoordinatorFlags(name, usage string, args []string, extra ...func(*flag.FlagSet)) (*coordinatorCLI, error) {
 	fs := flag.NewFlagSet("karch "+name, flag.ContinueOnError)
 	var cf configFlags
@@ -100,7 +108,11 @@ func parseCoordinatorFlags(name, usage string, args []string, extra ...func(*fla
 		err = lf.validate()
 	}
 	if err != nil {
-		return nil, failure.Permanent(err)
+		if cfg.pushGateway == "" || metrics.ValidateGateway(cfg.pushGateway) != nil {
+			return nil, failure.Permanent(err)
+		}
+		cli.cfg, cli.logger = cfg, (&logFlags{level: "info"}).logger(os.Stderr)
+		return cli, failure.Permanent(err)
 	}
 	cli.cfg, cli.logger = cfg, lf.logger(os.Stderr)
 	return cli, nil

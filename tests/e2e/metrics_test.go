@@ -132,7 +132,7 @@ func TestRunPushesMetrics(t *testing.T) {
 	}
 	coordGroup := map[string]string{"pipeline": p.name}
 	coord := gw.take("karch-coordinator", coordGroup)
-	if len(coord) != 1 || coord[0].method != http.MethodPost {
+	if len(coord) != 1 || coord[0].method != http.MethodPut {
 		t.Fatalf("coordinator pushes: %+v", coord)
 	}
 	c := coord[0]
@@ -187,6 +187,18 @@ func TestRunPushesMetrics(t *testing.T) {
 	}
 	if n := coord[0].must(t, "karch_run_committed_windows"); n != 0 {
 		t.Errorf("second run committed %v windows", n)
+	}
+
+	// A run that fails before it starts (a bad setting) still reports its exit code.
+	bad := *p
+	bad.env = append(append([]string(nil), p.env...), "KARCH_WINDOW=7m")
+	failed, out := bad.run(t)
+	if code := exitCode(t, failed); code != 3 {
+		t.Fatalf("a bad window: exit %d:\n%s", code, out)
+	}
+	coord = gw.take("karch-coordinator", coordGroup)
+	if len(coord) != 1 || coord[0].method != http.MethodPut || coord[0].must(t, "karch_exit_code") != 3 {
+		t.Fatalf("a run with a bad setting pushed %+v; want one PUT with exit code 3", coord)
 	}
 
 	// A gateway that is down costs a log line, not the run.
