@@ -42,7 +42,16 @@ func TestRunnerReplacesAJobOfAnotherSpec(t *testing.T) {
 			existing.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 		}
 		client := fake.NewClientset(existing)
-		finish(t, client, batchv1.JobComplete, "")
+		if tc.replaced {
+			// Complete only the replacement: completing the existing Job first would make
+			// it one to adopt.
+			go completeByList(client, func() bool {
+				j, err := client.BatchV1().Jobs("karch").Get(context.Background(), JobName("cdr", window), metav1.GetOptions{})
+				return err == nil && j.UID != "first"
+			})
+		} else if !tc.complete {
+			go completeByList(client, func() bool { return true })
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(3))
 		cancel()
