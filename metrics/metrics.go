@@ -172,3 +172,32 @@ func unsetGauge(name, help string) *prometheus.GaugeVec {
 func gauge(name, help string) prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
+
+// Audit is what karch verify pushes: the newest window it verified and the problems it
+// found, so that a failed audit alerts like a failed run.
+type Audit struct {
+	newest   *prometheus.GaugeVec
+	problems prometheus.Gauge
+	windows  prometheus.Gauge
+}
+
+// NewAudit builds the audit's metrics on reg.
+func NewAudit(reg prometheus.Registerer) *Audit {
+	a := &Audit{
+		newest: unsetGauge("karch_verify_newest_window_end_timestamp_seconds",
+			"End of the newest committed window the last verify checked (Unix time)."),
+		problems: gauge("karch_verify_problems", "Problems the last verify found: missing, corrupt or mismatched objects, holes in the chain."),
+		windows:  gauge("karch_verify_windows", "Committed windows the last verify checked."),
+	}
+	reg.MustRegister(a.newest, a.problems, a.windows)
+	return a
+}
+
+// Verified records a verify's outcome.
+func (a *Audit) Verified(windows, problems int, newest archive.Window) {
+	a.windows.Set(float64(windows))
+	a.problems.Set(float64(problems))
+	if windows > 0 {
+		a.newest.WithLabelValues().Set(float64(newest.End.Unix()))
+	}
+}

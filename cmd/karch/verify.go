@@ -13,6 +13,7 @@ import (
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/metrics"
 	"github.com/karch-archive/karch/shard"
 )
 
@@ -97,12 +98,17 @@ type kafkaSource struct {
 // errProblems makes verify exit 3 when the archive is not what its manifests say.
 var errProblems = errors.New("the archive has problems")
 
-func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
+func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	var vf verifyFlags
 	cli, err := parseCoordinatorFlags("verify", verifyUsage, args, vf.register)
 	if cli == nil || err != nil {
 		return err
 	}
+	proc := metrics.NewProcess(time.Now())
+	audited := metrics.NewAudit(proc.Registerer())
+	defer func() {
+		pushMetrics(ctx, cli.logger, cli.cfg.pushGateway, proc, err, "karch-verify", "pipeline", cli.cfg.coord.Pipeline)
+	}()
 	if err := vf.scope(); err != nil {
 		return err
 	}
@@ -126,6 +132,9 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if n := len(report.Windows); n > 0 {
+		audited.Verified(n, report.Problems(), report.Windows[n-1].Window)
 	}
 	if cli.json {
 		err = json.NewEncoder(stdout).Encode(report)
