@@ -7,6 +7,7 @@ import (
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/blob/blobtest"
+	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -66,5 +67,37 @@ func TestLocalRejectsBadKeys(t *testing.T) {
 		if _, err := b.Head(context.Background(), k); err == nil || blob.IsNotFound(err) {
 			t.Errorf("key %q: %v, want an invalid-key error", k, err)
 		}
+	}
+}
+
+// TestS3PermanentAnswersFromMinIO checks the classes against a real server's answers: a
+// wrong secret and a missing bucket are verdicts, including for a HEAD, whose answer has no
+// body to name its error.
+func TestS3PermanentAnswersFromMinIO(t *testing.T) {
+	badSecret := testenv.S3Config(t)
+	badSecret.SecretAccessKey = "wrong-secret"
+	noBucket := testenv.S3Config(t)
+	noBucket.Bucket = "karch-no-such-bucket"
+	for name, cfg := range map[string]blob.S3Config{"bad secret": badSecret, "no bucket": noBucket} {
+		b, err := blob.NewS3(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		_, putErr := b.Put(ctx, "k", strings.NewReader("x"), blob.PutOptions{IfAbsent: true})
+		_, getErr := b.Get(ctx, "k")
+		listErr := b.List(ctx, "", func(blob.ObjectInfo) error { return nil })
+		for op, err := range map[string]error{"put": putErr, "get": getErr, "list": listErr} {
+			if !failure.IsPermanent(err) || blob.IsNotFound(err) {
+				t.Errorf("%s: %s: %v, want a permanent error", name, op, err)
+			}
+		}
+	}
+	b, err := blob.NewS3(context.Background(), badSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Head(context.Background(), "k"); !failure.IsPermanent(err) {
+		t.Errorf("bad secret: head: %v, want a permanent error", err)
 	}
 }

@@ -2,9 +2,6 @@ package blob
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,10 +20,14 @@ const (
 )
 
 // Local is a Bucket in a directory of the local file system, with the semantics of the S3
-// backend: objects appear whole (temp file, fsync, rename or link), and a conditional create
-// is an exclusive hard link, which the kernel makes atomic.
+// backend: an object appears whole, metadata included, or not at all (see Put), and a
+// conditional create is an exclusive hard link, which the kernel makes atomic. It needs a
+// file system with hard links and inode numbers (Linux, macOS).
 type Local struct {
 	root string
+	// testHook, when a test sets it, runs after each step of Put, so that the test can
+	// look at the store, or kill the process, between two steps.
+	testHook func(step string)
 }
 
 var _ Bucket = (*Local)(nil)
@@ -39,12 +40,6 @@ func NewLocal(root string) (*Local, error) {
 		}
 	}
 	return &Local{root: root}, nil
-}
-
-// localSidecar is what Local keeps beside each object.
-type localSidecar struct {
-	Checksum string            `json:"checksum"`
-	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 func (l *Local) path(key string) (string, error) {
@@ -62,165 +57,97 @@ func (l *Local) path(key string) (string, error) {
 	return filepath.Join(l.root, filepath.FromSlash(key)), nil
 }
 
-func (l *Local) metaPath(key string) string {
-	return filepath.Join(l.root, localMeta, filepath.FromSlash(key)+".json")
-}
-
-// Put writes r to a temp file, then publishes it. The sidecar (checksum and metadata) is
-// written to a temp file before the data is published and renamed into place only after:
-// a crash in between leaves an object without a sidecar (Head reports no checksum), never a
-// sidecar that describes other bytes, and a losing conditional create never touches the
-// winner's sidecar.
-func (l *Local) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error) {
-	dst, err := l.path(key)
-	if err != nil {
-		return ObjectInfo{}, err
-	}
-	tmp, sum, err := l.writeTemp(ctx, r)
-	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-	}
-	defer os.Remove(tmp)
-	side := localSidecar{Checksum: "sha256:" + base64.StdEncoding.EncodeToString(sum), Metadata: opts.Metadata}
-	sideTmp, err := l.writeSidecarTemp(side)
-	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-	}
-	defer os.Remove(sideTmp)
-	if err := l.publish(tmp, dst, opts.IfAbsent); err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: %w", key, err)
-	}
-	if err := renameSynced(sideTmp, l.metaPath(key)); err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: metadata: %w", key, err)
-	}
-	return l.Head(ctx, key)
-}
-
-// writeTemp copies r into a synced temp file and returns its path and SHA-256.
-func (l *Local) writeTemp(ctx context.Context, r io.Reader) (string, []byte, error) {
-	f, err := os.CreateTemp(filepath.Join(l.root, localTmp), "put-*")
-	if err != nil {
-		return "", nil, err
-	}
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r})
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", nil, err
-	}
-	return f.Name(), h.Sum(nil), nil
-}
-
-func (l *Local) writeSidecarTemp(side localSidecar) (string, error) {
-	data, err := json.Marshal(side)
-	if err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(filepath.Join(l.root, localTmp), "meta-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return f.Name(), err
-}
-
-// publish moves tmp to dst: an exclusive link when ifAbsent (EEXIST means another object
-// won), a rename otherwise.
-func (l *Local) publish(tmp, dst string, ifAbsent bool) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if !ifAbsent {
-		return renameSynced(tmp, dst)
-	}
-	if err := os.Link(tmp, dst); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return ErrExists
-		}
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
-}
-
-func renameSynced(from, to string) error {
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-		return err
-	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(to))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // Get opens key for reading.
 func (l *Local) Get(_ context.Context, key string) (io.ReadCloser, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
-	}
+	f, _, err := openObject(p)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return f, nil
 }
 
-// Head describes key from its file and sidecar.
-func (l *Local) Head(_ context.Context, key string) (ObjectInfo, error) {
+// openObject opens the object file at p. A folder is no object: S3 has none.
+func openObject(p string) (*os.File, fs.FileInfo, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = ErrNotFound
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+// Head describes key from its file and the metadata of that file's inode. It holds the file
+// open while it reads the metadata: an open inode cannot be freed, so its number cannot pass
+// to a new object (whose metadata would then be read) in the meantime.
+func (l *Local) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return ObjectInfo{}, err
 	}
-	st, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, ErrNotFound)
+	for {
+		info, replaced, err := l.head(key, p)
+		if err != nil {
+			return ObjectInfo{}, fmt.Errorf("head %s: %w", key, err)
+		}
+		if !replaced {
+			return info, nil
+		}
+		// A plain Put replaced the object and removed its metadata while we read it:
+		// describe the new one.
+		if err := ctx.Err(); err != nil {
+			return ObjectInfo{}, fmt.Errorf("head %s: %w", key, err)
+		}
+	}
+}
+
+// head describes the object at p, or reports that it was replaced before its metadata could
+// be read.
+func (l *Local) head(key, p string) (info ObjectInfo, replaced bool, err error) {
+	f, st, err := openObject(p)
+	if err != nil {
+		return ObjectInfo{}, false, err
+	}
+	defer f.Close()
+	info = infoOf(key, st)
+	side, found, err := l.readSidecar(l.sidecarPath(key, inodeOf(st)))
+	if err == nil && !found {
+		if now, serr := os.Stat(p); serr != nil || !os.SameFile(st, now) {
+			return info, true, nil
+		}
+		side, _, err = l.readSidecar(l.legacySidecarPath(key))
 	}
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, err)
+		return ObjectInfo{}, false, err
 	}
-	info := infoOf(key, st)
-	var side localSidecar
-	if data, err := os.ReadFile(l.metaPath(key)); err == nil && json.Unmarshal(data, &side) == nil {
-		info.Checksum, info.Metadata = side.Checksum, side.Metadata
-	}
-	return info, nil
+	info.Checksum, info.Metadata = side.Checksum, side.Metadata
+	return info, false, nil
 }
 
 // infoOf builds an ObjectInfo whose ETag changes whenever the file is replaced: size,
 // modification time and inode together.
 func infoOf(key string, st fs.FileInfo) ObjectInfo {
-	var ino uint64
+	return ObjectInfo{Key: key, Size: st.Size(), ModTime: st.ModTime(), ETag: fmt.Sprintf("%x-%x-%x", st.Size(), st.ModTime().UnixNano(), inodeOf(st))}
+}
+
+func inodeOf(st fs.FileInfo) uint64 {
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		ino = sys.Ino
+		return sys.Ino
 	}
-	return ObjectInfo{Key: key, Size: st.Size(), ModTime: st.ModTime(), ETag: fmt.Sprintf("%x-%x-%x", st.Size(), st.ModTime().UnixNano(), ino)}
+	return 0
 }
 
 // List walks the tree, skipping the reserved folders, and calls fn in key order (a walk

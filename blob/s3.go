@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // S3Config configures the S3 backend. It holds a secret: log it only through its LogValue
@@ -212,29 +209,6 @@ func (b *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		}
 	}
 	return nil
-}
-
-// classify maps S3's answers onto the package's sentinels.
-func classify(err error) error {
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		switch api.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			return errors.Join(ErrNotFound, err)
-		case "PreconditionFailed":
-			return errors.Join(ErrExists, err)
-		}
-	}
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) {
-		switch re.HTTPStatusCode() {
-		case http.StatusNotFound:
-			return errors.Join(ErrNotFound, err)
-		case http.StatusPreconditionFailed:
-			return errors.Join(ErrExists, err)
-		}
-	}
-	return err
 }
 
 // abortTimeout bounds the clean-up of a failed multipart upload, which runs even when the

@@ -2,7 +2,6 @@ package blob
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -22,30 +21,38 @@ func (b *S3) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) 
 	for range cap(buffers) {
 		buffers <- nil
 	}
-	first, n, err := fill(<-buffers, b.cfg.PartSize, r)
-	if err != nil && !errors.Is(err, io.EOF) {
+	first, n, ended, err := fill(<-buffers, b.cfg.PartSize, r)
+	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %s: read: %w", key, err)
 	}
-	if errors.Is(err, io.EOF) {
+	if ended {
 		return b.putSingle(ctx, key, first[:n], opts)
 	}
 	return b.putMultipart(ctx, key, first, r, buffers, opts)
 }
 
-// fill reads up to size bytes into buf (allocated on first use); io.EOF means r ended.
-func fill(buf []byte, size int64, r io.Reader) ([]byte, int, error) {
+// fill reads r into buf (allocated on first use) until buf is full or r ends, and reports
+// whether r ended. Only the bare io.EOF that the io.Reader contract defines ends r: any other
+// error, even one that wraps io.EOF (a Kafka connection closed mid-fetch) or is
+// io.ErrUnexpectedEOF (a decoder on a truncated stream), is the writer failing, and taking
+// it for the end would commit a truncated object. io.ReadFull cannot tell these apart: it
+// returns a reader's own io.ErrUnexpectedEOF as it reports a short read.
+func fill(buf []byte, size int64, r io.Reader) ([]byte, int, bool, error) {
 	if buf == nil {
 		buf = make([]byte, size)
 	}
-	n, err := io.ReadFull(r, buf)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.EOF
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err == io.EOF { // the contract's own io.EOF, compared as such: see above
+			return buf, n, true, nil
+		}
+		if err != nil {
+			return buf, n, false, err
+		}
 	}
-	if err == nil {
-		// A full part: peek for more only when the next part is read.
-		return buf, n, nil
-	}
-	return buf, n, err
+	return buf, n, false, nil
 }
 
 func (b *S3) putSingle(ctx context.Context, key string, body []byte, opts PutOptions) (ObjectInfo, error) {
@@ -114,27 +121,23 @@ func (b *S3) uploadParts(ctx context.Context, key string, uploadID *string, firs
 		defer mu.Unlock()
 		done[*p.PartNumber] = p
 	}
-	buf, n, size := first, len(first), int64(0)
-	for num := int32(1); ; num++ {
+	buf, n, ended, size := first, len(first), false, int64(0)
+	for num := int32(1); n > 0; num++ {
 		size += int64(n)
 		b.startPart(g, gctx, key, uploadID, num, buf, n, buffers, record)
+		if ended {
+			break
+		}
 		select {
 		case buf = <-buffers:
 		case <-gctx.Done():
 			return nil, 0, firstErr(g.Wait(), ctx.Err())
 		}
 		var err error
-		buf, n, err = fill(buf, b.cfg.PartSize, r)
-		if err != nil && !errors.Is(err, io.EOF) {
+		// n == 0 when r ends on a part boundary: no empty part is sent.
+		buf, n, ended, err = fill(buf, b.cfg.PartSize, r)
+		if err != nil {
 			return nil, 0, firstErr(fmt.Errorf("read: %w", err), g.Wait())
-		}
-		if errors.Is(err, io.EOF) && n == 0 {
-			break
-		}
-		if errors.Is(err, io.EOF) {
-			size += int64(n)
-			b.startPart(g, gctx, key, uploadID, num+1, buf, n, buffers, record)
-			break
 		}
 	}
 	if err := g.Wait(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,6 +32,8 @@ func Acceptance(t *testing.T, newBucket func(t *testing.T) blob.Bucket) {
 		{"NotFound", testNotFound},
 		{"List", testList},
 		{"FailedReaderLeavesNothing", testFailedReader},
+		{"ReaderErrorWrappingEOFLeavesNothing", testReaderErrorWrappingEOF},
+		{"ShortReadsAndFinalDataWithEOF", testShortReads},
 		{"CancelledContext", testCancelled},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, newBucket(t)) })
@@ -127,28 +130,37 @@ func testConditionalCreate(t *testing.T, b blob.Bucket) {
 	}
 }
 
+// testConcurrentConditionalCreate races 8 creates of one key, small (a single PutObject on
+// S3) and larger than a part (the 412 then comes with CompleteMultipartUpload): exactly one
+// wins, the others lose with IsExists, and the stored bytes are the winner's.
 func testConcurrentConditionalCreate(t *testing.T, b blob.Bucket) {
-	k := key(t, "race")
-	var g errgroup.Group
-	results := make([]error, 8)
-	for i := range results {
-		g.Go(func() error {
-			_, results[i] = b.Put(context.Background(), k, bytes.NewReader(random(t, 1<<20)), blob.PutOptions{IfAbsent: true})
-			return nil
-		})
-	}
-	g.Wait()
-	won := 0
-	for _, err := range results {
-		switch {
-		case err == nil:
-			won++
-		case !blob.IsExists(err):
-			t.Fatalf("a losing create: %v, want IsExists", err)
+	for _, n := range []int{1 << 20, 12 << 20} {
+		k := key(t, fmt.Sprintf("race-%d", n))
+		var g errgroup.Group
+		results := make([]error, 8)
+		data := make([][]byte, len(results))
+		for i := range results {
+			data[i] = random(t, n)
+			g.Go(func() error {
+				_, results[i] = b.Put(context.Background(), k, bytes.NewReader(data[i]), blob.PutOptions{IfAbsent: true})
+				return nil
+			})
 		}
-	}
-	if won != 1 {
-		t.Fatalf("%d creates won, want exactly 1", won)
+		g.Wait()
+		winner := -1
+		for i, err := range results {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("%d bytes: creates %d and %d both won", n, winner, i)
+			case err == nil:
+				winner = i
+			case !blob.IsExists(err):
+				t.Fatalf("%d bytes: a losing create: %v, want IsExists", n, err)
+			}
+		}
+		if winner < 0 || !bytes.Equal(get(t, b, k), data[winner]) {
+			t.Fatalf("%d bytes: winner %d, and the stored bytes are not its", n, winner)
+		}
 	}
 }
 
@@ -215,15 +227,51 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	return k, nil
 }
 
+// failedPutSizes end inside the first part, on a part boundary, and inside a later part,
+// for a backend configured with 5 MiB parts as Acceptance asks.
+var failedPutSizes = []int{100, 10 << 20, 12<<20 + 7}
+
 func testFailedReader(t *testing.T, b blob.Bucket) {
-	for _, n := range []int{100, 12 << 20} {
+	assertFailedPuts(t, b, errors.New("encoder died"))
+}
+
+// Only the io.Reader contract's bare io.EOF ends the data. An error that wraps io.EOF (a
+// Kafka connection closed mid-fetch) or a bare io.ErrUnexpectedEOF (a decoder on a
+// truncated stream) is the writer failing: taking it for the end would commit a truncated
+// object.
+func testReaderErrorWrappingEOF(t *testing.T, b blob.Bucket) {
+	assertFailedPuts(t, b, fmt.Errorf("fetch records: %w", io.EOF))
+	assertFailedPuts(t, b, io.ErrUnexpectedEOF)
+}
+
+// assertFailedPuts puts, for each size, a reader that yields that many bytes then fails
+// with readErr: Put must fail with readErr and leave no object.
+func assertFailedPuts(t *testing.T, b blob.Bucket, readErr error) {
+	t.Helper()
+	for _, n := range failedPutSizes {
 		k := key(t, fmt.Sprintf("fail-%d", n))
-		boom := errors.New("encoder died")
-		if _, err := b.Put(context.Background(), k, &failingReader{n: n, err: boom}, blob.PutOptions{IfAbsent: true}); !errors.Is(err, boom) {
-			t.Fatalf("%d bytes: put from a failing reader: %v, want its error", n, err)
+		_, err := b.Put(context.Background(), k, &failingReader{n: n, err: readErr}, blob.PutOptions{IfAbsent: true})
+		if !errors.Is(err, readErr) {
+			t.Errorf("%d bytes then %q: put: %v, want the reader's error", n, readErr, err)
 		}
 		if _, err := b.Head(context.Background(), k); !blob.IsNotFound(err) {
-			t.Fatalf("%d bytes: after a failed put the object exists: %v", n, err)
+			t.Errorf("%d bytes then %q: after the failed put the object exists: %v", n, readErr, err)
+		}
+	}
+}
+
+// testShortReads stores readers that return less than asked and their last bytes together
+// with io.EOF, both of which the io.Reader contract allows.
+func testShortReads(t *testing.T, b blob.Bucket) {
+	for _, n := range append([]int{0, 1}, failedPutSizes...) {
+		k := key(t, fmt.Sprintf("short-%d", n))
+		data := random(t, n)
+		r := iotest.DataErrReader(iotest.HalfReader(bytes.NewReader(data)))
+		if _, err := b.Put(context.Background(), k, r, blob.PutOptions{IfAbsent: true}); err != nil {
+			t.Fatalf("%d bytes: put: %v", n, err)
+		}
+		if got := get(t, b, k); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d different bytes", n, len(got))
 		}
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -201,6 +204,165 @@ func TestShardKilledAndRerun(t *testing.T) {
 		t.Fatalf("receipt after kill and rerun differs from an uninterrupted run's:\n%+v\n%+v", killed, uninterrupted)
 	}
 	t.Logf("%d of %d pieces were complete at the kill and kept", len(before), len(p.Shards[0].Pieces))
+}
+
+// shardStore is a store that `karch shard` can be pointed at: a bucket, and the URL of one
+// of its keys as --plan takes it.
+type shardStore struct {
+	bucket blob.Bucket
+	url    func(key string) string
+}
+
+func localStore(t *testing.T) shardStore {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := blob.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return shardStore{b, func(key string) string { return filepath.Join(dir, key) }}
+}
+
+func s3Store(t *testing.T) shardStore {
+	t.Helper()
+	cfg := testenv.S3Config(t)
+	b, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return shardStore{b, func(key string) string { return fmt.Sprintf("s3://%s/%s/%s", cfg.Bucket, cfg.Prefix, key) }}
+}
+
+// Kubernetes may run two pods for one index at once (a node lost, then found again): they
+// race through the same pieces (the loser of a create trails the winner, adopting each piece
+// as it appears), both exit 0, and the store holds each produced record exactly once. On the
+// local store the loser learns of the race from an exclusive link, and a piece must never be
+// seen before its metadata.
+func TestShardTwoAttemptsAtOnce(t *testing.T) { twoAttemptsAtOnce(t, localStore(t)) }
+
+// The same race on S3, where the loser of a piece learns it from a 412 to its conditional
+// PutObject. (blobtest races conditional multipart uploads, whose 412 comes with
+// CompleteMultipartUpload, on the same server.)
+func TestShardTwoAttemptsAtOnceOnS3(t *testing.T) { twoAttemptsAtOnce(t, s3Store(t)) }
+
+func twoAttemptsAtOnce(t *testing.T, s shardStore) {
+	addr := testenv.Kafka(t)
+	const n, partitions = 10_000, 2
+	topic := testenv.Topic(t, addr, partitions)
+	msgs := numberedMessages(n, partitions)
+	testenv.Produce(t, addr, topic, msgs)
+	p := plan(topic, testenv.EndOffsets(t, addr, topic, partitions), 500, addr)
+	planKey := putPlan(t, s.bucket, p)
+	dir := strings.TrimSuffix(planKey, archive.PlanName)
+
+	pieces := p.Shards[0].Pieces
+	runAtOnce(t, 2, s.url(planKey), len(pieces))
+	assertOnePerPiece(t, s.bucket, dir, pieces)
+	archived := archivedRecords(t, s.bucket, dir, pieces)
+	assertProducedOnce(t, archived, msgs, partitions)
+	if r := readReceipt(t, s.bucket, dir+archive.ReceiptKey(0)); r.Records != n || len(r.Pieces) != len(pieces) {
+		t.Fatalf("receipt: %d records in %d pieces, want %d in %d", r.Records, len(r.Pieces), n, len(pieces))
+	}
+}
+
+// numberedMessages makes n records dealt round-robin to partitions, each value naming its
+// index.
+func numberedMessages(n, partitions int) []kafka.Message {
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Partition: i % partitions, Key: fmt.Appendf(nil, "k%d", i%97), Value: fmt.Appendf(nil, `{"n":%d}`, i),
+			Time: windowStart.Add(time.Duration(i) * time.Millisecond)}
+	}
+	return msgs
+}
+
+// runAtOnce starts n `karch shard` processes for index 0 of the plan together, and fails
+// unless every one exits 0. It logs how each attempt got its pieces, to show they raced.
+func runAtOnce(t *testing.T, n int, planURL string, pieces int) {
+	t.Helper()
+	cmds := make([]*exec.Cmd, n)
+	stderrs := make([]*bytes.Buffer, n)
+	for i := range cmds {
+		cmds[i], stderrs[i] = shardCmd(t, "--plan", planURL, "--index", "0")
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("attempt %d: %v; stderr:\n%s", i, err, stderrs[i])
+		}
+		stored, adopted := strings.Count(stderrs[i].String(), "piece stored"), strings.Count(stderrs[i].String(), "adopted")
+		t.Logf("attempt %d stored %d pieces, adopted %d it found, lost %d create races", i, stored, adopted, pieces-stored-adopted)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// assertOnePerPiece checks that the window holds its plan, its receipt and one object per
+// piece, nothing else.
+func assertOnePerPiece(t *testing.T, b blob.Bucket, dir string, pieces []archive.Piece) {
+	t.Helper()
+	want := []string{dir + archive.PlanName, dir + archive.ReceiptKey(0)}
+	for _, pc := range pieces {
+		want = append(want, dir+pc.Key)
+	}
+	var got []string
+	if err := b.List(context.Background(), dir, func(o blob.ObjectInfo) error { got = append(got, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the window holds %d objects:\n%v\nwant %d:\n%v", len(got), got, len(want), want)
+	}
+}
+
+// archivedRecords decodes every piece, in plan order.
+func archivedRecords(t *testing.T, b blob.Bucket, dir string, pieces []archive.Piece) []archive.Record {
+	t.Helper()
+	var out []archive.Record
+	for _, pc := range pieces {
+		zr, err := compress.NewReader(bytes.NewReader(testenv.ReadObject(t, b, dir+pc.Key)))
+		if err != nil {
+			t.Fatalf("piece %s: %v", pc.Key, err)
+		}
+		dec := archive.NewDecoder(zr)
+		for {
+			r, err := dec.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("piece %s: %v", pc.Key, err)
+			}
+			out = append(out, r)
+		}
+		zr.Close()
+	}
+	return out
+}
+
+// assertProducedOnce checks that the archived records, by partition and offset, are the
+// produced ones, each exactly once: on a fresh topic the j-th record produced to partition p
+// is at offset j.
+func assertProducedOnce(t *testing.T, archived []archive.Record, msgs []kafka.Message, partitions int) {
+	t.Helper()
+	seen := map[[2]int64]bool{}
+	for _, r := range archived {
+		at := [2]int64{int64(r.Partition), r.Offset}
+		i := int(r.Offset)*partitions + int(r.Partition)
+		switch {
+		case seen[at]:
+			t.Fatalf("record %d@%d archived twice", r.Partition, r.Offset)
+		case i >= len(msgs) || !bytes.Equal(r.Value, msgs[i].Value) || !bytes.Equal(r.Key, msgs[i].Key):
+			t.Fatalf("record %d@%d is not the one produced there", r.Partition, r.Offset)
+		}
+		seen[at] = true
+	}
+	if len(seen) != len(msgs) {
+		t.Fatalf("archived %d records, produced %d", len(seen), len(msgs))
+	}
 }
 
 // waitForObject polls until key exists, and reports whether the process exited before.
