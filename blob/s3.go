@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/karch-archive/karch/failure"
 )
 
 // S3Config configures the S3 backend. It holds a secret: log it only through its LogValue
@@ -22,7 +24,10 @@ import (
 type S3Config struct {
 	// Endpoint is the S3 API URL; empty means AWS's own for Region.
 	Endpoint string
-	Region   string
+	// Region, when empty, comes from the AWS SDK's own chain (AWS_REGION, the profile, the
+	// web identity environment that IRSA or Pod Identity injects); with a custom Endpoint
+	// and no region anywhere, us-east-1, which S3-compatible servers accept.
+	Region string
 	// PathStyle addresses buckets as endpoint/bucket rather than bucket.endpoint, as MinIO
 	// and most S3-compatible servers want.
 	PathStyle bool
@@ -51,6 +56,10 @@ type S3Config struct {
 
 const minPartSize = 5 << 20
 
+// defaultCompatRegion signs requests to an S3-compatible endpoint when nothing names a
+// region: the one MinIO and its kind expect by default.
+const defaultCompatRegion = "us-east-1"
+
 func (c S3Config) withDefaults() S3Config {
 	if c.Checksum == "" {
 		c.Checksum = string(types.ChecksumAlgorithmSha256)
@@ -71,8 +80,6 @@ func (c S3Config) Validate() error {
 	switch {
 	case c.Bucket == "":
 		return errors.New("s3: bucket is required")
-	case c.Region == "":
-		return errors.New("s3: region is required")
 	case c.SSE != "" && c.SSE != "AES256" && c.SSE != "aws:kms":
 		return fmt.Errorf("s3: sse %q: want AES256 or aws:kms", c.SSE)
 	case c.KMSKeyID != "" && c.SSE != "aws:kms":
@@ -127,13 +134,23 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opts := []func(*config.LoadOptions) error{config.WithRegion(cfg.Region)}
+	var opts []func(*config.LoadOptions) error
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
 	if cfg.AccessKeyID != "" {
 		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	switch {
+	case awsCfg.Region != "":
+	case cfg.Endpoint != "":
+		awsCfg.Region = defaultCompatRegion
+	default:
+		return nil, failure.Permanent(errors.New("s3: no region: set s3_region (KARCH_S3_REGION), or AWS_REGION"))
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {

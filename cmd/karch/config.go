@@ -101,7 +101,7 @@ var settings = []setting{
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
 	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
 	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
-	{"s3_region", "S3 region", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
+	{"s3_region", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
 	{"s3_path_style", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.s3.PathStyle = b
@@ -168,7 +168,7 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (cf *configFlags) load() (runConfig, error) {
-	c := runConfig{coord: coordinator.DefaultConfig(), s3: blob.S3Config{Region: "us-east-1"}, runner: "local",
+	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local",
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
 	if err := checkEnviron(os.Environ()); err != nil {
 		return c, err

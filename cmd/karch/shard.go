@@ -167,7 +167,7 @@ type storeFlags struct{ s3 blob.S3Config }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.s3.Endpoint, "s3-endpoint", os.Getenv("KARCH_S3_ENDPOINT"), "S3 endpoint URL; empty for AWS (KARCH_S3_ENDPOINT)")
-	fs.StringVar(&s.s3.Region, "s3-region", envOr("KARCH_S3_REGION", envOr("AWS_REGION", "us-east-1")), "S3 region (KARCH_S3_REGION, AWS_REGION)")
+	fs.StringVar(&s.s3.Region, "s3-region", os.Getenv("KARCH_S3_REGION"), "S3 region; empty: the AWS SDK's chain (AWS_REGION, profile, web identity) (KARCH_S3_REGION)")
 	fs.BoolVar(&s.s3.PathStyle, "s3-path-style", os.Getenv("KARCH_S3_PATH_STYLE") == "true", "path-style S3 addressing, as MinIO wants (KARCH_S3_PATH_STYLE=true)")
 	fs.StringVar(&s.s3.StorageClass, "s3-storage-class", os.Getenv("KARCH_S3_STORAGE_CLASS"), "storage class of data objects (KARCH_S3_STORAGE_CLASS)")
 	fs.StringVar(&s.s3.SSE, "s3-sse", os.Getenv("KARCH_S3_SSE"), "server-side encryption: AES256 or aws:kms (KARCH_S3_SSE)")
