@@ -52,11 +52,7 @@ func (l *lateHead) Head(ctx context.Context, key string) (blob.ObjectInfo, error
 // the planned range and decodes, instead of failing for good; its receipt describes what is
 // stored.
 func TestLoserAdoptsAWinnerThatReadOtherRecords(t *testing.T) {
-	dir := t.TempDir()
-	local, err := blob.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, local := testenv.LocalStore(t)
 	plan := planRanges("cdr", []int64{10}, 10, 1, "127.0.0.1:1")
 	planKey := putPlan(t, local, plan)
 	winner, err := runWith(t, local, planKey, fixedReader{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})

@@ -27,7 +27,7 @@ func TestDuckDBReadsTheArchive(t *testing.T) {
 		store func(*testing.T) store
 		glob  func(a *archived) string
 	}{
-		{"local directory", func(t *testing.T) store { return localStore(t, t.TempDir()) }, func(a *archived) string {
+		{"local directory", localStore, func(a *archived) string {
 			return filepath.Join(a.dir, a.pipeline, "*", "*", "data", "*", "*", "*.jsonl.zst")
 		}},
 		{"MinIO over S3", s3Store, func(a *archived) string {

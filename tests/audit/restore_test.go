@@ -104,7 +104,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 	addr := testenv.Kafka(t)
 	src := testenv.Topic(t, addr, 2)
 	edgeCases(t, addr, src)
-	a := archiveTopic(t, addr, src, localStore(t, t.TempDir()), 1)
+	a := archiveTopic(t, addr, src, localStore(t), 1)
 	dst := testenv.Topic(t, addr, 2)
 	if code, out := a.karch(t, "restore", "--window", t0.Format(time.RFC3339), "--to-topic", dst); code != 0 {
 		t.Fatalf("karch restore: exit %d\n%s", code, out)

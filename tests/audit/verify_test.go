@@ -48,12 +48,11 @@ type store struct {
 	env []string
 }
 
-func localStore(t *testing.T, dir string) store {
+// localStore is a fresh local directory store, whose documents testenv checks against the
+// schemas when the test ends.
+func localStore(t *testing.T) store {
 	t.Helper()
-	b, err := blob.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, b := testenv.LocalStore(t)
 	return store{url: dir, dir: dir, bucket: b}
 }
 
@@ -74,7 +73,7 @@ func s3Store(t *testing.T) store {
 func newArchive(t *testing.T) *archived {
 	t.Helper()
 	addr := testenv.Kafka(t)
-	return archiveTopic(t, addr, produceHours(t, addr), localStore(t, t.TempDir()), 3)
+	return archiveTopic(t, addr, produceHours(t, addr), localStore(t), 3)
 }
 
 // produceHours makes a topic of 2 partitions × 150 records over the three hours from t0.

@@ -101,11 +101,7 @@ func lastLine(s string) string {
 
 func TestShardExitCodes(t *testing.T) {
 	addr := testenv.Kafka(t)
-	dir := t.TempDir()
-	local, err := blob.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, local := testenv.LocalStore(t)
 	topic := testenv.Topic(t, addr, 1)
 	testenv.Produce(t, addr, topic, []kafka.Message{{Value: []byte("x")}})
 
@@ -215,11 +211,7 @@ type shardStore struct {
 
 func localStore(t *testing.T) shardStore {
 	t.Helper()
-	dir := t.TempDir()
-	b, err := blob.NewLocal(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, b := testenv.LocalStore(t)
 	return shardStore{b, func(key string) string { return filepath.Join(dir, key) }}
 }
 
