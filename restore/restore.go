@@ -42,8 +42,9 @@ type Options struct {
 	// NoOrigin leaves the origin header off: the target gets the records exactly as they
 	// were, and a rerun cannot tell what is there already.
 	NoOrigin bool
-	// Rate bounds the records written per second; 0: no bound.
-	Rate float64
+	// Rate bounds the records written per second, RateBytes the bytes of their keys and
+	// values; 0: no bound.
+	Rate, RateBytes float64
 	// DryRun counts what would be written, and writes nothing.
 	DryRun bool
 	// Progress, when set, is told how many records the windows hold, then of each record
@@ -208,10 +209,7 @@ func origin(r *archive.Record) []byte {
 // write produces every record of the windows that an earlier run has not written, in
 // offset order per source partition, and waits until the broker has them all.
 func (r *restorer) write(ctx context.Context, b blob.Bucket, windows []audit.Stored) error {
-	limit := rate.NewLimiter(rate.Inf, 1)
-	if r.opts.Rate > 0 {
-		limit = rate.NewLimiter(rate.Limit(r.opts.Rate), max(1, int(r.opts.Rate/10)))
-	}
+	limit := limiters{records: limiter(r.opts.Rate), bytes: limiter(r.opts.RateBytes)}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	for _, w := range windows {
@@ -233,7 +231,7 @@ func (r *restorer) write(ctx context.Context, b blob.Bucket, windows []audit.Sto
 
 // one produces one record, unless an earlier run wrote it; a failed produce cancels the
 // restore with its error.
-func (r *restorer) one(ctx context.Context, limit *rate.Limiter, rec *archive.Record, fail context.CancelCauseFunc) error {
+func (r *restorer) one(ctx context.Context, limit limiters, rec *archive.Record, fail context.CancelCauseFunc) error {
 	if r.opts.Progress != nil {
 		r.opts.Progress.Record(len(rec.Key) + len(rec.Value))
 	}
@@ -242,7 +240,7 @@ func (r *restorer) one(ctx context.Context, limit *rate.Limiter, rec *archive.Re
 		r.stats.Skipped++
 		return nil
 	}
-	if err := limit.Wait(ctx); err != nil {
+	if err := limit.wait(ctx, len(rec.Key)+len(rec.Value)); err != nil {
 		return err
 	}
 	kr := r.record(rec, rt.target)
@@ -269,6 +267,25 @@ func (r *restorer) record(rec *archive.Record, partition int32) *kgo.Record {
 		kr.Headers = append(kr.Headers, kgo.RecordHeader{Key: OriginHeader, Value: origin(rec)})
 	}
 	return kr
+}
+
+// limiters bound a restore's pace in records and in bytes per second.
+type limiters struct{ records, bytes *rate.Limiter }
+
+// limiter allows perSecond events a second, in bursts of a tenth of a second; 0: no bound.
+func limiter(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return rate.NewLimiter(rate.Inf, 1)
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/10)))
+}
+
+// wait takes one record of size bytes; a record larger than a burst takes a whole burst.
+func (l limiters) wait(ctx context.Context, size int) error {
+	if err := l.records.Wait(ctx); err != nil {
+		return err
+	}
+	return l.bytes.WaitN(ctx, min(size, l.bytes.Burst()))
 }
 
 // firstCause prefers the produce error that cancelled ctx to the cancellation it caused.

@@ -56,6 +56,7 @@ func (f *restoreFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.opts.ByKey, "by-key", false, "choose target partitions by key hash, as Kafka's default partitioner")
 	fs.BoolVar(&f.opts.NoOrigin, "no-origin-header", false, "leave the karch.origin header off (a rerun then cannot resume)")
 	fs.Float64Var(&f.opts.Rate, "rate", 0, "records per second at most (0: no bound)")
+	fs.Float64Var(&f.opts.RateBytes, "rate-mb", 0, "megabytes of keys and values per second at most (0: no bound)")
 	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "count what would be written, write nothing")
 	fs.BoolVar(&f.toStdout, "to-stdout", false, "print the records as JSON Lines instead of writing them")
 	f.opts.Filter.Partition = -1
@@ -97,6 +98,7 @@ func (f *restoreFlags) resolve(pipelineBrokers []string) error {
 	if f.opts.ToTopic == "" && !f.toStdout {
 		return failure.Permanent(errors.New("--to-topic is required (or --to-stdout)"))
 	}
+	f.opts.RateBytes *= 1e6
 	if f.opts.ByKey && f.partitionMap != "" {
 		return failure.Permanent(errors.New("--by-key and --partition-map exclude each other"))
 	}
