@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,16 +29,31 @@ type LocalRunner struct {
 	// Env is added to each shard's environment (the coordinator's own is inherited).
 	Env    []string
 	Logger *slog.Logger
+	// Progress, when set, hears how many of a plan's shards are done: 0 when they start,
+	// then after each one succeeds. Calls may come from several goroutines at once.
+	Progress func(plan *archive.Plan, done int)
 }
 
 var _ Runner = (*LocalRunner)(nil)
 
 // Run runs every shard of plan and waits for them.
 func (r *LocalRunner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
+	progress := r.Progress
+	if progress == nil {
+		progress = func(*archive.Plan, int) {}
+	}
+	progress(plan, 0)
+	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.Parallelism)
 	for _, s := range plan.Shards {
-		g.Go(func() error { return r.index(gctx, planURL, s.Index) })
+		g.Go(func() error {
+			if err := r.index(gctx, planURL, s.Index); err != nil {
+				return err
+			}
+			progress(plan, int(done.Add(1)))
+			return nil
+		})
 	}
 	return g.Wait()
 }

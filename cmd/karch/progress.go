@@ -8,6 +8,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/karch-archive/karch/archive"
 )
 
 // onTerminal reports whether stdout is a terminal: only then do long commands draw a
@@ -67,3 +69,26 @@ func (r *restoreBar) Record(size int) {
 }
 
 func (r *restoreBar) finish() { _ = r.bar.Finish() }
+
+// runBar shows the window the local runner is on, its shards done, and the shards done in
+// all.
+type runBar struct {
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
+}
+
+func newRunBar() *runBar {
+	return &runBar{bar: progressbar.NewOptions64(-1, append(barOptions("archiving"), progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(), progressbar.OptionSetItsString("shards"))...)}
+}
+
+func (r *runBar) shards(plan *archive.Plan, done int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bar.Describe(fmt.Sprintf("window %s: shards %d/%d", plan.Window.Start.Format("2006-01-02 15:04Z"), done, len(plan.Shards)))
+	if done > 0 {
+		_ = r.bar.Add(1)
+	}
+}
+
+func (r *runBar) finish() { _ = r.bar.Finish() }

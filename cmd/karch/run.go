@@ -59,9 +59,17 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	if deps.Runner, err = newRunner(ctx, cli); err != nil {
 		return err
 	}
+	var bar *runBar
+	if local, ok := deps.Runner.(*coordinator.LocalRunner); ok && onTerminal() {
+		bar = newRunBar()
+		local.Progress = bar.shards
+	}
 	deps.Observer = metrics.NewCoordinator(proc.Registerer())
 	deps.Bucket = blob.WithMetrics(deps.Bucket, proc.Registerer())
 	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
+	if bar != nil {
+		bar.finish() // cleared before the table is printed
+	}
 	printResults(stdout, results)
 	return err
 }

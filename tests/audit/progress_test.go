@@ -24,6 +24,9 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	}{
 		{[]string{"verify", "--deep"}, "verified "},
 		{[]string{"restore", "--window", window, "--to-topic", dst, "--dry-run"}, "records"},
+		// karch run with the local runner: a fresh pipeline over the same topic and store.
+		{[]string{"run", "--pipeline", a.pipeline + "-again", "--start", window, "--until", t0.Add(3 * time.Hour).Format(time.RFC3339),
+			"--lateness", "0s", "--karch", karchBin}, "shards"},
 	} {
 		screen := a.onTerminal(t, tc.args...)
 		if !strings.Contains(screen, tc.want) || !strings.Contains(screen, "\r") {
@@ -39,8 +42,7 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 // onTerminal runs karch on the archive under a pseudo-terminal and returns what it drew.
 func (a *archived) onTerminal(t *testing.T, args ...string) string {
 	t.Helper()
-	args = append(args, "--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic, "--log-level", "error")
-	cmd := exec.Command(karchBin, args...)
+	cmd := exec.Command(karchBin, a.args(append(args, "--log-level", "error"))...)
 	cmd.Env = append(os.Environ(), a.env...)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 120})
 	if err != nil {

@@ -122,11 +122,17 @@ func (a *archived) path(w int, key string) string {
 	return filepath.Join(a.dir, filepath.FromSlash(archive.WindowDir(a.pipeline, t0.Add(time.Duration(w)*time.Hour), time.Hour)+key))
 }
 
+// args puts the archive's settings between the command and its own flags, so that the
+// command's own win.
+func (a *archived) args(cmd []string) []string {
+	out := []string{cmd[0], "--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic}
+	return append(out, cmd[1:]...)
+}
+
 // karch runs a karch command on the archive's pipeline and returns its exit code and output.
 func (a *archived) karch(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	args = append(args, "--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic)
-	cmd := exec.Command(karchBin, args...)
+	cmd := exec.Command(karchBin, a.args(args)...)
 	cmd.Env = append(os.Environ(), a.env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
