@@ -62,7 +62,7 @@ func checkOutsideLink(ctx context.Context, b blob.Bucket, first *window) ([]Prob
 	if ref == nil {
 		return nil, nil
 	}
-	data, err := readAll(ctx, b, ref.Key)
+	data, err := blob.ReadAll(ctx, b, ref.Key)
 	if blob.IsNotFound(err) {
 		return []Problem{{Key: ref.Key, What: fmt.Sprintf("is missing, and %s records it as the manifest before it", first.report.Manifest)}}, nil
 	}

@@ -97,7 +97,7 @@ func Windows(ctx context.Context, b blob.Bucket, pipeline string, from, to time.
 			continue
 		}
 		key := f.dir + archive.ManifestName
-		data, err := readAll(ctx, b, key)
+		data, err := blob.ReadAll(ctx, b, key)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", key, err)
 		}

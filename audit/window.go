@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 
@@ -36,7 +35,7 @@ func (w *window) problem(key, format string, a ...any) {
 func checkWindow(ctx context.Context, b blob.Bucket, f *folder, opts Options) (*window, error) {
 	key := f.dir + archive.ManifestName
 	w := &window{folder: f, report: Window{Window: f.window, Manifest: key, Problems: []Problem{}}}
-	data, err := readAll(ctx, b, key)
+	data, err := blob.ReadAll(ctx, b, key)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
@@ -113,7 +112,7 @@ func (w *window) checkTiling() {
 // pieces, and that the receipts and the manifest describe the same objects.
 func (w *window) checkReceipts(ctx context.Context, b blob.Bucket) error {
 	planKey := w.folder.dir + archive.PlanName
-	data, err := readAll(ctx, b, planKey)
+	data, err := blob.ReadAll(ctx, b, planKey)
 	if blob.IsNotFound(err) {
 		w.problem(planKey, "is missing")
 		return nil
@@ -144,7 +143,7 @@ func (w *window) checkReceipts(ctx context.Context, b blob.Bucket) error {
 // missing or wrong, which is a problem, not an error.
 func (w *window) readReceipt(ctx context.Context, b blob.Bucket, s archive.ShardPlan) (*archive.Receipt, error) {
 	key := w.folder.dir + archive.ReceiptKey(s.Index)
-	data, err := readAll(ctx, b, key)
+	data, err := blob.ReadAll(ctx, b, key)
 	if blob.IsNotFound(err) {
 		w.problem(key, "is missing: shard %d left no receipt", s.Index)
 		return nil, nil
@@ -246,13 +245,4 @@ func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o ar
 			got.Records, got.Bytes, got.RawBytes, got.SHA256, o.Records, o.Bytes, o.RawBytes, o.SHA256)
 	}
 	return nil
-}
-
-func readAll(ctx context.Context, b blob.Bucket, key string) ([]byte, error) {
-	rc, err := b.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
 }

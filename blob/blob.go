@@ -67,3 +67,14 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // IsExists reports whether err says a conditional create lost to an existing object.
 func IsExists(err error) bool { return errors.Is(err, ErrExists) }
+
+// ReadAll reads a whole object: for small documents (plans, receipts, manifests), never for
+// pieces, which are streamed. A missing key gives an error for which IsNotFound is true.
+func ReadAll(ctx context.Context, b Bucket, key string) ([]byte, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}

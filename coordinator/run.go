@@ -187,7 +187,7 @@ type stored struct {
 // readManifest reads a committed manifest. One that does not decode is permanent: a
 // committed manifest is never rewritten, so a retry would read the same bytes.
 func (c *coordinator) readManifest(ctx context.Context, key string) (*stored, error) {
-	data, err := readAll(ctx, c.deps.Bucket, key)
+	data, err := blob.ReadAll(ctx, c.deps.Bucket, key)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
 	}

@@ -38,7 +38,7 @@ func verify(ctx context.Context, b blob.Bucket, dir string, plan *archive.Plan) 
 }
 
 func readReceipt(ctx context.Context, b blob.Bucket, key string) (*archive.Receipt, error) {
-	data, err := readAll(ctx, b, key)
+	data, err := blob.ReadAll(ctx, b, key)
 	if blob.IsNotFound(err) {
 		return nil, failure.Permanent(fmt.Errorf("verify: receipt %s is missing although its shard succeeded", key))
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/karch-archive/karch/archive"
@@ -107,7 +106,7 @@ func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *store
 }
 
 func (c *coordinator) readPlan(ctx context.Context, key string) (*archive.Plan, error) {
-	data, err := readAll(ctx, c.deps.Bucket, key)
+	data, err := blob.ReadAll(ctx, c.deps.Bucket, key)
 	if err != nil {
 		return nil, err
 	}
@@ -124,13 +123,4 @@ func orStable(off, stable int64) int64 {
 		return stable
 	}
 	return off
-}
-
-func readAll(ctx context.Context, b blob.Bucket, key string) ([]byte, error) {
-	rc, err := b.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
 }

@@ -156,7 +156,7 @@ func (w *worker) writeReceipt(ctx context.Context, r *archive.Receipt) error {
 		}
 		return nil
 	}
-	stored, err := readAll(ctx, w.bucket, key)
+	stored, err := blob.ReadAll(ctx, w.bucket, key)
 	if err != nil {
 		return fmt.Errorf("read receipt %s after losing a create race: %w", key, err)
 	}

@@ -10,7 +10,6 @@ package shard
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"path"
 
@@ -64,7 +63,7 @@ func Run(ctx context.Context, spec Spec, deps Deps) (*archive.Receipt, error) {
 }
 
 func loadPlan(ctx context.Context, b blob.Bucket, key string) (*archive.Plan, error) {
-	data, err := readAll(ctx, b, key)
+	data, err := blob.ReadAll(ctx, b, key)
 	if blob.IsNotFound(err) {
 		return nil, failure.Permanent(fmt.Errorf("read plan %s: %w", key, err))
 	}
@@ -76,15 +75,6 @@ func loadPlan(ctx context.Context, b blob.Bucket, key string) (*archive.Plan, er
 		return nil, failure.Permanent(fmt.Errorf("read plan %s: %w", key, err))
 	}
 	return plan, nil
-}
-
-func readAll(ctx context.Context, b blob.Bucket, key string) ([]byte, error) {
-	rc, err := b.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
 }
 
 type worker struct {
@@ -166,7 +156,7 @@ func (w *worker) adoptRace(ctx context.Context, pc archive.Piece, mine archive.P
 // existingReceipt returns the shard's receipt when an earlier attempt completed it.
 func (w *worker) existingReceipt(ctx context.Context) (*archive.Receipt, error) {
 	key := w.key(archive.ReceiptKey(w.shard.Index))
-	data, err := readAll(ctx, w.bucket, key)
+	data, err := blob.ReadAll(ctx, w.bucket, key)
 	if blob.IsNotFound(err) {
 		return nil, nil
 	}
