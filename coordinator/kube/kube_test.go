@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func finish(t *testing.T, client *fake.Clientset, cond batchv1.JobConditionType,
 	t.Helper()
 	go func() {
 		jobs := client.BatchV1().Jobs("karch")
-		for range 200 {
+		for range 2000 { // up to 10 s: a loaded machine under -race is slow
 			j, err := jobs.Get(context.Background(), JobName("cdr", window), metav1.GetOptions{})
 			if err == nil && len(j.Status.Conditions) == 0 {
 				j.Status.Conditions = append(j.Status.Conditions, batchv1.JobCondition{Type: cond, Status: corev1.ConditionTrue, Reason: reason})
@@ -191,18 +192,22 @@ func TestRunnerReplacesAFailedJob(t *testing.T) {
 func TestRunnerRelaunchesAVanishedJob(t *testing.T) {
 	client := fake.NewClientset()
 	jobs := client.BatchV1().Jobs("karch")
+	var deleted atomic.Bool
 	go func() {
-		for range 400 {
+		for range 4000 {
 			if err := jobs.Delete(context.Background(), JobName("cdr", window), metav1.DeleteOptions{}); err == nil {
-				finish(t, client, batchv1.JobComplete, "")
+				deleted.Store(true)
 				return
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
+	go completeByList(client, deleted.Load) // the Job created again, not the deleted one
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(2)); err != nil {
+	r := newRunner(client)
+	r.StartTimeout = 200 * time.Millisecond // rereads the Job every 50 ms
+	if err := r.Run(ctx, "s3://b/plan.json", plan(2)); err != nil {
 		t.Fatalf("run after the job was deleted: %v", err)
 	}
 	creates := 0

@@ -212,6 +212,9 @@ func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, job *batch
 		case <-ctx.Done():
 			return true, ctx.Err()
 		case <-check.C:
+			if done, err := r.recheck(ctx, job.Name); done {
+				return true, err
+			}
 			if err := r.checkStarted(ctx, job); err != nil {
 				return true, err
 			}
@@ -230,6 +233,19 @@ func (r *Runner) watchOutcome(ctx context.Context, w watch.Interface, job *batch
 			}
 		}
 	}
+}
+
+// recheck reads the Job again between watch events: a watch can miss the event that ended
+// it (a deletion between the read and the watch's start).
+func (r *Runner) recheck(ctx context.Context, name string) (bool, error) {
+	job, err := r.Client.BatchV1().Jobs(r.Template.Namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, errJobGone
+	case err != nil:
+		return false, nil // the watch goes on; the next check reads again
+	}
+	return r.outcome(ctx, job)
 }
 
 // outcome reads a Job's terminal condition. A failure through the pod failure policy is a
