@@ -53,22 +53,6 @@ func TestRedisAcceptance(t *testing.T) {
 	})
 }
 
-// poll calls cond every few milliseconds until it holds, failing the test after a deadline.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // A lease renewed for several TTLs stays held: the key's remaining TTL goes back up at
 // each renewal, nine times, three TTLs' worth, and the lease is never done meanwhile.
 func TestRedisRenews(t *testing.T) {
@@ -80,7 +64,7 @@ func TestRedisRenews(t *testing.T) {
 	}
 	defer lease.Release(context.Background())
 	renewals, last := 0, time.Duration(0)
-	poll(t, "nine renewals", func() bool {
+	testenv.WaitFor(t, "nine renewals", 10*time.Second, func() bool {
 		select {
 		case <-lease.Done():
 			t.Fatalf("the lease was lost while renewed: %v", context.Cause(lease.Ctx()))
@@ -192,7 +176,7 @@ func TestRedisTokenTakenWithTheLease(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first acquisition never reached Redis")
 	}
-	poll(t, "the first lease to expire", func() bool { return client.Exists(context.Background(), name).Val() == 0 })
+	testenv.WaitFor(t, "the first lease to expire", 10*time.Second, func() bool { return client.Exists(context.Background(), name).Val() == 0 })
 	later, lerr := second.Acquire(context.Background(), name)
 	close(pause.resume)
 	<-acquired

@@ -29,7 +29,7 @@ func TestVerifyAgainstKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testenv.WaitFor(t, "verify to see the new partition", time.Minute, func() bool {
 		code, out := a.karch(t, "verify", "--against-kafka")
 		return code == 3 && strings.Contains(out, "/2 of the topic is in no window")
 	})
@@ -51,7 +51,7 @@ func recreate(t *testing.T, c *kafka.Client, topic string) {
 	if _, err := c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testenv.WaitFor(t, "the topic to be created again", time.Minute, func() bool {
 		resp, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 2, ReplicationFactor: 1}}})
 		if err == nil {
 			err = resp.Errors[topic]
@@ -61,18 +61,8 @@ func recreate(t *testing.T, c *kafka.Client, topic string) {
 		}
 		return err == nil // AlreadyExists: the deletion is still under way
 	})
-	waitFor(t, func() bool {
+	testenv.WaitFor(t, "the topic's partitions", time.Minute, func() bool {
 		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
 		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == 2
 	})
-}
-
-// waitFor polls cond until it holds, for a minute at most.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within a minute")
-		}
-	}
 }

@@ -159,22 +159,6 @@ func (p *runPipeline) assertCommitted(t *testing.T) []*archive.Manifest {
 	return ms
 }
 
-// waitFor polls until cond holds, failing the test after two minutes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(2 * time.Minute)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // waitLeaseExpired waits until the pipeline's lease, whose holder can no longer renew it, is
 // gone from Redis: it is there at first, and leaves when its TTL runs out.
 func (p *runPipeline) waitLeaseExpired(t *testing.T) {
@@ -192,7 +176,7 @@ func (p *runPipeline) waitLeaseExpired(t *testing.T) {
 	if !held() {
 		t.Fatalf("the lease %s is not in Redis: the test would wait for nothing", key)
 	}
-	waitFor(t, "the lease to expire", func() bool { return !held() })
+	testenv.WaitFor(t, "the lease to expire", 2*time.Minute, func() bool { return !held() })
 }
 
 // waitExit waits for a started command and returns its exit code.
@@ -262,7 +246,7 @@ func TestRunKilledAfterPlanIsAdopted(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := p.dir(p.start)
-	waitFor(t, "the first shard's receipt", func() bool { return exists(p.bucket, first+archive.ReceiptKey(0)) })
+	testenv.WaitFor(t, "the first shard's receipt", 2*time.Minute, func() bool { return exists(p.bucket, first+archive.ReceiptKey(0)) })
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
 	// Until the killed run's lease expires, a rerun finds it held and exits 0 doing nothing.
@@ -310,7 +294,7 @@ func TestRunPausedPastLeaseWritesNothing(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first plan", func() bool { return exists(p.bucket, p.dir(p.start)+archive.PlanName) })
+	testenv.WaitFor(t, "the first plan", 2*time.Minute, func() bool { return exists(p.bucket, p.dir(p.start)+archive.PlanName) })
 	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +306,7 @@ func TestRunPausedPastLeaseWritesNothing(t *testing.T) {
 	}
 	ms := p.assertCommitted(t)
 	// Only the coordinator is paused, as a pod would be; the shards it started run on.
-	waitFor(t, "the paused coordinator's shards to exit", func() bool { return liveInGroup(t, a.Process.Pid) == 1 })
+	testenv.WaitFor(t, "the paused coordinator's shards to exit", 2*time.Minute, func() bool { return liveInGroup(t, a.Process.Pid) == 1 })
 	before := p.objects(t)
 
 	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
