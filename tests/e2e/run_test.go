@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -182,17 +181,7 @@ func (p *runPipeline) waitLeaseExpired(t *testing.T) {
 // waitExit waits for a started command and returns its exit code.
 func waitExit(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exit):
-		return exit.ExitCode()
-	default:
-		t.Fatalf("wait for %s: %v", cmd, err)
-		return -1
-	}
+	return codeOf(t, cmd, cmd.Wait())
 }
 
 func exists(b blob.Bucket, key string) bool {

@@ -80,7 +80,12 @@ func shardCmd(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 // exitCode runs cmd and returns its exit code.
 func exitCode(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
-	err := cmd.Run()
+	return codeOf(t, cmd, cmd.Run())
+}
+
+// codeOf reads the exit code from what Run or Wait returned for cmd.
+func codeOf(t *testing.T, cmd *exec.Cmd, err error) int {
+	t.Helper()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -245,13 +245,33 @@ func TestShardExit1IsRetried(t *testing.T) {
 		t.Fatalf("coordinator job: %+v", run.Status)
 	}
 	p.assertChained(t, 1)
+	c.assertRetriedOnce(1)
+}
+
+// holdShards is a node agent hook that starts no shard pod before release is closed (or
+// three minutes have passed).
+func holdShards(release <-chan struct{}) func(*corev1.Pod, []string) []string {
+	return func(pod *corev1.Pod, env []string) []string {
+		if shardIndex(pod) >= 0 {
+			select {
+			case <-release:
+			case <-time.After(3 * time.Minute):
+			}
+		}
+		return env
+	}
+}
+
+// assertRetriedOnce checks that the window's only shard Job had one failed pod, which exited
+// with code, and was retried.
+func (c *cluster) assertRetriedOnce(code int32) {
+	c.t.Helper()
 	jobs := c.shardJobs()
 	if len(jobs) != 1 {
-		t.Fatalf("%d shard jobs, want 1", len(jobs))
+		c.t.Fatalf("%d shard jobs, want 1", len(jobs))
 	}
-	codes := c.exitCodes(jobs[0].Name)
-	if !slices.Contains(codes, 1) || jobs[0].Status.Failed != 1 {
-		t.Fatalf("shard pods exited %v with %d failed; want one exit 1, retried", codes, jobs[0].Status.Failed)
+	if codes := c.exitCodes(jobs[0].Name); !slices.Contains(codes, code) || jobs[0].Status.Failed != 1 {
+		c.t.Fatalf("shard pods exited %v with %d failed; want one exit %d, retried", codes, jobs[0].Status.Failed, code)
 	}
 }
 
@@ -274,13 +294,7 @@ func TestShardCrashIsRetried(t *testing.T) {
 		t.Fatalf("coordinator job: %+v", run.Status)
 	}
 	p.assertChained(t, 1)
-	jobs := c.shardJobs()
-	if len(jobs) != 1 {
-		t.Fatalf("%d shard jobs, want 1", len(jobs))
-	}
-	if codes := c.exitCodes(jobs[0].Name); !slices.Contains(codes, 2) || jobs[0].Status.Failed != 1 {
-		t.Fatalf("shard pods exited %v with %d failed; want one crash (exit 2), retried", codes, jobs[0].Status.Failed)
-	}
+	c.assertRetriedOnce(2) // a crash
 }
 
 // TestFailedShardJobIsReplaced: a shard index that runs out of retries fails the Job
@@ -355,15 +369,7 @@ func TestShardExit3FailsTheRun(t *testing.T) {
 func TestKilledCoordinatorAdoptsItsJob(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) >= 0 {
-			select { // hold the shards until the coordinator is gone
-			case <-release:
-			case <-time.After(2 * time.Minute):
-			}
-		}
-		return env
-	})
+	c := newCluster(t, holdShards(release)) // until the coordinator is gone
 	p := newPipeline(t, c.ns, 1)
 	c.deploy(p.settings)
 	c.startRun("run-1")

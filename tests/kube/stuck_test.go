@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/karch-archive/karch/internal/testenv"
@@ -55,15 +54,7 @@ func TestShardImageTypoFailsFastAndTheFixTakes(t *testing.T) {
 func TestDeletedShardJobIsRelaunched(t *testing.T) {
 	t.Parallel()
 	hold := make(chan struct{})
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) >= 0 {
-			select { // hold the first Job's shards until it is deleted
-			case <-hold:
-			case <-time.After(2 * time.Minute):
-			}
-		}
-		return env
-	})
+	c := newCluster(t, holdShards(hold)) // until the first Job is deleted
 	p := newPipeline(t, c.ns, 1)
 	c.deploy(p.settings)
 	c.startRun("run-1")
@@ -89,15 +80,7 @@ func TestDeletedShardJobIsRelaunched(t *testing.T) {
 func TestShardJobOutlivesItsCreator(t *testing.T) {
 	t.Parallel()
 	hold := make(chan struct{})
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) >= 0 {
-			select {
-			case <-hold:
-			case <-time.After(3 * time.Minute):
-			}
-		}
-		return env
-	})
+	c := newCluster(t, holdShards(hold))
 	p := newPipeline(t, c.ns, 1)
 	c.deploy(p.settings)
 	c.startRun("run-1")
