@@ -350,4 +350,8 @@ func IsPermanentKafkaError(err error) bool {
 var retryableKafkaErrors = map[kafka.Error]bool{
 	kafka.BrokerNotAvailable:  true, // a broker restarting or not yet registered
 	kafka.ReplicaNotAvailable: true, // a replica catching up, during a reassignment
+	// UNKNOWN_SERVER_ERROR is the broker's own 500: an exception it did not map to a code.
+	// A broker that has just restarted answers ListOffsets with it (found by the chaos
+	// scenario kafka-slow-link, seed 1); a run retried later succeeds.
+	kafka.Unknown: true,
 }

@@ -48,7 +48,7 @@ func TestClassifyKafkaError(t *testing.T) {
 		{kafka.UnsupportedVersion, true},
 		{kafka.InvalidRequest, true},
 		{kafka.OffsetOutOfRange, true},
-		{kafka.Unknown, true}, // UNKNOWN_SERVER_ERROR: not Temporary
+		{kafka.Unknown, false}, // UNKNOWN_SERVER_ERROR: the broker's own 500; seen from a broker just restarted
 		{fmt.Errorf("read metadata of topic t: %w", kafka.TopicAuthorizationFailed), true},
 		{errors.Join(io.EOF, fmt.Errorf("wrapped: %w", kafka.InvalidRequest)), true},
 	} {
