@@ -25,6 +25,10 @@ type KafkaOptions struct {
 	FetchMaxWait time.Duration
 	// DialTimeout bounds each connection attempt to a broker.
 	DialTimeout time.Duration
+	// RequestTimeout bounds each request beyond the time the broker may hold it
+	// (FetchMaxWait): kafka-go sets no deadline of its own, so a connection that goes silent
+	// (a hung broker, a peer gone behind a firewall) would hold a shard for ever.
+	RequestTimeout time.Duration
 	// ClientID names the reader's connections in the brokers' logs and quotas; empty is
 	// "karch-shard".
 	ClientID string
@@ -32,7 +36,8 @@ type KafkaOptions struct {
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
 func DefaultKafkaOptions() KafkaOptions {
-	return KafkaOptions{FetchMaxBytes: 4 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second, ClientID: defaultClientID}
+	return KafkaOptions{FetchMaxBytes: 4 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second,
+		RequestTimeout: 30 * time.Second, ClientID: defaultClientID}
 }
 
 const defaultClientID = "karch-shard"
@@ -62,9 +67,12 @@ func NewKafkaReader(brokers []string, opts KafkaOptions) *KafkaReader {
 	if opts.ClientID == "" {
 		opts.ClientID = defaultClientID
 	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = DefaultKafkaOptions().RequestTimeout
+	}
 	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute}
 	return &KafkaReader{
-		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t},
+		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: opts.RequestTimeout},
 		transport: t,
 		opts:      opts,
 	}
@@ -131,6 +139,8 @@ func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partitio
 }
 
 func (k *KafkaReader) fetch(ctx context.Context, topic string, partition int32, offset int64) (*fetchedPartition, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.opts.FetchMaxWait+k.opts.RequestTimeout)
+	defer cancel()
 	m, err := k.transport.RoundTrip(ctx, k.client.Addr, &fetchRequest{clientID: k.opts.ClientID, Request: fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(k.opts.FetchMaxWait.Milliseconds()),
