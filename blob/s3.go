@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -48,6 +50,10 @@ type S3Config struct {
 	// Concurrency is the number of parts uploaded at once (default 4). Put holds at most
 	// Concurrency+1 parts in memory.
 	Concurrency int
+	// ResponseTimeout is how long a request may wait for the server's answer once it is
+	// sent (default 1 minute). The SDK sets no limit, and a server that never answers would
+	// hold a run for ever; past it the request fails, retryably, and the SDK retries it.
+	ResponseTimeout time.Duration
 	// AccessKeyID and SecretAccessKey are static credentials; when empty, the AWS default
 	// chain (environment, profile, web identity, instance role) is used.
 	AccessKeyID     string
@@ -70,6 +76,9 @@ func (c S3Config) withDefaults() S3Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = 4
 	}
+	if c.ResponseTimeout == 0 {
+		c.ResponseTimeout = time.Minute
+	}
 	c.Prefix = strings.Trim(c.Prefix, "/")
 	return c
 }
@@ -90,6 +99,8 @@ func (c S3Config) Validate() error {
 		return fmt.Errorf("s3: part size %d: want at least %d", c.PartSize, minPartSize)
 	case c.Concurrency < 1:
 		return fmt.Errorf("s3: concurrency %d: want at least 1", c.Concurrency)
+	case c.ResponseTimeout < 0:
+		return fmt.Errorf("s3: response timeout %s: want a positive duration", c.ResponseTimeout)
 	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
 		return errors.New("s3: give both access key id and secret access key, or neither")
 	}
@@ -134,7 +145,9 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	var opts []func(*config.LoadOptions) error
+	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.ResponseHeaderTimeout = cfg.ResponseTimeout
+	}))}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
 	}

@@ -10,10 +10,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/failure"
 )
+
+// stall is the fakeS3 status of a request that is never answered.
+const stall = -1
 
 // fakeS3 answers every S3 request the backend makes with a minimal success, except the
 // operation named fail, which gets status and an S3 error body with code; status 0 resets
@@ -57,6 +61,8 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case op == f.fail && f.status == 0:
 		conn, _, _ := w.(http.Hijacker).Hijack()
 		conn.Close()
+	case op == f.fail && f.status == stall:
+		<-r.Context().Done() // never answers, as a hung server
 	case op == f.fail:
 		w.Header().Set("Content-Type", "application/xml")
 		w.WriteHeader(f.status)
@@ -145,5 +151,29 @@ func TestS3CallsClassifyErrors(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestS3CallsGiveUpOnAStalledServer: a request the server never answers fails, retryably,
+// once the response timeout passes, rather than holding the caller for ever. The SDK sets no
+// timeout of its own; the chaos scenario s3-stalled-requests wedged a run on it.
+func TestS3CallsGiveUpOnAStalledServer(t *testing.T) {
+	t.Setenv("AWS_MAX_ATTEMPTS", "1")
+	for _, op := range []string{"get", "head", "list", "put", "create", "part", "complete"} {
+		t.Run(op, func(t *testing.T) {
+			srv := httptest.NewServer(&fakeS3{fail: op, status: stall})
+			defer srv.Close()
+			b, err := blob.NewS3(context.Background(), blob.S3Config{Endpoint: srv.URL, Region: "us-east-1", PathStyle: true,
+				Bucket: "b", AccessKeyID: "a", SecretAccessKey: "s", PartSize: 5 << 20, ResponseTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = call(ctx, b, op)
+			if err == nil || ctx.Err() != nil || failure.IsPermanent(err) {
+				t.Fatalf("error %v (context: %v): want a retryable error before the context ends", err, ctx.Err())
+			}
+		})
 	}
 }

@@ -102,6 +102,7 @@ var settings = []setting{
 	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
 	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
 	{"s3_region", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
+	{"s3_timeout", "how long an S3 request may wait for the server's answer once sent, before it is retried (default 1m)", durationSetting(func(c *runConfig) *time.Duration { return &c.s3.ResponseTimeout })},
 	{"s3_path_style", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.s3.PathStyle = b

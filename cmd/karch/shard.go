@@ -173,6 +173,7 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.s3.SSE, "s3-sse", os.Getenv("KARCH_S3_SSE"), "server-side encryption: AES256 or aws:kms (KARCH_S3_SSE)")
 	fs.StringVar(&s.s3.KMSKeyID, "s3-kms-key-id", os.Getenv("KARCH_S3_KMS_KEY_ID"), "KMS key for aws:kms (KARCH_S3_KMS_KEY_ID)")
 	fs.StringVar(&s.s3.Checksum, "s3-checksum", envOr("KARCH_S3_CHECKSUM", "SHA256"), "upload checksum: SHA256, CRC32C, CRC32 or CRC64NVME (KARCH_S3_CHECKSUM)")
+	fs.DurationVar(&s.s3.ResponseTimeout, "s3-timeout", envDuration("KARCH_S3_TIMEOUT", 0), "how long an S3 request may wait for the server's answer once sent; 0: 1m (KARCH_S3_TIMEOUT)")
 }
 
 // open opens the store that holds url and returns the key of url's object in it. A window's
@@ -192,6 +193,14 @@ func (s *storeFlags) open(ctx context.Context, url string) (blob.Bucket, string,
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// envDuration reads a duration the coordinator validated as a setting before it passed it on.
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
 		return v
 	}
 	return def
