@@ -261,7 +261,7 @@ func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) (bool, error) {
 			return true, nil
 		case batchv1.JobFailed:
 			err := fmt.Errorf("shard job %s failed (%s: %s); completed indexes %q, failed indexes %q; exit codes by index %s",
-				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes), r.exitCodes(ctx, job.Name))
+				job.Name, c.Reason, c.Message, job.Status.CompletedIndexes, deref(job.Status.FailedIndexes), r.exitCodes(ctx, job))
 			if c.Reason == batchv1.JobReasonPodFailurePolicy {
 				return true, failure.Permanent(fmt.Errorf("%w (a shard exited 3; its log says why; the next run replaces the job and tries the window again)", err))
 			}
@@ -273,8 +273,8 @@ func (r *Runner) outcome(ctx context.Context, job *batchv1.Job) (bool, error) {
 
 // exitCodes describes the failed shard pods' exit codes as "index:code", for the
 // error that ends a run: the shards' own logs say why.
-func (r *Runner) exitCodes(ctx context.Context, job string) string {
-	pods, err := r.Client.CoreV1().Pods(r.Template.Namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job})
+func (r *Runner) exitCodes(ctx context.Context, job *batchv1.Job) string {
+	pods, err := r.Client.CoreV1().Pods(r.Template.Namespace).List(ctx, podsOf(job))
 	if err != nil {
 		return fmt.Sprintf("unknown (%v)", err)
 	}

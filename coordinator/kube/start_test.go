@@ -97,12 +97,17 @@ func TestRunnerRetriesAPIBlips(t *testing.T) {
 }
 
 // completeByList plays the Job controller without Get, whose answers the test breaks: it
-// marks the Job complete once it exists and ready says so.
+// marks the Job complete once it exists and ready says so. It lists only once ready holds, so
+// that the Job it completes is not one listed before (a replaced Job, written back).
 func completeByList(client *fake.Clientset, ready func() bool) {
 	jobs := client.BatchV1().Jobs("karch")
 	for range 4000 {
+		if !ready() {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
 		list, err := jobs.List(context.Background(), metav1.ListOptions{})
-		if err == nil && len(list.Items) == 1 && ready() {
+		if err == nil && len(list.Items) == 1 {
 			j := &list.Items[0]
 			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
 			if _, err := jobs.UpdateStatus(context.Background(), j, metav1.UpdateOptions{}); err == nil {
@@ -175,7 +180,7 @@ func stuckPodsOf(client *fake.Clientset, tamper func(*corev1.Pod), event string)
 		return
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shard-0", Namespace: "karch", CreationTimestamp: old,
-		Labels: map[string]string{batchv1.JobNameLabel: job.Name}}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
+		Labels: map[string]string{batchv1.JobNameLabel: job.Name, batchv1.ControllerUidLabel: string(job.UID)}}, Status: corev1.PodStatus{Phase: corev1.PodPending}}
 	tamper(pod)
 	client.CoreV1().Pods("karch").Create(ctx, pod, metav1.CreateOptions{})
 }
@@ -190,4 +195,36 @@ func waiting(reason, message string) func(*corev1.Pod) {
 func unschedulable(p *corev1.Pod) {
 	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable",
 		Message: "0/3 nodes are available: 3 Insufficient memory."}}
+}
+
+// A Job replaced by one of the same name (a fixed image) may leave pods behind for a while:
+// the garbage collector deletes them after the Job. Such a pod is not the new Job's, however
+// long it has been pending: the run awaits the new Job, not the old one's pods.
+func TestRunnerIgnoresPodsOfAReplacedJob(t *testing.T) {
+	old := template()
+	old.Image = "karch:typo"
+	existing := BuildJob(old, "cdr", window, "s3://b/plan.json", 1)
+	existing.UID = "first"
+	leftover := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shard-0-old", Namespace: "karch",
+		CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour)),
+		Labels:            map[string]string{batchv1.JobNameLabel: existing.Name, batchv1.ControllerUidLabel: "first"}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending}}
+	waiting("ImagePullBackOff", `Back-off pulling image "karch:typo"`)(leftover)
+	client := fake.NewClientset(existing, leftover)
+	client.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		a.(k8stesting.CreateAction).GetObject().(*batchv1.Job).UID = "second" // as the API server gives one
+		return false, nil, nil
+	})
+	r := newRunner(client)
+	r.StartTimeout = 200 * time.Millisecond // a start check every 50ms
+	start := time.Now()
+	go completeByList(client, func() bool { // the replacement, after some start checks
+		j, err := client.BatchV1().Jobs("karch").Get(context.Background(), existing.Name, metav1.GetOptions{})
+		return err == nil && j.UID == "second" && time.Since(start) > time.Second
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Run(ctx, "s3://b/plan.json", plan(1)); err != nil {
+		t.Fatalf("run with a pod of the replaced job left behind: %v", err)
+	}
 }

@@ -26,7 +26,7 @@ var configReasons = map[string]bool{
 // error that names the pod and the reason. A bad image or a missing Secret is permanent; an
 // unschedulable pod or a quota may clear up, so those are retryable.
 func (r *Runner) checkStarted(ctx context.Context, job *batchv1.Job) error {
-	pods, err := r.Client.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: batchv1.JobNameLabel + "=" + job.Name})
+	pods, err := r.Client.CoreV1().Pods(job.Namespace).List(ctx, podsOf(job))
 	if err != nil {
 		r.Logger.Warn("list the shard job's pods", "job", job.Name, "err", err) // the next check tries again
 		return nil
@@ -46,6 +46,13 @@ func (r *Runner) checkStarted(ctx context.Context, job *batchv1.Job) error {
 		return nil
 	}
 	return r.refusedPods(ctx, job, now, limit)
+}
+
+// podsOf selects the pods of this Job, by its UID: a Job of the same name that it replaced
+// may leave pods behind for a while (the garbage collector deletes them after the Job), and
+// those are not this Job's, however long they have waited.
+func podsOf(job *batchv1.Job) metav1.ListOptions {
+	return metav1.ListOptions{LabelSelector: batchv1.ControllerUidLabel + "=" + string(job.UID)}
 }
 
 // unstarted returns an error for a pod that has been Pending for limit or longer.
