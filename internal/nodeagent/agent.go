@@ -8,6 +8,14 @@
 // Job controller sets, and, unless automountServiceAccountToken is false, a kubeconfig with a
 // token of the pod's ServiceAccount from the TokenRequest API (KUBECONFIG), so RBAC applies.
 // Volumes, probes and init containers are not supported; a pod that needs them fails.
+//
+// A deleted pod (kubectl delete, an eviction, its Job's garbage collection) is stopped as a
+// kubelet stops it: its process gets SIGTERM, and SIGKILL after the pod's grace period; one
+// not started yet never starts. The pod is then reported terminal (Failed, unless the process
+// exited 0) before the agent lets it go, and the agent keeps the pod conditions it does not
+// own, such as the DisruptionTarget an eviction sets: a Job's pod failure policy reads a
+// Failed pod's conditions, and a Job with podReplacementPolicy Failed replaces a pod only
+// once it is Failed.
 package nodeagent
 
 import (
@@ -19,6 +27,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -49,15 +58,24 @@ type Agent struct {
 	Tamper func(pod *corev1.Pod, env []string) []string
 	Logger *slog.Logger
 
-	mu      sync.Mutex
-	seen    map[types.UID]bool
-	running map[types.UID]*os.Process
+	mu     sync.Mutex
+	seen   map[types.UID]bool
+	active map[types.UID]*podRun
+}
+
+// podRun is a pod the agent has claimed and not yet finished with.
+type podRun struct {
+	proc *os.Process // nil until the process starts
+	// stopping: the pod is being deleted. Its process is never started, or is stopped, and
+	// the pod is let go once it is reported terminal, as a kubelet does.
+	stopping bool
+	kill     *time.Timer // SIGKILL at the end of the grace period
 }
 
 // Run registers the Node and serves its pods until ctx ends; running processes are killed
 // then and waited for.
 func (a *Agent) Run(ctx context.Context) error {
-	a.seen, a.running = map[types.UID]bool{}, map[types.UID]*os.Process{}
+	a.seen, a.active = map[types.UID]bool{}, map[types.UID]*podRun{}
 	if err := a.registerNode(ctx); err != nil {
 		return err
 	}
@@ -70,6 +88,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// ErrNotRunning says that a pod runs no process here (not yet, or no longer).
+var ErrNotRunning = errors.New("nodeagent: pod not running here")
+
 // Kill sends SIGKILL to the process of the named pod, as a node losing a container would.
 func (a *Agent) Kill(ctx context.Context, namespace, name string) error {
 	pod, err := a.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
@@ -77,7 +98,7 @@ func (a *Agent) Kill(ctx context.Context, namespace, name string) error {
 		return err
 	}
 	if !a.signal(pod, syscall.SIGKILL) {
-		return fmt.Errorf("pod %s/%s is not running here", namespace, name)
+		return fmt.Errorf("kill pod %s/%s: %w", namespace, name, ErrNotRunning)
 	}
 	return nil
 }
@@ -131,6 +152,9 @@ func (a *Agent) handle(ctx context.Context, g *errgroup.Group, pod *corev1.Pod) 
 	case pod.Spec.NodeName == a.Node && pod.Status.Phase == corev1.PodPending && a.claim(pod.UID):
 		g.Go(func() error {
 			a.runPod(ctx, pod)
+			if a.release(pod.UID) {
+				a.letGo(ctx, pod)
+			}
 			return nil
 		})
 	}
@@ -143,7 +167,21 @@ func (a *Agent) claim(uid types.UID) bool {
 		return false
 	}
 	a.seen[uid] = true
+	a.active[uid] = &podRun{}
 	return true
+}
+
+// release ends the agent's run of a pod, and reports whether the pod was deleted meanwhile:
+// then it is the caller's to let go, since terminate left it to the run.
+func (a *Agent) release(uid types.UID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.active[uid]
+	delete(a.active, uid)
+	if r.kill != nil {
+		r.kill.Stop()
+	}
+	return r.stopping
 }
 
 func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) {
@@ -156,26 +194,62 @@ func (a *Agent) bind(ctx context.Context, pod *corev1.Pod) {
 	}
 }
 
-// terminate stops a deleted pod's process, if it runs here, and lets the pod go, as a kubelet
-// confirms a graceful deletion.
+// terminate stops a deleted pod as a kubelet does: a process that runs gets SIGTERM, and
+// SIGKILL if it outlives the pod's grace period; a pod whose process has not started never
+// starts it. The run reports such a pod terminal and lets it go (release); a pod that no run
+// holds is let go here.
 func (a *Agent) terminate(ctx context.Context, pod *corev1.Pod) {
-	if a.signal(pod, syscall.SIGTERM) {
-		return // runPod lets the pod go once the process has exited
+	a.mu.Lock()
+	r := a.active[pod.UID]
+	if r != nil && !r.stopping {
+		r.stopping = true
+		if r.proc != nil {
+			r.proc.Signal(syscall.SIGTERM)
+			r.kill = time.AfterFunc(gracePeriod(pod), func() { r.proc.Signal(syscall.SIGKILL) })
+		}
 	}
-	if pod.Spec.NodeName == a.Node || pod.Spec.NodeName == "" {
-		a.forget(ctx, pod)
+	a.mu.Unlock()
+	if r == nil && (pod.Spec.NodeName == a.Node || pod.Spec.NodeName == "") {
+		a.letGo(ctx, pod)
 	}
+}
+
+// gracePeriod is how long a deleted pod's process may take to stop after SIGTERM.
+func gracePeriod(pod *corev1.Pod) time.Duration {
+	if s := pod.DeletionGracePeriodSeconds; s != nil {
+		return time.Duration(*s) * time.Second
+	}
+	return 30 * time.Second
 }
 
 // signal reports whether the pod's process runs here, signalling it if so.
 func (a *Agent) signal(pod *corev1.Pod, sig syscall.Signal) bool {
 	a.mu.Lock()
-	p := a.running[pod.UID]
-	a.mu.Unlock()
-	if p != nil {
-		p.Signal(sig)
+	defer a.mu.Unlock()
+	r := a.active[pod.UID]
+	if r == nil || r.proc == nil {
+		return false
 	}
-	return p != nil
+	r.proc.Signal(sig)
+	return true
+}
+
+// letGo finishes a deleted pod that runs no process here: as a kubelet does before it lets
+// a pod go, it reports a pod that is not terminal yet Failed, keeping the conditions others
+// set (DisruptionTarget, which a Job's pod failure policy reads), and only then deletes it.
+// A controller that waits for a terminal phase (a Job with podReplacementPolicy Failed or a
+// pod failure policy) would otherwise wait for ever.
+func (a *Agent) letGo(ctx context.Context, pod *corev1.Pod) {
+	latest, err := a.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil || latest.UID != pod.UID {
+		return // gone already
+	}
+	if p := latest.Status.Phase; p != corev1.PodSucceeded && p != corev1.PodFailed {
+		if err := a.setStatus(ctx, latest, corev1.PodFailed, notFound(), ""); err != nil {
+			a.Logger.Warn("report deleted pod failed", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		}
+	}
+	a.forget(ctx, latest)
 }
 
 func (a *Agent) forget(ctx context.Context, pod *corev1.Pod) {

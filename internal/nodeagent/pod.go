@@ -39,10 +39,14 @@ func (a *Agent) runPod(ctx context.Context, pod *corev1.Pod) {
 	if err == nil {
 		// The process holds its own copy of the descriptor from its start.
 		defer logFile.Close()
-		err = a.setStatus(ctx, pod, corev1.PodRunning, running(), "")
+		err = a.reportRunning(ctx, pod)
 	}
 	if err == nil {
 		err = a.start(pod, cmd)
+	}
+	if errors.Is(err, errDeleted) {
+		log.Info("pod deleted before it started; not starting it")
+		return // the caller lets it go
 	}
 	if err != nil {
 		log.Warn("cannot run pod", "err", err)
@@ -51,20 +55,35 @@ func (a *Agent) runPod(ctx context.Context, pod *corev1.Pod) {
 	}
 	log.Info("pod started", "pid", cmd.Process.Pid)
 	code := exitCode(cmd.Wait())
-	a.mu.Lock()
-	delete(a.running, pod.UID)
-	a.mu.Unlock()
 	log.Info("pod exited", "exit_code", code)
 	a.finish(ctx, pod, code, "")
 }
 
+// reportRunning sets the pod Running, unless it is being deleted.
+func (a *Agent) reportRunning(ctx context.Context, pod *corev1.Pod) error {
+	a.mu.Lock()
+	stopping := a.active[pod.UID].stopping
+	a.mu.Unlock()
+	if stopping {
+		return errDeleted
+	}
+	return a.setStatus(ctx, pod, corev1.PodRunning, running(), "")
+}
+
+// errDeleted says that a pod was deleted before its process started.
+var errDeleted = errors.New("node agent: pod deleted before it started")
+
 func (a *Agent) start(pod *corev1.Pod, cmd *exec.Cmd) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	r := a.active[pod.UID]
+	if r.stopping {
+		return errDeleted // a kubelet starts no container of a pod being deleted
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	a.running[pod.UID] = cmd.Process
+	r.proc = cmd.Process
 	return nil
 }
 
@@ -153,7 +172,7 @@ func (a *Agent) setStatus(ctx context.Context, pod *corev1.Pod, phase corev1.Pod
 			Name: c.Name, Image: c.Image, ImageID: c.Image, State: state,
 			Ready: state.Running != nil, Started: ptr(state.Running != nil),
 		}}
-		latest.Status.Conditions = podConditions(state.Running != nil, now)
+		latest.Status.Conditions = podConditions(latest.Status.Conditions, state.Running != nil, now)
 		_, err = pods.UpdateStatus(ctx, latest, metav1.UpdateOptions{})
 		if err == nil || attempt == 5 || !apierrors.IsConflict(err) {
 			return err
@@ -162,16 +181,39 @@ func (a *Agent) setStatus(ctx context.Context, pod *corev1.Pod, phase corev1.Pod
 	}
 }
 
-func podConditions(ready bool, now metav1.Time) []corev1.PodCondition {
+// kubeletConditions are the pod conditions a kubelet owns (k8s.io/kubernetes
+// pkg/kubelet/types PodConditionsByKubelet, with PodReadyToStartContainers); it keeps every
+// other condition as it finds it, such as the DisruptionTarget the API server sets on an
+// eviction.
+var kubeletConditions = map[corev1.PodConditionType]bool{
+	corev1.PodScheduled: true, corev1.PodReady: true, corev1.PodInitialized: true, corev1.ContainersReady: true,
+	corev1.PodReadyToStartContainers: true, corev1.PodResizeInProgress: true, corev1.PodResizePending: true,
+}
+
+// podConditions are the pod's conditions with the kubelet's own set anew.
+func podConditions(current []corev1.PodCondition, ready bool, now metav1.Time) []corev1.PodCondition {
+	var out []corev1.PodCondition
+	for _, c := range current {
+		if !kubeletConditions[c.Type] {
+			out = append(out, c)
+		}
+	}
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
-	return []corev1.PodCondition{
-		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
-		{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
-		{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
-	}
+	return append(out,
+		corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		corev1.PodCondition{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
+		corev1.PodCondition{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
+	)
+}
+
+// notFound is the state a kubelet gives a container it cannot find when it terminates the
+// pod: one that never started, say (k8s.io/kubernetes pkg/kubelet/status TerminatePod).
+func notFound() corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: 137, Reason: "ContainerStatusUnknown", Message: "The container could not be located when the pod was terminated"}}
 }
 
 func running() corev1.ContainerState {
