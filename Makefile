@@ -27,11 +27,12 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help demo test vet build services-up kube-up tools services-down services-status bench bench-shard
+.PHONY: help demo test chaos vet build services-up kube-up tools services-down services-status bench bench-shard
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
 	@echo "make test           start the local servers, then go vet and go test ./..."
+	@echo "make chaos          every chaos scenario with 3 seeds on private servers; writes tests/chaos/results"
 	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
 	@echo "make kube-up        the same, and a local Kubernetes control plane (etcd, apiserver, controllers)"
 	@echo "make services-down  stop the servers that services-up and kube-up started"
@@ -44,6 +45,12 @@ demo: services-up build
 
 test: services-up kube-up tools vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
+
+# The chaos scenarios start (and kill, and restart) a private set of servers of their own,
+# so they need none of services-up's. `make test` runs a seeded subset of them.
+CHAOS_FLAGS ?= -seeds 1,2,3 -out tests/chaos/results
+chaos:
+	go run ./tests/chaos/cmd/chaos $(CHAOS_FLAGS)
 
 vet:
 	go vet ./...
@@ -65,6 +72,7 @@ tools:
 
 services-down:
 	tests/services/services.sh down
+	KARCHDEV_STATE=$(KARCHDEV_CACHE)/state-chaos tests/services/services.sh down
 
 services-status:
 	tests/services/services.sh status

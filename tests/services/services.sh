@@ -34,6 +34,11 @@ DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audi
 : "${KARCHDEV_KUBE_PORT:=16443}"
 : "${KARCHDEV_KUBE_CM_PORT:=20257}"
 : "${KARCHDEV_READY_TIMEOUT:=90}"
+# Set both to give Kafka a second listener, on KARCHDEV_KAFKA_PROXIED_PORT, that advertises
+# KARCHDEV_KAFKA_PROXY_PORT: clients that bootstrap there reach the broker only through
+# whatever listens on the proxy port (the chaos tests' fault proxy). Empty: no such listener.
+: "${KARCHDEV_KAFKA_PROXIED_PORT:=}"
+: "${KARCHDEV_KAFKA_PROXY_PORT:=}"
 
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -112,6 +117,11 @@ up_kafka() {
   mkdir -p "$dir/data"
   sed -e "s#@PORT@#$KARCHDEV_KAFKA_PORT#g" -e "s#@CPORT@#$KARCHDEV_KAFKA_CONTROLLER_PORT#g" \
     -e "s#@DATA@#$dir/data#g" "$here/kafka.properties" >"$dir/server.properties"
+  if [[ -n $KARCHDEV_KAFKA_PROXIED_PORT ]]; then
+    sed -i -e "s#^listeners=.*#&,PROXIED://127.0.0.1:$KARCHDEV_KAFKA_PROXIED_PORT#" \
+      -e "s#^advertised.listeners=.*#&,PROXIED://127.0.0.1:$KARCHDEV_KAFKA_PROXY_PORT#" \
+      -e "s#^listener.security.protocol.map=.*#&,PROXIED:PLAINTEXT#" "$dir/server.properties"
+  fi
   local cp; cp="$(kafka_libs)/*"
   if [[ ! -f $dir/data/meta.properties ]]; then
     java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
