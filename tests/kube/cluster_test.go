@@ -9,11 +9,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +35,18 @@ import (
 
 var karchBin string
 
-func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
+// TestMain runs more of the tests at once than go test would (GOMAXPROCS, 2 on the project's
+// machine), unless -parallel says how many: they wait on the control plane (pods starting, the
+// Job controller's backoffs of 10 s and more after each failed pod) far more than they compute.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
+	}
+	testenv.MainWithKarch(m, &karchBin)
+}
 
 // image is the kind overlay's image; the node agent runs the karch binary for it.
 const image = "karch:dev"
