@@ -21,6 +21,8 @@ import (
 )
 
 // karchBin is the karch binary that TestMain builds: the tests archive with the real thing.
+// The tests keep their own build and server lookup rather than internal/testenv's, which
+// imports karch's store: the checker's own tests stay apart from the code it checks.
 var karchBin string
 
 func TestMain(m *testing.M) {
@@ -75,7 +77,7 @@ func mustEnv(t *testing.T, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		t.Fatalf("%s is not set: run the tests with `make test`, or export the servers' addresses (source /tmp/karch-testenv.sh)", name)
+		t.Fatalf("%s is not set: this test needs the real servers; run it with `make test`, which starts them and sets it", name)
 	}
 	return v
 }

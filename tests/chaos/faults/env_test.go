@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,57 +16,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/tests/chaos/faults"
 )
 
-// These tests run against the real servers that `make test` starts; like internal/testenv
-// (which they do not import: the package stays apart from karch's own), a missing server
-// fails the test rather than skipping it.
+// These tests run against the real servers that `make test` starts; a missing server fails
+// the test rather than skipping it.
 
 type s3Server struct{ endpoint, bucket, accessKey, secretKey string }
 
 func testS3(t *testing.T) s3Server {
 	t.Helper()
-	s := s3Server{
-		endpoint: mustEnv(t, "KARCH_TEST_S3_ENDPOINT"), bucket: mustEnv(t, "KARCH_TEST_S3_BUCKET"),
-		accessKey: mustEnv(t, "KARCH_TEST_S3_ACCESS_KEY"), secretKey: mustEnv(t, "KARCH_TEST_S3_SECRET_KEY"),
-	}
-	u, err := url.Parse(s.endpoint)
-	if err != nil {
-		t.Fatalf("KARCH_TEST_S3_ENDPOINT=%q: %v", s.endpoint, err)
-	}
-	reachable(t, "KARCH_TEST_S3_ENDPOINT", u.Host)
-	return s
+	s := testenv.S3Server(t)
+	return s3Server{endpoint: s.Endpoint, bucket: s.Bucket, accessKey: s.AccessKey, secretKey: s.SecretKey}
 }
 
-func testRedis(t *testing.T) string {
-	t.Helper()
-	return reachable(t, "KARCH_TEST_REDIS", mustEnv(t, "KARCH_TEST_REDIS"))
-}
+func testRedis(t *testing.T) string { return testenv.Redis(t) }
 
-func testKafka(t *testing.T) string {
-	t.Helper()
-	return reachable(t, "KARCH_TEST_KAFKA", mustEnv(t, "KARCH_TEST_KAFKA"))
-}
-
-func mustEnv(t *testing.T, name string) string {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		t.Fatalf("%s is not set: this test needs the real servers; run it with `make test`, which starts them and sets it", name)
-	}
-	return v
-}
-
-func reachable(t *testing.T, name, addr string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("%s=%s is not reachable (%v): start the servers with `make services-up` or run `make test`", name, addr, err)
-	}
-	c.Close()
-	return addr
-}
+func testKafka(t *testing.T) string { return testenv.Kafka(t) }
 
 // s3Fixture is a proxy in front of the test S3 server, a client through it and one straight
 // to the server, and a key prefix of the test's own.

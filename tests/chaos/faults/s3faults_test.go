@@ -177,15 +177,23 @@ func TestS3ProxyApplyThenDropComplete(t *testing.T) {
 	f.addRule(t, dropComplete)
 	err := f.multipart(t, f.through(3), key, 2)
 	log := f.requests(faults.OpCompleteMultipartUpload, key)
-	if len(log) != 2 || log[0].Upstream != 200 || log[0].Status != 0 {
-		t.Fatalf("log %+v, want a complete applied and dropped, then a retry", log)
+	if len(log) == 0 || log[0].Upstream != 200 || log[0].Status != 0 {
+		t.Fatalf("log %+v, want a complete applied and dropped first", log)
 	}
-	// The retry of a complete that went through finds the upload gone: MinIO answers
-	// NoSuchUpload although the object is there. A client must check the object, not trust
-	// the error.
-	t.Logf("retried complete: status %d, error %v", log[1].Status, err)
-	if err != nil && apiCode(err) != "NoSuchUpload" {
-		t.Fatalf("retried complete: %v, want success or NoSuchUpload", err)
+	// Whether the SDK retries depends on how the reset reaches it (a reset while it still
+	// writes, or an end of stream while it reads), which the machine's timing decides. Its
+	// retry of a complete that went through finds the upload gone: MinIO answers NoSuchUpload
+	// although the object is there. A client must check the object, not trust the error.
+	switch {
+	case len(log) == 1 && err == nil:
+		t.Fatal("complete not retried, yet it succeeded")
+	case len(log) == 2:
+		t.Logf("retried complete: status %d, error %v", log[1].Status, err)
+		if err != nil && apiCode(err) != "NoSuchUpload" {
+			t.Fatalf("retried complete: %v, want success or NoSuchUpload", err)
+		}
+	case len(log) > 2:
+		t.Fatalf("log %+v: the rule fired once, want at most one retry", log)
 	}
 	if n := f.size(t, f.direct, key); n != 2*partSize {
 		t.Fatalf("object of %d bytes, want %d", n, 2*partSize)
