@@ -96,9 +96,7 @@ func (t *Trial) S3Kill(stage faults.Stage, ops []faults.Op, kinds []faults.Kind,
 		}
 		return nil
 	})
-	if _, err := t.s3.AddRule(faults.Rule{Ops: ops, Kinds: kinds, Match: from, Probability: p, Max: max, Action: kill}); err != nil {
-		panic(errors.Join(errors.New("chaos: a scenario's rule"), err))
-	}
+	t.addRule(faults.Rule{Ops: ops, Kinds: kinds, Match: from, Probability: p, Max: max, Action: kill})
 }
 
 // background names the rules that only set the scene for a scenario's faults, and are not
@@ -107,15 +105,18 @@ const background = "background"
 
 // s3Background applies action to a seeded fraction p of all S3 requests, uncounted.
 func (t *Trial) s3Background(action faults.Action, p float64) {
-	if _, err := t.s3.AddRule(faults.Rule{Name: background, Probability: p, Action: action}); err != nil {
-		panic(errors.Join(errors.New("chaos: a scenario's rule"), err))
-	}
+	t.addRule(faults.Rule{Name: background, Probability: p, Action: action})
 }
 
 // S3Fault applies action to a seeded fraction p of the S3 requests that match ops and kinds
 // (any, when empty), at most max times (no limit: 0).
 func (t *Trial) S3Fault(action faults.Action, ops []faults.Op, kinds []faults.Kind, p float64, max int) {
-	if _, err := t.s3.AddRule(faults.Rule{Ops: ops, Kinds: kinds, Probability: p, Max: max, Action: action}); err != nil {
-		panic(errors.Join(errors.New("chaos: a scenario's rule"), err)) // a scenario's own mistake
+	t.addRule(faults.Rule{Ops: ops, Kinds: kinds, Probability: p, Max: max, Action: action})
+}
+
+// addRule adds r to the S3 proxy. A rule it refuses is a scenario's own mistake.
+func (t *Trial) addRule(r faults.Rule) {
+	if _, err := t.s3.AddRule(r); err != nil {
+		panic(errors.Join(errors.New("chaos: a scenario's rule"), err))
 	}
 }

@@ -87,9 +87,6 @@ func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 // Up starts whatever of the set is not running, and reuses the rest.
 func (s *Servers) Up(ctx context.Context) error { return s.script(ctx, "up") }
 
-// Down stops the whole set.
-func (s *Servers) Down(ctx context.Context) error { return s.script(ctx, "down") }
-
 func (s *Servers) script(ctx context.Context, verb string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,19 +119,6 @@ func (s *Servers) Kill(name string) error {
 	_ = syscall.Kill(-pid, syscall.SIGKILL) // services.sh starts each server in a session of its own
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	return waitGone(pid)
-}
-
-// LogTail is the end of a server's log, for a failure's diagnosis.
-func (s *Servers) LogTail(name string, n int) string {
-	raw, err := os.ReadFile(filepath.Join(s.state, name, "log"))
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // RepoRoot finds the repository's root above dir: the folder holding go.mod.

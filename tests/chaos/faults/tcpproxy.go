@@ -106,13 +106,6 @@ func (p *TCPProxy) Close() error {
 // Events returns the faults applied so far, in order.
 func (p *TCPProxy) Events() []Event { return p.events.all() }
 
-// Conns is the number of connections open through the proxy.
-func (p *TCPProxy) Conns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.links)
-}
-
 // Latency delays every chunk of data in each direction by d plus a jitter drawn uniformly
 // from [-jitter, +jitter], so that a request and its answer take about 2d more. Order is kept.
 // The seed fixes the sequence of jitters; which chunk gets which depends on the order in
