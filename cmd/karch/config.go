@@ -36,6 +36,7 @@ type runConfig struct {
 type kubeSettings struct {
 	namespace, image, serviceAccount, secret string
 	cpu, memory                              resource.Quantity
+	hostNetwork                              bool
 	// startTimeout is how long a shard pod may stay unstarted before the run fails.
 	startTimeout time.Duration
 }
@@ -90,6 +91,11 @@ var settings = []setting{
 	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
 	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
+	{"shard_host_network", "shard pods use the node's network namespace (true where Kafka, Redis or S3 are reachable only from the node, as on karch's test node)", func(c *runConfig, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.kube.hostNetwork = b
+		return err
+	}},
 	{"shard_start_timeout", "how long a shard pod may stay unstarted (image pull, missing Secret, unschedulable, quota) before the run fails naming it", func(c *runConfig, v string) error {
 		d, err := time.ParseDuration(v)
 		c.kube.startTimeout = d
@@ -194,6 +200,10 @@ func (cf *configFlags) load() (runConfig, error) {
 	return c, c.validate()
 }
 
+// minShardMemory is the least shard_memory whose three quarters (memoryLimitEnv) is the 64 MiB
+// of heap a shard needs.
+var minShardMemory = resource.MustParse("86Mi")
+
 func (c runConfig) validate() error {
 	if err := c.coord.Validate(); err != nil {
 		return failure.Permanent(err)
@@ -203,6 +213,12 @@ func (c runConfig) validate() error {
 	}
 	if c.kube.startTimeout < 10*time.Second {
 		return failure.Permanent(fmt.Errorf("%w: shard_start_timeout: %s: want at least 10s", coordinator.ErrConfig, c.kube.startTimeout))
+	}
+	if c.kube.memory.Cmp(minShardMemory) < 0 {
+		// A shard limits its Go heap to three quarters of its pod's memory and refuses less
+		// than 64 MiB of heap: refused here, the run names the setting instead of launching
+		// a Job whose every shard exits 3.
+		return failure.Permanent(fmt.Errorf("%w: shard_memory: %s: want at least %s", coordinator.ErrConfig, &c.kube.memory, &minShardMemory))
 	}
 	if c.runner == "kube" && c.kube.image == "" && os.Getenv(envPodName) == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube outside a pod (in one, the coordinator's own image is the default)", coordinator.ErrConfig))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 )
@@ -139,6 +141,7 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"file that is not YAML", map[string]string{"topic": "[unclosed"}, nil, nil, "karch.yaml"},
 		{"duplicate key in the file", map[string]string{"topic": "a\ntopic: b"}, nil, nil, `"topic" already defined`},
 		{"missing file", nil, nil, []string{"--config", "/nonexistent/karch.yaml"}, "/nonexistent/karch.yaml"},
+		{"shard memory a shard refuses", nil, map[string]string{"KARCH_SHARD_MEMORY": "85Mi"}, nil, "shard_memory: 85Mi: want at least 86Mi"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadWith(t, tc.file, tc.env, tc.args...)
@@ -149,5 +152,18 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 				t.Fatalf("error %v: want a permanent coordinator.ErrConfig", err)
 			}
 		})
+	}
+}
+
+// TestMinShardMemoryIsWhatAShardAccepts: the least shard_memory the coordinator takes gives
+// its shards the least heap limit they accept, and a MiB less would not.
+func TestMinShardMemoryIsWhatAShardAccepts(t *testing.T) {
+	if got := memoryLimitEnv(minShardMemory); got != "KARCH_MEMORY_LIMIT_MIB=64" {
+		t.Errorf("shard_memory %s gives %s; want KARCH_MEMORY_LIMIT_MIB=64", &minShardMemory, got)
+	}
+	less := minShardMemory.DeepCopy()
+	less.Sub(resource.MustParse("1Mi"))
+	if got := memoryLimitEnv(less); got != "KARCH_MEMORY_LIMIT_MIB=63" {
+		t.Errorf("shard_memory %s gives %s; want KARCH_MEMORY_LIMIT_MIB=63", &less, got)
 	}
 }

@@ -50,6 +50,7 @@ func newKubeRunner(ctx context.Context, cfg runConfig, kubeconfig string, logger
 		Env: envVars(append(shardEnv(cfg), memoryLimitEnv(cfg.kube.memory))), CredentialsSecret: cfg.kube.secret,
 		Parallelism: int32(cfg.coord.Parallelism), BackoffLimitPerIndex: int32(cfg.coord.Retries),
 		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: resource.MustParse("64Mi"),
+		HostNetwork: cfg.kube.hostNetwork,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: cfg.kube.cpu, corev1.ResourceMemory: cfg.kube.memory},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: cfg.kube.memory},

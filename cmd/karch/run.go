@@ -161,9 +161,9 @@ func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, er
 // shardEnv passes the store and metrics settings on to shard processes; credentials travel in
 // the environment the shards inherit, never on their command line.
 func shardEnv(cfg runConfig) []string {
-	return []string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
+	return append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
 		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle), "KARCH_S3_TIMEOUT=" + cfg.s3.ResponseTimeout.String(),
-		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway}
+		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway}, testEnv()...)
 }
 
 func printResults(w io.Writer, results []coordinator.WindowResult) {

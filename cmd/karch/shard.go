@@ -112,6 +112,9 @@ func (f *shardFlags) resolveIndex() error {
 }
 
 func runShard(ctx context.Context, args []string, _ io.Writer) error {
+	if err := tamperHook(ctx); err != nil {
+		return err
+	}
 	f, err := parseShardFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

@@ -2,5 +2,12 @@
 
 package main
 
-// crashHook is a test build's way to crash a shard (testhook.go); release builds have none.
+import "context"
+
+// The test builds' hooks (testhook.go); release builds have none.
+
 func crashHook() {}
+
+func tamperHook(context.Context) error { return nil }
+
+func testEnv() []string { return nil }

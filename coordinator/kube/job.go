@@ -47,6 +47,8 @@ type JobTemplate struct {
 	TTLAfterFinished     time.Duration
 	Resources            corev1.ResourceRequirements
 	TmpSize              resource.Quantity
+	// HostNetwork runs the shard pods in their node's network namespace.
+	HostNetwork bool
 	// Owner owns every shard Job: the pipeline's CronJob, which lives as long as the
 	// pipeline, so that a shard Job outlives the coordinator that created it and any other
 	// that adopts it. Nil: the Jobs go by their TTL only.
@@ -130,7 +132,13 @@ func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
 	if t.CredentialsSecret != "" {
 		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: t.CredentialsSecret}}}}
 	}
+	dns := corev1.DNSClusterFirst
+	if t.HostNetwork {
+		dns = corev1.DNSClusterFirstWithHostNet // cluster names still resolve
+	}
 	return corev1.PodSpec{
+		HostNetwork:                  t.HostNetwork,
+		DNSPolicy:                    dns,
 		RestartPolicy:                corev1.RestartPolicyNever,
 		ServiceAccountName:           t.ServiceAccount,
 		AutomountServiceAccountToken: ptr(false),

@@ -78,10 +78,22 @@ func TestBuildJob(t *testing.T) {
 		{"TZ=UTC and the plan in env", c.Env[0].Value == "UTC" && c.Env[1].Name == "KARCH_PLAN"},
 		{"credentials only from a Secret", c.EnvFrom[0].SecretRef.Name == "karch-s3"},
 		{"plan annotation", job.Annotations[AnnotationPlan] != ""},
+		{"the pod's own network unless asked", !pod.HostNetwork && pod.DNSPolicy == corev1.DNSClusterFirst},
 	} {
 		if !check.ok {
 			t.Errorf("%s: not so in %+v", check.what, job)
 		}
+	}
+}
+
+// TestBuildJobHostNetwork: shard_host_network puts the shards in the node's network
+// namespace, with cluster DNS still first.
+func TestBuildJobHostNetwork(t *testing.T) {
+	tmpl := template()
+	tmpl.HostNetwork = true
+	pod := BuildJob(tmpl, "cdr", window, "s3://b/p/plan.json", 3).Spec.Template.Spec
+	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Fatalf("host network %v, DNS policy %s; want true, ClusterFirstWithHostNet", pod.HostNetwork, pod.DNSPolicy)
 	}
 }
 
