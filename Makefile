@@ -22,12 +22,14 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 	KARCH_TEST_S3_ACCESS_KEY=$(KARCHDEV_S3_ACCESS_KEY) \
 	KARCH_TEST_S3_SECRET_KEY=$(KARCHDEV_S3_SECRET_KEY) \
 	KARCH_TEST_KUBECONFIG=$(KARCHDEV_STATE)/kube/admin.kubeconfig \
+	KARCH_TEST_NODE=$(KARCHDEV_STATE)/node \
+	KARCH_TEST_CTR=$(KARCHDEV_CACHE)/bin/ctr \
 	KARCH_TEST_PROMTOOL=$(KARCHDEV_CACHE)/bin/promtool \
 	KARCH_TEST_DUCKDB_PYTHON=$(KARCHDEV_CACHE)/duckdb/bin/python
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help demo test chaos vet build services-up kube-up tools services-down services-status bench bench-shard
+.PHONY: help demo test chaos vet build image services-up kube-up tools services-down services-status bench bench-shard bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -37,8 +39,10 @@ help:
 	@echo "make kube-up        the same, and a local Kubernetes control plane (etcd, apiserver, controllers)"
 	@echo "make services-down  stop the servers that services-up and kube-up started"
 	@echo "make build          build bin/karch"
+	@echo "make image          karch's container image as an OCI archive, bin/karch-image.tar (imported into the local node when it runs)"
 	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
 	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
+	@echo "make bench-node     the kind bench's workload as a CronJob run on the local node (make kube-up)"
 
 demo: services-up build
 	tests/demo/demo.sh
@@ -58,11 +62,21 @@ vet:
 build:
 	go build -o bin/karch ./cmd/karch
 
+# The Dockerfile's image without a container engine: the same static binary, user and files
+# (internal/ociimage), written as an OCI archive that `ctr images import`, `podman load` and
+# `kind load image-archive` read.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+image:
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/linux/karch ./cmd/karch
+	go run ./tools/image -binary bin/linux/karch -name docker.io/library/karch:dev -out bin/karch-image.tar
+	tests/services/services.sh import bin/karch-image.tar
+
 services-up:
 	tests/services/services.sh up
 
-# The Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) that the
-# Kubernetes tests need, beside the servers above; built once (about 13 minutes cold).
+# The Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
+# and a node (a kubelet with containerd and runc) that the Kubernetes tests need, beside the
+# servers above; built once (about 20 minutes cold).
 kube-up:
 	tests/services/services.sh up kube
 
@@ -83,3 +97,8 @@ bench:
 BENCH_SHARD_FLAGS ?= -gb 2 -runs 3
 bench-shard: services-up build
 	$(TEST_ENV) go run ./bench/shardbench $(BENCH_SHARD_FLAGS)
+
+# bench/kind's workload on the local node: a CronJob run over RECORDS call records (default
+# 2,000,000 in 3 hourly windows), its table and wall time printed.
+bench-node: services-up kube-up image
+	bench/node/run.sh

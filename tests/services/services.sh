@@ -4,8 +4,12 @@
 #
 #   services.sh up     install what is missing, start what is not healthy, reuse what is
 #   services.sh up kube   the same, and a Kubernetes control plane (etcd, kube-apiserver,
-#                         kube-controller-manager) for the Kubernetes tests
-#   services.sh down   stop only the servers this script started (by their PID files)
+#                         kube-controller-manager, kube-scheduler) and a node (kubelet,
+#                         containerd, runc) for the Kubernetes tests
+#   services.sh down   stop only the servers this script started (by their PID files), and the
+#                      node's pods; undo the node's changes to the host and check them
+#   services.sh down node   only the node, the same way
+#   services.sh import IMAGE.tar   import an OCI image archive into the node, when it runs
 #   services.sh status one line per server
 #   services.sh tools  build or install the tools the tests use beside the servers
 #                      (promtool, DuckDB); make test runs it, make demo does not
@@ -18,6 +22,11 @@ KAFKA_VERSION=4.3.1
 LOG4J_VERSION=2.25.4
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 KUBE_VERSION=1.37.2 # keep in step with tests/kube/build.sh
+CONTAINERD_VERSION=v2.2.1 # the node's container runtime, with its runc shim and ctr
+CRICTL_VERSION=v1.37.0
+# Bumped whenever the control plane's flags or credentials change, so that `up kube` restarts
+# a control plane that an older script started.
+KUBE_GENERATION=3
 PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
 DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audit; versions must match
 
@@ -33,6 +42,10 @@ DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audi
 : "${KARCHDEV_ETCD_PORT:=12379}"
 : "${KARCHDEV_KUBE_PORT:=16443}"
 : "${KARCHDEV_KUBE_CM_PORT:=20257}"
+: "${KARCHDEV_KUBE_SCHEDULER_PORT:=20259}"
+: "${KARCHDEV_KUBELET_PORT:=20250}"
+: "${KARCHDEV_KUBELET_HEALTHZ_PORT:=20248}"
+: "${KARCHDEV_NODE_NAME:=karch-node}"
 : "${KARCHDEV_READY_TIMEOUT:=90}"
 # Set both to give Kafka a second listener, on KARCHDEV_KAFKA_PROXIED_PORT, that advertises
 # KARCHDEV_KAFKA_PROXY_PORT: clients that bootstrap there reach the broker only through
@@ -223,41 +236,76 @@ install_duckdb() {
   log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION)"
 }
 
-# --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager ----------------
+# --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler --
 # Started only by `services.sh up kube` (make test), since its first build takes minutes and
-# the demo does not need it. The three are one unit: when any is unhealthy, all three restart
-# on a fresh etcd, so no test ever sees a half-remembered cluster.
+# the demo does not need it. The four are one unit: when any is unhealthy, all restart on a
+# fresh etcd, so no test ever sees a half-remembered cluster. Every certificate is signed by a
+# CA made here with openssl, once per state directory; nothing secret is committed.
 
 kube_dir() { echo "$KARCHDEV_STATE/kube"; }
+pki() { echo "$(kube_dir)/pki/$1"; }
 kube_bin() { echo "$KARCHDEV_CACHE/kube-$KUBE_VERSION/$1"; }
 kube_url() { echo "https://127.0.0.1:$KARCHDEV_KUBE_PORT"; }
 etcd_ready() { curl -fs "http://127.0.0.1:$KARCHDEV_ETCD_PORT/health" | grep -q '"health":"true"'; }
-apiserver_ready() { curl -fsk -H "Authorization: Bearer $(cat "$(kube_dir)/admin.token")" "$(kube_url)/readyz" >/dev/null; }
+apiserver_ready() { curl -fs --cacert "$(pki ca.crt)" -H "Authorization: Bearer $(cat "$(kube_dir)/admin.token")" "$(kube_url)/readyz" >/dev/null; }
 controller_ready() { curl -fsk "https://127.0.0.1:$KARCHDEV_KUBE_CM_PORT/healthz" >/dev/null; }
-kube_healthy() { ours etcd && ours kube-apiserver && ours kube-controller-manager && etcd_ready && apiserver_ready && controller_ready; }
+scheduler_ready() { curl -fsk "https://127.0.0.1:$KARCHDEV_KUBE_SCHEDULER_PORT/healthz" >/dev/null; }
+kube_healthy() {
+  [[ $(cat "$(kube_dir)/generation" 2>/dev/null) == "$KUBE_GENERATION" ]] &&
+    ours etcd && ours kube-apiserver && ours kube-controller-manager && ours kube-scheduler &&
+    etcd_ready && apiserver_ready && controller_ready && scheduler_ready
+}
 
-# kube_credentials writes the service-account signing key, the admin token and a kubeconfig
-# holding it, once per state directory.
+# cert NAME SUBJECT EXTENSIONS: a key and a certificate signed by the local CA, once.
+cert() {
+  local name=$1 subject=$2 ext=$3
+  [[ -f $(pki "$name.crt") ]] && return
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$(pki "$name.key")" -subj "$subject" -out "$(pki "$name.csr")" 2>/dev/null
+  openssl x509 -req -in "$(pki "$name.csr")" -CA "$(pki ca.crt)" -CAkey "$(pki ca.key)" -CAcreateserial -days 3650 \
+    -extfile <(printf '%s\n' "$ext") -out "$(pki "$name.crt")" 2>/dev/null
+  rm -f "$(pki "$name.csr")"
+}
+
+# kube_credentials writes the CA and certificates, the service-account signing key, the admin
+# token and kubeconfigs, once per state directory.
 kube_credentials() {
   local dir; dir=$(kube_dir)
-  mkdir -p "$dir"
+  mkdir -p "$dir/pki"
+  chmod 700 "$dir/pki"
+  [[ -f $(pki ca.crt) ]] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$(pki ca.key)" -out "$(pki ca.crt)" \
+    -days 3650 -subj "/CN=karch-local-ca" 2>/dev/null
+  cert apiserver "/CN=kube-apiserver" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth"
+  cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+  cert node "/O=system:nodes/CN=system:node:$KARCHDEV_NODE_NAME" "extendedKeyUsage=clientAuth"
+  cert kubelet "/CN=$KARCHDEV_NODE_NAME" "subjectAltName=IP:127.0.0.1,DNS:$KARCHDEV_NODE_NAME
+extendedKeyUsage=serverAuth"
   [[ -f $dir/sa.key ]] || openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
   [[ -f $dir/admin.token ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/admin.token"
   echo "$(cat "$dir/admin.token"),karch-admin,karch-admin,system:masters" >"$dir/tokens.csv"
   cat >"$dir/admin.kubeconfig" <<KC
 apiVersion: v1
 kind: Config
-clusters: [{name: local, cluster: {server: "$(kube_url)", insecure-skip-tls-verify: true}}]
+clusters: [{name: local, cluster: {server: "$(kube_url)", certificate-authority: "$(pki ca.crt)"}}]
 users: [{name: admin, user: {token: "$(cat "$dir/admin.token")"}}]
 contexts: [{name: local, context: {cluster: local, user: admin}}]
+current-context: local
+KC
+  cat >"$dir/node.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$(kube_url)", certificate-authority: "$(pki ca.crt)"}}]
+users: [{name: node, user: {client-certificate: "$(pki node.crt)", client-key: "$(pki node.key)"}}]
+contexts: [{name: local, context: {cluster: local, user: node}}]
 current-context: local
 KC
 }
 
 up_kube() {
   if kube_healthy; then log "kube: reusing $(kube_url) (kubeconfig: $(kube_dir)/admin.kubeconfig)"; return; fi
-  for s in kube-controller-manager kube-apiserver etcd; do down_one "$s"; done
-  for p in "$KARCHDEV_ETCD_PORT" "$KARCHDEV_KUBE_PORT" "$KARCHDEV_KUBE_CM_PORT"; do
+  down_node
+  for s in kube-scheduler kube-controller-manager kube-apiserver etcd; do down_one "$s"; done
+  for p in "$KARCHDEV_ETCD_PORT" "$KARCHDEV_KUBE_PORT" "$KARCHDEV_KUBE_CM_PORT" "$KARCHDEV_KUBE_SCHEDULER_PORT"; do
     port_open "$p" && die "port $p is taken by a process this script did not start"
   done
   ensure_cmd etcd etcd-server
@@ -276,19 +324,252 @@ up_kube() {
   wait_ready etcd etcd_ready
   start kube-apiserver "$(kube_bin kube-apiserver)" --etcd-servers "http://127.0.0.1:$KARCHDEV_ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KARCHDEV_KUBE_PORT" \
-    --endpoint-reconciler-type none --cert-dir "$dir/certs" --token-auth-file "$dir/tokens.csv" \
-    --authorization-mode RBAC --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none --tls-cert-file "$(pki apiserver.crt)" --tls-private-key-file "$(pki apiserver.key)" \
+    --client-ca-file "$(pki ca.crt)" --token-auth-file "$dir/tokens.csv" \
+    --kubelet-client-certificate "$(pki apiserver-kubelet-client.crt)" --kubelet-client-key "$(pki apiserver-kubelet-client.key)" \
+    --kubelet-certificate-authority "$(pki ca.crt)" --kubelet-preferred-address-types InternalIP \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --service-cluster-ip-range 10.96.0.0/16 \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$dir/sa.key" \
     --service-account-signing-key-file "$dir/sa.key"
   wait_ready kube-apiserver apiserver_ready
   start kube-controller-manager "$(kube_bin kube-controller-manager)" --kubeconfig "$dir/admin.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$KARCHDEV_KUBE_CM_PORT" --cert-dir "$dir/cm-certs" --leader-elect=false \
-    --controllers job,cronjob,ttl-after-finished,garbagecollector,serviceaccount,serviceaccount-token,namespace \
-    --service-account-private-key-file "$dir/sa.key" --concurrent-job-syncs 2
+    --controllers job,cronjob,ttl-after-finished,garbagecollector,serviceaccount,serviceaccount-token,namespace,root-ca-cert-publisher,podgc,nodelifecycle \
+    --service-account-private-key-file "$dir/sa.key" --root-ca-file "$(pki ca.crt)" --concurrent-job-syncs 2
   wait_ready kube-controller-manager controller_ready
+  start kube-scheduler "$(kube_bin kube-scheduler)" --kubeconfig "$dir/admin.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KARCHDEV_KUBE_SCHEDULER_PORT" --cert-dir "$dir/scheduler-certs" --leader-elect=false
+  wait_ready kube-scheduler scheduler_ready
+  echo "$KUBE_GENERATION" >"$dir/generation"
   log "kube: ready at $(kube_url) (kubeconfig: $dir/admin.kubeconfig)"
 }
 
+# --- The node: containerd, runc and a kubelet, registered with the control plane ----------
+# A real node runs the tests' pods as containers. It changes the host as any kubelet does
+# (sysctls, iptables chains, cgroups, a bind mount of its root, /var/log/containers, runc's and
+# the shims' directories); `up` records the host as it found it before the first start, and
+# `down` undoes every change and then checks the host against that record, failing with the
+# difference. Pods run with hostNetwork on 127.0.0.1; the CNI configuration gives any other pod
+# a loopback interface only, so that no pod ever has an address, or sends traffic, outside
+# 127.0.0.0/8. Images come from OCI archives imported here; the registry configuration sends
+# every pull to 127.0.0.1, so a missing image fails instead of leaving the machine.
+
+node_dir() { echo "$KARCHDEV_STATE/node"; }
+containerd_bin() { echo "$KARCHDEV_CACHE/containerd-$CONTAINERD_VERSION/$1"; }
+containerd_sock() { echo "$(node_dir)/containerd/containerd.sock"; }
+ctr_() { "$(containerd_bin ctr)" --address "$(containerd_sock)" -n k8s.io "$@"; }
+crictl_() { "$(containerd_bin crictl)" --runtime-endpoint "unix://$(containerd_sock)" --timeout 30s "$@"; }
+pause_image() { echo "localhost/karch/pause:1"; }
+kubelet_ready() { curl -fs "http://127.0.0.1:$KARCHDEV_KUBELET_HEALTHZ_PORT/healthz" >/dev/null; }
+node_ready() {
+  kubectl --kubeconfig "$(kube_dir)/admin.kubeconfig" get node "$KARCHDEV_NODE_NAME" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
+}
+node_healthy() { ours containerd && ours kubelet && kubelet_ready && node_ready; }
+
+install_containerd() {
+  local out; out=$(dirname "$(containerd_bin x)")
+  [[ -x $out/crictl ]] && return
+  log "building containerd $CONTAINERD_VERSION, its runc shim, ctr and crictl $CRICTL_VERSION from the Go module proxy (about 2 minutes, once)"
+  local gobin; gobin=$(mktemp -d)
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    CGO_ENABLED=0 GOBIN=$gobin GOFLAGS=-buildvcs=false go install -tags "no_btrfs no_devmapper no_zfs" \
+      "github.com/containerd/containerd/v2/cmd/$c@$CONTAINERD_VERSION" >&2
+  done
+  CGO_ENABLED=0 GOBIN=$gobin GOFLAGS=-buildvcs=false go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" >&2
+  mkdir -p "$out.tmp"
+  mv "$gobin"/* "$out.tmp/"
+  rm -rf "$out" "$gobin" && mv "$out.tmp" "$out"
+}
+
+# host_state prints what a node changes on the host, one line per fact, in a stable order.
+host_state() {
+  local k
+  for k in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys \
+    kernel.keys.root_maxbytes net.ipv4.ip_forward; do
+    echo "sysctl $k=$(sysctl -n "$k" 2>/dev/null)"
+  done
+  iptables-save 2>/dev/null | grep -v '^#' | sed -e 's/ \[[0-9]*:[0-9]*\]$//' -e 's/^/iptables /'
+  ip6tables-save 2>/dev/null | grep -v '^#' | sed -e 's/ \[[0-9]*:[0-9]*\]$//' -e 's/^/ip6tables /'
+  ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
+  findmnt -rn -o TARGET | sort | sed 's/^/mount /'
+  find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort | sed 's/^/cgroup /'
+  for k in /var/log/containers /var/log/pods /run/containerd /var/run/nri /var/lib/kubelet /var/lib/containerd \
+    /etc/cni /opt/cni /var/lib/cni /run/netns /etc/kubernetes /run/runc; do
+    if [[ -e $k ]]; then echo "path $k"; fi
+  done
+}
+
+# node_config writes containerd's and the kubelet's configuration and the CNI configuration.
+node_config() {
+  local nd; nd=$(node_dir)
+  mkdir -p "$nd/containerd/certs.d/_default" "$nd/cni" "$nd/kubelet" "$nd/manifests" "$nd/pod-logs"
+  printf 'server = "http://127.0.0.1:9"\n\n[host."http://127.0.0.1:9"]\n  capabilities = ["pull", "resolve"]\n' \
+    >"$nd/containerd/certs.d/_default/hosts.toml"
+  cat >"$nd/cni/10-karch-loopback.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "karch-loopback", "plugins": [{"type": "loopback"}]}
+JSON
+  cat >"$nd/containerd/config.toml" <<TOML
+version = 3
+root = '$nd/containerd/root'
+state = '$nd/containerd/state'
+disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.internal.v1.opt']
+
+[grpc]
+  address = '$(containerd_sock)'
+
+[ttrpc]
+  address = '$(containerd_sock).ttrpc'
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = '$(pause_image)'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '$nd/containerd/certs.d'
+  [plugins.'io.containerd.cri.v1.runtime']
+    restrict_oom_score_adj = true
+    cdi_spec_dirs = []
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = 'io.containerd.runc.v2'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = '$(command -v runc)'
+        Root = '$nd/runc'
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ['/usr/lib/cni']
+      conf_dir = '$nd/cni'
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = '127.0.0.1'
+TOML
+  cat >"$nd/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: $KARCHDEV_KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KARCHDEV_KUBELET_HEALTHZ_PORT
+tlsCertFile: $(pki kubelet.crt)
+tlsPrivateKeyFile: $(pki kubelet.key)
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: $(pki ca.crt)}}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$(containerd_sock)
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+staticPodPath: $nd/manifests
+podLogsDir: $nd/pod-logs
+resolvConf: /etc/resolv.conf
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+serializeImagePulls: false
+shutdownGracePeriod: 0s
+YAML
+}
+
+# node_images builds the pause image and imports it; `make image` and the tests import karch's.
+node_images() {
+  local nd; nd=$(node_dir)
+  CGO_ENABLED=0 go build -C "$here/../.." -trimpath -ldflags "-s -w" -o "$nd/pause" ./tools/pause
+  go run -C "$here/../.." ./tools/image -binary "$nd/pause" -path /pause -user 65535:65535 -ca-certs "" \
+    -name "$(pause_image)" -out "$nd/pause.tar"
+  ctr_ images import "$nd/pause.tar" >"$nd/import.log" 2>&1 || { cat "$nd/import.log" >&2; die "node: importing the pause image failed"; }
+}
+
+up_node() {
+  if node_healthy; then log "node: reusing $KARCHDEV_NODE_NAME"; return; fi
+  down_node
+  for p in "$KARCHDEV_KUBELET_PORT" "$KARCHDEV_KUBELET_HEALTHZ_PORT"; do
+    port_open "$p" && die "port $p is taken by a process this script did not start"
+  done
+  ensure_cmd runc runc
+  ensure_cmd iptables iptables
+  [[ -d /usr/lib/cni ]] || ensure_cmd /usr/lib/cni/loopback containernetworking-plugins
+  install_containerd
+  mkdir -p "$KARCHDEV_CACHE/bin" # ctr and crictl for the tests (KARCH_TEST_CTR) and by hand
+  ln -sfn "../containerd-$CONTAINERD_VERSION/ctr" "$KARCHDEV_CACHE/bin/ctr"
+  ln -sfn "../containerd-$CONTAINERD_VERSION/crictl" "$KARCHDEV_CACHE/bin/crictl"
+  local nd; nd=$(node_dir)
+  mkdir -p "$nd"
+  [[ -f $nd/host.before ]] || host_state >"$nd/host.before"
+  node_config
+  start containerd "$(containerd_bin containerd)" --config "$nd/containerd/config.toml"
+  wait_ready containerd test -S "$(containerd_sock)"
+  node_images
+  start kubelet "$(kube_bin kubelet)" --config "$nd/kubelet.yaml" --kubeconfig "$(kube_dir)/node.kubeconfig" \
+    --root-dir "$nd/kubelet" --hostname-override "$KARCHDEV_NODE_NAME" --node-ip 127.0.0.1 \
+    --node-labels karch.io/node=local --v 1
+  wait_ready kubelet node_ready
+  log "node: $KARCHDEV_NODE_NAME Ready (kubelet v$KUBE_VERSION, containerd $CONTAINERD_VERSION; containerd socket $(containerd_sock))"
+}
+
+# down_node stops the kubelet, every pod and containerd, then undoes the host changes and
+# checks the host against the record `up` made.
+down_node() {
+  local nd; nd=$(node_dir)
+  [[ -d $nd ]] || return 0
+  down_one kubelet
+  if ours containerd; then
+    crictl_ rmp --all --force >/dev/null 2>&1 || log "node: removing pods failed; killing what is left"
+  fi
+  down_one containerd
+  pkill -KILL -f "containerd-shim-runc-v2 .*-address $(containerd_sock)" 2>/dev/null || true
+  local cg pid
+  for cg in $(find /sys/fs/cgroup -type d -path '*/kubepods*' 2>/dev/null | sort -r); do
+    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$cg/cgroup.procs"
+  done
+  sleep 0.5
+  { findmnt -rn -o TARGET | grep -F "$nd/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  umount -l "$nd/kubelet" 2>/dev/null || true
+  for cg in $(find /sys/fs/cgroup -type d -path '*/kubepods*' 2>/dev/null | sort -r); do rmdir "$cg" 2>/dev/null || true; done
+  restore_host "$nd/host.before"
+  rm -rf "$nd/containerd/state" "$nd/runc" "$nd/kubelet/pods" "$nd/pod-logs"
+  if [[ -f $nd/host.before ]]; then
+    if ! diff <(cat "$nd/host.before") <(host_state) >"$nd/host.diff"; then
+      log "node: the host differs from before the node started (< before, > now):"
+      cat "$nd/host.diff" >&2
+      die "node: the host is not as the node found it; see above"
+    fi
+    rm -f "$nd/host.before" "$nd/host.diff"
+    log "node: the host is as the node found it"
+  fi
+}
+
+# restore_host undoes what the kubelet changes, by the record BEFORE: sysctls set back,
+# iptables chains and rules it added removed, directories it created removed.
+restore_host() {
+  local before=$1 line k v tool table chain
+  [[ -f $before ]] || return 0
+  { grep '^sysctl ' "$before" || true; } | while read -r _ line; do
+    k=${line%%=*} v=${line#*=}
+    if [[ -n $v && $(sysctl -n "$k" 2>/dev/null) != "$v" ]]; then sysctl -q -w "$k=$v" >/dev/null; fi
+  done
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null || continue
+    for table in filter nat mangle; do
+      # Chains the node added: rules that jump to them go first, then the chains.
+      local added=() was
+      was=$({ grep "^$tool " "$before" || true; } | awk -v t="*$table" '$2 ~ /^\*/ {cur=$2} cur==t && $2 ~ /^:/ {print substr($2,2)}')
+      for chain in $("$tool-save" -t "$table" 2>/dev/null | sed -n 's/^:\([^ ]*\) .*/\1/p'); do
+        grep -qx "$chain" <<<"$was" || added+=("$chain")
+      done
+      for chain in "${added[@]}"; do
+        { "$tool" -t "$table" -S 2>/dev/null | grep -E -- "-j $chain( |\$)" || true; } | while read -r line; do
+          eval "$tool -w -t $table ${line/#-A/-D}" 2>/dev/null || true
+        done
+      done
+      for chain in "${added[@]}"; do "$tool" -w -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in "${added[@]}"; do "$tool" -w -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
+  for k in /var/log/containers /var/log/pods /run/containerd /var/run/nri /var/lib/kubelet /var/lib/containerd \
+    /etc/cni /opt/cni /var/lib/cni /run/netns /etc/kubernetes /run/runc; do
+    if [[ -e $k ]] && ! grep -qx "path $k" "$before"; then rm -rf "$k"; fi
+  done
+  return 0
+}
 # --- commands -----------------------------------------------------------------------------
 
 down_one() {
@@ -316,10 +597,20 @@ case "${1:-}" in
     up_redis
     up_kafka
     up_minio
-    if [[ ${2:-} == kube ]]; then up_kube; fi
+    if [[ ${2:-} == kube ]]; then up_kube; up_node; fi
     ;;
-  down) for s in kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done ;;
-  status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager; do status_one "$s"; done ;;
+  down)
+    down_node
+    [[ ${2:-} == node ]] && exit 0
+    for s in kube-scheduler kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done
+    ;;
+  status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do status_one "$s"; done ;;
   tools) install_promtool; install_duckdb ;;
-  *) die "usage: $0 up [kube]|down|status|tools" ;;
+  import)
+    [[ -f ${2:-} ]] || die "usage: $0 import IMAGE.tar"
+    if ! node_healthy; then log "node: not running (make kube-up starts it); $2 not imported"; exit 0; fi
+    ctr_ images import "$2" >"$(node_dir)/import.log" 2>&1 || { cat "$(node_dir)/import.log" >&2; die "node: importing $2 failed"; }
+    log "node: imported $2"
+    ;;
+  *) die "usage: $0 up [kube]|down [node]|status|tools|import IMAGE.tar" ;;
 esac
