@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/karch-archive/karch/internal/nodeagent"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/tests/chaos/checker"
 )
@@ -165,7 +164,7 @@ func TestChaosKilledCoordinator(t *testing.T) {
 			if job == nil {
 				return false // it finished since the pick
 			}
-			err := c.agent.Kill(context.Background(), c.ns, pod.Name)
+			err := c.kill(pod)
 			if err == nil {
 				killed = append(killed, killedRun{pod: pod.Name, job: job.Name, uid: job.UID})
 			}
@@ -209,7 +208,7 @@ func (c *cluster) assertAdopted(rec *recorder, k killedRun) {
 	if next == nil {
 		c.t.Fatalf("no coordinator pod followed the killed %s", k.pod)
 	}
-	out, err := os.ReadFile(c.agent.LogFile(c.ns, next.Name))
+	out, err := c.log(next)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -268,7 +267,7 @@ func (c *cluster) hit(err error, what string, pod *corev1.Pod) bool {
 	case err == nil:
 		c.t.Logf("chaos: %s pod %s", what, pod.Name)
 		return true
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err) || errors.Is(err, nodeagent.ErrNotRunning):
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err) || errors.Is(err, testenv.ErrNotRunning):
 		c.t.Logf("chaos: %s pod %s missed: %v", what, pod.Name, err)
 		return false
 	}
@@ -304,14 +303,9 @@ func slowS3(t *testing.T, delay time.Duration) string {
 	return srv.URL
 }
 
-// shardsVia is a node agent hook that sends the shards' S3 requests to endpoint.
-func shardsVia(endpoint string) func(*corev1.Pod, []string) []string {
-	return func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) >= 0 {
-			env = append(env, "KARCH_S3_ENDPOINT="+endpoint)
-		}
-		return env
-	}
+// shardsVia is a tamper hook that sends the shards' S3 requests to endpoint.
+func shardsVia(endpoint string) func(context.Context, int) []string {
+	return func(context.Context, int) []string { return []string{"KARCH_S3_ENDPOINT=" + endpoint} }
 }
 
 func isShard(pod *corev1.Pod) bool { return shardIndex(pod) >= 0 }

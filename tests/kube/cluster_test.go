@@ -1,8 +1,10 @@
-// Package kube tests karch on a real Kubernetes control plane (etcd, kube-apiserver and
-// kube-controller-manager started by `make test`), with internal/nodeagent standing in for a
-// kubelet: the deploy/ overlays applied as they are, the coordinator started from its CronJob,
-// and the shards run by the real Job controller. Each test has its own namespace, node agent,
-// topic and pipeline, so they run in parallel.
+// Package kube tests karch on a real Kubernetes node and control plane, both started by
+// `make test` (tests/services/services.sh): etcd, kube-apiserver, kube-controller-manager and
+// kube-scheduler, and a kubelet with containerd and runc that runs every pod as a container
+// of karch's image, built from the checkout. The deploy/ overlays are applied as they are,
+// the coordinator is started from its CronJob, and the shards run as the real Job controller
+// and kubelet run them. Each test has its own namespace, topic and pipeline, so they run in
+// parallel on the one node.
 package kube
 
 import (
@@ -11,13 +13,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,13 +35,20 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/karch-archive/karch/internal/nodeagent"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
-var karchBin string
+// The images the tests' pods run, both built from the checkout by TestMain: image is the kind
+// overlay's, karch's release build as `make image` makes it; testImage is the same build with
+// karch's test hooks (cmd/karch/testhook.go), for the tests that reach into a shard.
+const (
+	image     = "karch:dev"
+	testImage = "karch:testhooks"
+)
 
-// TestMain runs more of the tests at once than go test would (GOMAXPROCS, 2 on the project's
+// TestMain builds and imports the images, and holds the node's lock shared while the tests
+// run, so that tests/services' check of the node's clean-up, which stops the node, waits for
+// them. It runs more of the tests at once than go test would (GOMAXPROCS, 2 on the project's
 // machine), unless -parallel says how many: they wait on the control plane (pods starting, the
 // Job controller's backoffs of 10 s and more after each failed pod) far more than they compute.
 func TestMain(m *testing.M) {
@@ -45,26 +58,45 @@ func TestMain(m *testing.M) {
 	if !set {
 		flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
 	}
-	testenv.MainWithKarch(m, &karchBin)
+	os.Exit(run(m))
 }
 
-// image is the kind overlay's image; the node agent runs the karch binary for it.
-const image = "karch:dev"
+func run(m *testing.M) int {
+	unlock, err := testenv.LockNode(syscall.LOCK_SH)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer unlock()
+	ctx := context.Background()
+	if err := testenv.KarchImage(ctx, "docker.io/library/"+image); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := testenv.KarchImage(ctx, "docker.io/library/"+testImage, "karch_testhooks"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
 
-// cluster is one test's namespace on the local control plane and the node agent that runs
-// its pods.
+// cluster is one test's namespace on the local control plane and node.
 type cluster struct {
 	t          *testing.T
 	kubeconfig string
 	rest       *rest.Config
 	client     kubernetes.Interface
 	ns         string
-	agent      *nodeagent.Agent
+	node       testenv.Node
+	// image is what the test's pods run; tamperURL, with testImage, is where its shards
+	// ask what to change before they start.
+	image, tamperURL string
 }
 
-// newCluster starts a node agent for a fresh namespace; tamper, when not nil, may change a
-// pod's environment before it starts.
-func newCluster(t *testing.T, tamper func(*corev1.Pod, []string) []string) *cluster {
+// newCluster makes a fresh namespace. tamper, when not nil, is asked by every shard before it
+// starts (through testImage's hook) for NAME=value lines to set in its environment, and may
+// hold its answer to hold the shard until ctx ends.
+func newCluster(t *testing.T, tamper func(ctx context.Context, index int) []string) *cluster {
 	t.Helper()
 	kc := testenv.Kube(t)
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
@@ -72,26 +104,36 @@ func newCluster(t *testing.T, tamper func(*corev1.Pod, []string) []string) *clus
 		t.Fatal(err)
 	}
 	client := kubernetes.NewForConfigOrDie(rc)
-	c := &cluster{t: t, kubeconfig: kc, rest: rc, client: client, ns: fmt.Sprintf("karch-t%d", time.Now().UnixNano()%1e10)}
-	c.agent = &nodeagent.Agent{
-		Client: client, Server: rc.Host, Node: c.ns, Namespace: c.ns, Images: map[string]string{image: karchBin},
-		Dir: t.TempDir(), BaseEnv: []string{"PATH=" + os.Getenv("PATH")}, Tamper: tamper,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	c := &cluster{t: t, kubeconfig: kc, rest: rc, client: client, ns: fmt.Sprintf("karch-t%d", time.Now().UnixNano()%1e10),
+		node: testenv.KubeNode(t), image: image}
+	if tamper != nil {
+		c.image, c.tamperURL = testImage, c.serveTamper(tamper)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.agent.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node agent: %v", err)
-		}
-		client.CoreV1().Nodes().Delete(context.Background(), c.ns, metav1.DeleteOptions{})
-	})
-	// Cleanups run last-in first-out: the namespace goes while the agent still runs, so that
-	// it can let the namespace's pods go.
 	t.Cleanup(c.cleanup)
 	return c
+}
+
+// serveTamper serves tamper to the test's shards on 127.0.0.1, where their host network
+// reaches it.
+func (c *cluster) serveTamper(tamper func(ctx context.Context, index int) []string) string {
+	stop, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		index, err := strconv.Atoi(r.URL.Query().Get("index"))
+		if err != nil {
+			http.Error(w, "index: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		ctx, done := context.WithCancel(r.Context())
+		defer done()
+		defer context.AfterFunc(stop, done)()
+		for _, kv := range tamper(ctx, index) {
+			fmt.Fprintln(w, kv)
+		}
+	}))
+	// Cleanups run last-in first-out: held shards are let go before the server closes.
+	c.t.Cleanup(srv.Close)
+	c.t.Cleanup(cancel)
+	return srv.URL
 }
 
 func (c *cluster) cleanup() {
@@ -100,7 +142,7 @@ func (c *cluster) cleanup() {
 	}
 	ctx := context.Background()
 	c.client.CoreV1().Namespaces().Delete(ctx, c.ns, metav1.DeleteOptions{})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if _, err := c.client.CoreV1().Namespaces().Get(ctx, c.ns, metav1.GetOptions{}); err != nil {
 			return
@@ -117,13 +159,32 @@ func (c *cluster) dumpLogs() {
 		return
 	}
 	for _, p := range pods.Items {
-		out, _ := os.ReadFile(c.agent.LogFile(p.Namespace, p.Name))
-		c.t.Logf("pod %s phase %s:\n%s", p.Name, p.Status.Phase, out)
+		out, err := c.log(&p)
+		c.t.Logf("pod %s phase %s (%v):\n%s", p.Name, p.Status.Phase, err, out)
 	}
+}
+
+// log is what a pod's one container wrote, every attempt.
+func (c *cluster) log(pod *corev1.Pod) ([]byte, error) {
+	return c.node.PodLog(pod.Namespace, pod.Name, string(pod.UID), pod.Spec.Containers[0].Name)
+}
+
+// kill sends SIGKILL to a pod's running container.
+func (c *cluster) kill(pod *corev1.Pod) error {
+	id := ""
+	if s := pod.Status.ContainerStatuses; len(s) == 1 && s[0].State.Running != nil {
+		id = s[0].ContainerID
+	}
+	return c.node.Kill(context.Background(), id)
 }
 
 // deploy applies the kind overlay to the test's namespace with the pipeline's settings and
 // the test servers' credentials, its CronJob suspended so that only the test starts runs.
+// Every pod runs in the node's network namespace, where Kafka, Redis, MinIO and the API
+// server listen on 127.0.0.1: the shards by the kube runner's shard_host_network, the
+// coordinator by a patch, which also points its in-cluster client at the API server there.
+// The pod specs are the overlay's otherwise: securityContext, read-only root, emptyDir,
+// limits.
 func (c *cluster) deploy(settings map[string]string) {
 	c.t.Helper()
 	dir := c.t.TempDir()
@@ -135,11 +196,38 @@ func (c *cluster) deploy(settings map[string]string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	api, err := url.Parse(c.rest.Host)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	settings = maps.Clone(settings)
+	settings["KARCH_SHARD_HOST_NETWORK"] = "true"
+	if c.tamperURL != "" {
+		settings["KARCHTEST_TAMPER_URL"] = c.tamperURL
+	}
+	name, tag, _ := strings.Cut(c.image, ":")
 	s3 := testenv.S3Server(c.t)
 	files := map[string]string{
-		"kustomization.yaml": fmt.Sprintf("resources: [%q]\nnamespace: %s\npatches:\n- path: cron.yaml\n- path: config.yaml\n- path: s3.yaml\n- path: redis.yaml\n", rel, c.ns),
-		"cron.yaml":          "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: karch-cdr}\nspec: {suspend: true}\n",
-		"config.yaml":        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: karch-pipeline}\ndata: " + jsonMap(settings) + "\n",
+		"kustomization.yaml": fmt.Sprintf("resources: [%q]\nnamespace: %s\nimages: [{name: karch, newName: %s, newTag: %s}]\n"+
+			"patches:\n- path: cron.yaml\n- path: config.yaml\n- path: s3.yaml\n- path: redis.yaml\n", rel, c.ns, name, tag),
+		"cron.yaml": fmt.Sprintf(`apiVersion: batch/v1
+kind: CronJob
+metadata: {name: karch-cdr}
+spec:
+  suspend: true
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          hostNetwork: true
+          dnsPolicy: ClusterFirstWithHostNet
+          containers:
+            - name: coordinator
+              env:
+                - {name: KUBERNETES_SERVICE_HOST, value: %q}
+                - {name: KUBERNETES_SERVICE_PORT, value: %q}
+`, api.Hostname(), api.Port()),
+		"config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: karch-pipeline}\ndata: " + jsonMap(settings) + "\n",
 		"s3.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-s3}\nstringData: " +
 			jsonMap(map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}) + "\n",
 		"redis.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-redis}\nstringData: {KARCH_REDIS_PASSWORD: \"\"}\n",
@@ -161,7 +249,7 @@ func (c *cluster) clientAs(serviceAccount string) kubernetes.Interface {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	rc := &rest.Config{Host: c.rest.Host, BearerToken: tok.Status.Token, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	rc := &rest.Config{Host: c.rest.Host, BearerToken: tok.Status.Token, TLSClientConfig: c.rest.TLSClientConfig}
 	return kubernetes.NewForConfigOrDie(rc)
 }
 

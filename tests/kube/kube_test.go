@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -73,6 +72,9 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 			"KARCH_UNTIL":       start.Add(dueWindows * time.Hour).Format(time.RFC3339),
 			"KARCH_MAX_WINDOWS": strconv.Itoa(windows), "KARCH_SHARDS": "3", "KARCH_PARALLELISM": "3",
 			"KARCH_RETRIES": "2", "KARCH_PIECE_RECORDS": "1500", "KARCH_LEASE_TTL": "4s",
+			// The tests share one 2-core node: a CPU request this small lets eight tests'
+			// shards be scheduled at once (the coordinator's own, in the CronJob, is 100m).
+			"KARCH_SHARD_CPU": "10m",
 		}}
 }
 
@@ -217,7 +219,7 @@ func (c *cluster) assertNoSecret(secret string, jobs []batchv1.Job) {
 		c.t.Fatal(err)
 	}
 	for _, p := range pods.Items {
-		out, err := os.ReadFile(c.agent.LogFile(p.Namespace, p.Name))
+		out, err := c.log(&p)
 		if err != nil || len(out) == 0 {
 			c.t.Errorf("pod %s left no log (%v)", p.Name, err)
 		}
@@ -232,9 +234,9 @@ func (c *cluster) assertNoSecret(secret string, jobs []batchv1.Job) {
 func TestShardExit1IsRetried(t *testing.T) {
 	t.Parallel()
 	var once sync.Once
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) == 1 {
-			once.Do(func() { env = append(env, "KARCH_S3_ENDPOINT=http://127.0.0.1:1") })
+	c := newCluster(t, func(_ context.Context, index int) (env []string) {
+		if index == 1 {
+			once.Do(func() { env = []string{"KARCH_S3_ENDPOINT=http://127.0.0.1:1"} })
 		}
 		return env
 	})
@@ -248,17 +250,16 @@ func TestShardExit1IsRetried(t *testing.T) {
 	c.assertRetriedOnce(1)
 }
 
-// holdShards is a node agent hook that starts no shard pod before release is closed (or
-// three minutes have passed).
-func holdShards(release <-chan struct{}) func(*corev1.Pod, []string) []string {
-	return func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) >= 0 {
-			select {
-			case <-release:
-			case <-time.After(3 * time.Minute):
-			}
+// holdShards is a tamper hook that lets no shard start its work before release is closed
+// (or three minutes have passed).
+func holdShards(release <-chan struct{}) func(context.Context, int) []string {
+	return func(ctx context.Context, _ int) []string {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		case <-time.After(3 * time.Minute):
 		}
-		return env
+		return nil
 	}
 }
 
@@ -280,10 +281,10 @@ func (c *cluster) assertRetriedOnce(code int32) {
 // window commits.
 func TestShardCrashIsRetried(t *testing.T) {
 	t.Parallel()
-	marker := filepath.Join(t.TempDir(), "crashed")
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) == 0 {
-			env = append(env, "KARCHTEST_PANIC_ONCE="+marker)
+	var once sync.Once
+	c := newCluster(t, func(_ context.Context, index int) (env []string) {
+		if index == 0 {
+			once.Do(func() { env = []string{"KARCHTEST_PANIC_ONCE=/tmp/crashed"} })
 		}
 		return env
 	})
@@ -304,14 +305,14 @@ func TestFailedShardJobIsReplaced(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	broken := 2 // both attempts the first Job allows index 1
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
+	c := newCluster(t, func(_ context.Context, index int) []string {
 		mu.Lock()
 		defer mu.Unlock()
-		if shardIndex(pod) == 1 && broken > 0 {
+		if index == 1 && broken > 0 {
 			broken--
-			env = append(env, "KARCH_S3_ENDPOINT=http://127.0.0.1:1")
+			return []string{"KARCH_S3_ENDPOINT=http://127.0.0.1:1"}
 		}
-		return env
+		return nil
 	})
 	p := newPipeline(t, c.ns, 1)
 	p.settings["KARCH_RETRIES"] = "1"
@@ -336,11 +337,11 @@ func TestFailedShardJobIsReplaced(t *testing.T) {
 // commits nothing.
 func TestShardExit3FailsTheRun(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, func(pod *corev1.Pod, env []string) []string {
-		if shardIndex(pod) == 0 {
-			env = append(env, "JOB_COMPLETION_INDEX=99")
+	c := newCluster(t, func(_ context.Context, index int) []string {
+		if index == 0 {
+			return []string{"JOB_COMPLETION_INDEX=99"}
 		}
-		return env
+		return nil
 	})
 	p := newPipeline(t, c.ns, 1)
 	c.deploy(p.settings)
@@ -402,17 +403,28 @@ func (c *cluster) waitShardJob() batchv1.Job {
 	return batchv1.Job{}
 }
 
+// killCoordinator sends SIGKILL to the coordinator of a Job, once its container runs.
 func (c *cluster) killCoordinator(job string) {
 	c.t.Helper()
-	if err := c.agent.Kill(context.Background(), c.ns, c.onlyPod(job).Name); err != nil {
-		c.t.Fatal(err)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pod := c.onlyPod(job)
+		err := c.kill(&pod)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, testenv.ErrNotRunning) || time.Now().After(deadline) {
+			c.t.Fatalf("kill the coordinator of %s: %v", job, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // podLog is the output of a Job's only pod.
 func (c *cluster) podLog(job string) string {
 	c.t.Helper()
-	out, err := os.ReadFile(c.agent.LogFile(c.ns, c.onlyPod(job).Name))
+	pod := c.onlyPod(job)
+	out, err := c.log(&pod)
 	if err != nil {
 		c.t.Fatal(err)
 	}
