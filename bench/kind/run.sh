@@ -17,8 +17,8 @@ docker info >/dev/null 2>&1 || die "needs a running container engine (docker inf
 k() { kubectl --context "kind-$KIND_CLUSTER" -n karch "$@"; }
 
 kind get clusters | grep -qx "$KIND_CLUSTER" || kind create cluster --name "$KIND_CLUSTER"
-docker build -t karch:dev "$root"
-kind load docker-image karch:dev --name "$KIND_CLUSTER"
+make -C "$root" image # the Dockerfile's image, as an OCI archive
+kind load image-archive "$root/bin/karch-image.tar" --name "$KIND_CLUSTER"
 kubectl --context "kind-$KIND_CLUSTER" apply -k "$root/deploy/overlays/kind"
 k apply -f "$root/bench/kind/infra.yaml"
 k rollout status deploy/kafka deploy/redis deploy/minio --timeout=5m
