@@ -58,24 +58,9 @@ patches:
       kind: Secret
       metadata: {name: karch-redis}
       stringData: {KARCH_REDIS_PASSWORD: ""}
-  - patch: |-
-      apiVersion: batch/v1
-      kind: CronJob
-      metadata: {name: karch-cdr}
-      spec:
-        suspend: true
-        jobTemplate:
-          spec:
-            template:
-              spec:
-                hostNetwork: true
-                dnsPolicy: ClusterFirstWithHostNet
-                containers:
-                  - name: coordinator
-                    env:
-                      - {name: KUBERNETES_SERVICE_HOST, value: "${api%:*}"}
-                      - {name: KUBERNETES_SERVICE_PORT, value: "${api#*:}"}
+  - path: coordinator.yaml
 YAML
+sed -e "s/@HOST@/${api%:*}/" -e "s/@PORT@/${api#*:}/" "$root/tests/kube/testdata/node-coordinator.yaml" >"$dir/coordinator.yaml"
 kubectl apply -k "$dir" >/dev/null
 log "namespace $ns; starting the coordinator"
 t0=$(date +%s.%N)

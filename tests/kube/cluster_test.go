@@ -205,28 +205,16 @@ func (c *cluster) deploy(settings map[string]string) {
 	if c.tamperURL != "" {
 		settings["KARCHTEST_TAMPER_URL"] = c.tamperURL
 	}
+	cron, err := os.ReadFile("testdata/node-coordinator.yaml")
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	name, tag, _ := strings.Cut(c.image, ":")
 	s3 := testenv.S3Server(c.t)
 	files := map[string]string{
 		"kustomization.yaml": fmt.Sprintf("resources: [%q]\nnamespace: %s\nimages: [{name: karch, newName: %s, newTag: %s}]\n"+
 			"patches:\n- path: cron.yaml\n- path: config.yaml\n- path: s3.yaml\n- path: redis.yaml\n", rel, c.ns, name, tag),
-		"cron.yaml": fmt.Sprintf(`apiVersion: batch/v1
-kind: CronJob
-metadata: {name: karch-cdr}
-spec:
-  suspend: true
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          hostNetwork: true
-          dnsPolicy: ClusterFirstWithHostNet
-          containers:
-            - name: coordinator
-              env:
-                - {name: KUBERNETES_SERVICE_HOST, value: %q}
-                - {name: KUBERNETES_SERVICE_PORT, value: %q}
-`, api.Hostname(), api.Port()),
+		"cron.yaml":   strings.NewReplacer("@HOST@", api.Hostname(), "@PORT@", api.Port()).Replace(string(cron)),
 		"config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: karch-pipeline}\ndata: " + jsonMap(settings) + "\n",
 		"s3.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-s3}\nstringData: " +
 			jsonMap(map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}) + "\n",
