@@ -133,6 +133,8 @@ func TestRunnerFailsOnPodsThatCannotStart(t *testing.T) {
 		{"missing secret", waiting("CreateContainerConfigError", `secret "karch-s3" not found`), "", true, `secret "karch-s3" not found`},
 		{"unschedulable", unschedulable, "", false, "0/3 nodes are available"},
 		{"quota", nil, "exceeded quota: compute, requested: limits.memory=256Mi", false, "exceeded quota"},
+		{"slow to create", waiting("ContainerCreating", ""), "", false, "has been pending for 1h0m0s: ContainerCreating"},
+		{"no word from the kubelet", func(*corev1.Pod) {}, "", false, "the kubelet gives no reason yet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := fake.NewClientset()

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -72,7 +73,21 @@ func unstarted(pod *corev1.Pod, now time.Time, limit time.Duration) error {
 			return fmt.Errorf("pod %s has not been scheduled after %s: %s: %s", pod.Name, waited, c.Reason, c.Message)
 		}
 	}
-	return fmt.Errorf("pod %s has been pending for %s: %s", pod.Name, waited, pod.Status.Message)
+	return fmt.Errorf("pod %s has been pending for %s: %s", pod.Name, waited, pendingReason(pod))
+}
+
+// pendingReason is what the kubelet says of a scheduled pod that has not started: its
+// container's waiting reason (ContainerCreating on a busy node) or the pod's message.
+func pendingReason(pod *corev1.Pod) string {
+	for _, s := range pod.Status.ContainerStatuses {
+		if w := s.State.Waiting; w != nil && w.Reason != "" {
+			return strings.TrimSuffix(w.Reason+": "+w.Message, ": ")
+		}
+	}
+	if pod.Status.Message != "" {
+		return pod.Status.Message
+	}
+	return "the kubelet gives no reason yet"
 }
 
 // refusedPods explains a Job that has had no live pod for limit: the Job controller's

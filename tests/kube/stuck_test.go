@@ -25,7 +25,9 @@ func TestShardImageTypoFailsFastAndTheFixTakes(t *testing.T) {
 	c := newCluster(t, nil)
 	p := newPipeline(t, c.ns, 1)
 	p.settings["KARCH_SHARD_IMAGE"] = "karch:typo"
-	p.settings["KARCH_SHARD_START_TIMEOUT"] = "10s"
+	// Long enough for a busy node to have tried the pull: before it has, the pod is pending
+	// with no reason, which the coordinator takes for a passing delay (exit 1).
+	p.settings["KARCH_SHARD_START_TIMEOUT"] = "30s"
 	c.deploy(p.settings)
 	c.startRun("run-1")
 	if run := c.waitJob("run-1", 3*time.Minute); finished(run) != batchv1.JobFailed {
