@@ -94,15 +94,8 @@ func hostFacts(t *testing.T) []byte {
 	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		out, _ := exec.Command(tool + "-save").Output()
-		for line := range strings.Lines(string(out)) {
-			line = strings.TrimSuffix(line, "\n")
-			if strings.HasPrefix(line, "#") {
-				continue
-			}
-			if i := strings.LastIndex(line, " ["); strings.HasPrefix(line, ":") && i > 0 {
-				line = line[:i] // packet counters
-			}
-			b.WriteString(tool + " " + line + "\n")
+		for _, fact := range iptablesFacts(string(out)) {
+			b.WriteString(tool + " " + fact + "\n")
 		}
 	}
 	links, err := os.ReadDir("/sys/class/net")
@@ -127,6 +120,29 @@ func hostFacts(t *testing.T) []byte {
 		}
 	}
 	return b.Bytes()
+}
+
+// iptablesFacts are the rules and chains of iptables-save's output, each after its table: a
+// table that exists with nothing in it, as iptables-nft makes them on first use, is no fact.
+func iptablesFacts(save string) []string {
+	builtin := map[string]bool{":INPUT": true, ":OUTPUT": true, ":FORWARD": true, ":PREROUTING": true, ":POSTROUTING": true}
+	var table string
+	var out []string
+	for line := range strings.Lines(save) {
+		line = strings.TrimSuffix(line, "\n")
+		switch f := strings.Fields(line); {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case len(f) == 0 || strings.HasPrefix(line, "#") || line == "COMMIT":
+		case strings.HasPrefix(line, ":"):
+			if len(f) >= 2 && !(builtin[f[0]] && f[1] == "ACCEPT") {
+				out = append(out, table+" "+f[0]+" "+f[1])
+			}
+		default:
+			out = append(out, table+" "+line)
+		}
+	}
+	return out
 }
 
 // mountTargets are the mount points of /proc/self/mountinfo, unescaped as findmnt prints them.

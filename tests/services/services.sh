@@ -382,6 +382,16 @@ install_containerd() {
   rm -rf "$out" "$gobin" && mv "$out.tmp" "$out"
 }
 
+# iptables_facts keeps, of iptables-save's output, the table of each rule and chain, the rules,
+# the chains a table's own do not include, and built-in chains whose policy is not ACCEPT.
+iptables_facts() {
+  awk '/^\*/ {t = substr($0, 2); next}
+       /^#/ || /^COMMIT/ {next}
+       /^:/ {if ($2 == "ACCEPT" && $1 ~ /^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING)$/) next
+             print t " " $1 " " $2; next}
+       {print t " " $0}'
+}
+
 # host_state prints what a node changes on the host, one line per fact, in a stable order.
 host_state() {
   local k
@@ -389,8 +399,10 @@ host_state() {
     kernel.keys.root_maxbytes net.ipv4.ip_forward; do
     echo "sysctl $k=$(sysctl -n "$k" 2>/dev/null)"
   done
-  iptables-save 2>/dev/null | grep -v '^#' | sed -e 's/ \[[0-9]*:[0-9]*\]$//' -e 's/^/iptables /'
-  ip6tables-save 2>/dev/null | grep -v '^#' | sed -e 's/ \[[0-9]*:[0-9]*\]$//' -e 's/^/ip6tables /'
+  # Chains and rules only: a table that exists with nothing in it (iptables-nft makes them on
+  # first use) is no change.
+  iptables-save 2>/dev/null | iptables_facts | sed 's/^/iptables /'
+  ip6tables-save 2>/dev/null | iptables_facts | sed 's/^/ip6tables /'
   ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
   findmnt -rn -o TARGET | sort | sed 's/^/mount /'
   find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort | sed 's/^/cgroup /'
@@ -549,10 +561,12 @@ restore_host() {
   for tool in iptables ip6tables; do
     command -v "$tool" >/dev/null || continue
     for table in filter nat mangle; do
-      # Chains the node added: rules that jump to them go first, then the chains.
+      # Chains the node added (never a built-in one): rules that jump to them go first, then
+      # the chains.
       local added=() was
-      was=$({ grep "^$tool " "$before" || true; } | awk -v t="*$table" '$2 ~ /^\*/ {cur=$2} cur==t && $2 ~ /^:/ {print substr($2,2)}')
+      was=$({ grep "^$tool " "$before" || true; } | awk -v t="$table" '$2 == t && $3 ~ /^:/ {print substr($3, 2)}')
       for chain in $("$tool-save" -t "$table" 2>/dev/null | sed -n 's/^:\([^ ]*\) .*/\1/p'); do
+        case $chain in INPUT | OUTPUT | FORWARD | PREROUTING | POSTROUTING) continue ;; esac
         grep -qx "$chain" <<<"$was" || added+=("$chain")
       done
       for chain in "${added[@]}"; do
