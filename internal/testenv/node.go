@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/karch-archive/karch/internal/ociimage"
@@ -149,23 +148,4 @@ func KarchImage(ctx context.Context, name string, tags ...string) error {
 	}
 	_, err = n.ctr(ctx, "images", "import", archive)
 	return err
-}
-
-// LockNode takes the node's lock, how (syscall.LOCK_SH or LOCK_EX), waiting for it: the
-// packages whose tests run pods hold it shared, and the test that stops the node to check its
-// clean-up holds it exclusively, so that it never stops the node under them.
-func LockNode(how int) (unlock func(), err error) {
-	dir := os.Getenv("KARCH_TEST_NODE")
-	if dir == "" {
-		return nil, errors.New("KARCH_TEST_NODE is not set: this test needs the local Kubernetes node; run it with `make test`, which starts it and sets it")
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock the node: %w", err)
-	}
-	return func() { f.Close() }, nil
 }

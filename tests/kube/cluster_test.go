@@ -23,7 +23,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,9 +45,7 @@ const (
 	testImage = "karch:testhooks"
 )
 
-// TestMain builds and imports the images, and holds the node's lock shared while the tests
-// run, so that tests/services' check of the node's clean-up, which stops the node, waits for
-// them. It runs more of the tests at once than go test would (GOMAXPROCS, 2 on the project's
+// TestMain builds and imports the images. It runs more of the tests at once than go test would (GOMAXPROCS, 2 on the project's
 // machine), unless -parallel says how many: they wait on the control plane (pods starting, the
 // Job controller's backoffs of 10 s and more after each failed pod) far more than they compute.
 func TestMain(m *testing.M) {
@@ -62,12 +59,6 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	unlock, err := testenv.LockNode(syscall.LOCK_SH)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer unlock()
 	ctx := context.Background()
 	if err := testenv.KarchImage(ctx, "docker.io/library/"+image); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,5 +1,4 @@
-// Package services tests the project's own scripts for the servers the tests use.
-package services
+package kube
 
 import (
 	"bufio"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/karch-archive/karch/internal/testenv"
@@ -19,13 +17,9 @@ import (
 // checks, reading the host itself, that it is as the services script recorded it before the
 // node first started: sysctls, iptables rules and chains, network links, mounts, cgroups,
 // the directories a kubelet and containerd make, and no process of the node left. Then it
-// starts the node again. It holds the node's lock, so no test runs pods meanwhile.
+// starts the node again. It is the package's only test that is not parallel, so Go runs it
+// before all the others, which run pods.
 func TestNodeDownLeavesTheHostAsFound(t *testing.T) {
-	unlock, err := testenv.LockNode(syscall.LOCK_EX)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
 	node := testenv.KubeNode(t)
 	record, err := os.ReadFile(filepath.Join(node.Dir, "host.before"))
 	if err != nil {
@@ -34,9 +28,8 @@ func TestNodeDownLeavesTheHostAsFound(t *testing.T) {
 	if !hasFact(record, "sysctl ") || !hasFact(record, "mount /proc") {
 		t.Fatalf("the record of the host is incomplete:\n%s", record)
 	}
-	// Deferred calls run last first: the node is up again before the lock is let go.
 	defer func() {
-		if out, err := exec.Command("./services.sh", "up", "kube").CombinedOutput(); err != nil {
+		if out, err := exec.Command(servicesScript, "up", "kube").CombinedOutput(); err != nil {
 			t.Errorf("services.sh up kube, after the check: %v\n%s", err, out)
 		}
 	}()
@@ -56,9 +49,11 @@ func TestNodeDownLeavesTheHostAsFound(t *testing.T) {
 	}
 }
 
+const servicesScript = "../services/services.sh"
+
 func script(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("./services.sh", args...)
+	cmd := exec.Command(servicesScript, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("services.sh %s: %v\n%s", strings.Join(args, " "), err, out)
