@@ -27,7 +27,10 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 	KARCH_TEST_PROMTOOL=$(KARCHDEV_CACHE)/bin/promtool \
 	KARCH_TEST_DUCKDB_PYTHON=$(KARCHDEV_CACHE)/duckdb/bin/python
 
-GO_TEST_FLAGS ?= -race -count=1 -timeout 30m
+# Three test binaries at once on two cores: the longest packages (tests/kube, tests/e2e,
+# tests/chaos) mostly wait on servers, pods and backoffs. A warm make test took 7 min 59 s
+# with go test's default of two and 6 min 45 s with three, measured side by side.
+GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
 .PHONY: help demo test chaos vet build image services-up kube-up tools services-down services-status bench bench-shard bench-node
 
