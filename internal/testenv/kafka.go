@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -112,23 +113,38 @@ func Consume(t testing.TB, addr, topic string, partition int, first, end int64) 
 	}
 }
 
-// EndOffsets returns the log end offset of each partition of topic.
+// EndOffsets returns the log end offset of each partition of topic. A broker that has just
+// made a topic can answer NOT_LEADER_FOR_PARTITION for a moment after its metadata named the
+// leaders (seen on a freshly started Kafka): retryable errors are asked again for 10 s.
 func EndOffsets(t testing.TB, addr, topic string, partitions int) []int64 {
 	t.Helper()
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for p := range partitions {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
 	}
-	resp, err := (&kafka.Client{Addr: kafka.TCP(addr)}).ListOffsets(context.Background(), req)
-	if err != nil {
-		t.Fatalf("list end offsets of %s: %v", topic, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := (&kafka.Client{Addr: kafka.TCP(addr)}).ListOffsets(context.Background(), req)
+		if err != nil {
+			t.Fatalf("list end offsets of %s: %v", topic, err)
+		}
+		ends, err := endsOf(resp.Topics[topic], partitions)
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || time.Now().After(deadline) {
+			if err != nil {
+				t.Fatalf("end offsets of %s: %v", topic, err)
+			}
+			return ends
+		}
 	}
+}
+
+func endsOf(answers []kafka.PartitionOffsets, partitions int) ([]int64, error) {
 	ends := make([]int64, partitions)
-	for _, p := range resp.Topics[topic] {
+	for _, p := range answers {
 		if p.Error != nil {
-			t.Fatalf("end offset of %s/%d: %v", topic, p.Partition, p.Error)
+			return nil, fmt.Errorf("partition %d: %w", p.Partition, p.Error)
 		}
 		ends[p.Partition] = p.LastOffset
 	}
-	return ends
+	return ends, nil
 }
