@@ -392,6 +392,10 @@ iptables_facts() {
        {print t " " $0}'
 }
 
+# node_paths are the host directories a kubelet, containerd and the CNI plugins may create.
+node_paths=(/var/log/containers /var/log/pods /run/containerd /var/run/nri /var/lib/kubelet /var/lib/containerd
+  /etc/cni /opt/cni /var/lib/cni /run/netns /etc/kubernetes /run/runc)
+
 # host_state prints what a node changes on the host, one line per fact, in a stable order.
 host_state() {
   local k
@@ -406,8 +410,7 @@ host_state() {
   ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
   findmnt -rn -o TARGET | sort | sed 's/^/mount /'
   find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null | sort | sed 's/^/cgroup /'
-  for k in /var/log/containers /var/log/pods /run/containerd /var/run/nri /var/lib/kubelet /var/lib/containerd \
-    /etc/cni /opt/cni /var/lib/cni /run/netns /etc/kubernetes /run/runc; do
+  for k in "${node_paths[@]}"; do
     if [[ -e $k ]]; then echo "path $k"; fi
   done
 }
@@ -578,8 +581,7 @@ restore_host() {
       for chain in "${added[@]}"; do "$tool" -w -t "$table" -X "$chain" 2>/dev/null || true; done
     done
   done
-  for k in /var/log/containers /var/log/pods /run/containerd /var/run/nri /var/lib/kubelet /var/lib/containerd \
-    /etc/cni /opt/cni /var/lib/cni /run/netns /etc/kubernetes /run/runc; do
+  for k in "${node_paths[@]}"; do
     if [[ -e $k ]] && ! grep -qx "path $k" "$before"; then rm -rf "$k"; fi
   done
   return 0
