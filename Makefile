@@ -32,7 +32,7 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo test chaos vet build image services-up kube-up tools services-down services-status bench bench-shard bench-node
+.PHONY: help demo test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -50,7 +50,7 @@ help:
 demo: services-up build
 	tests/demo/demo.sh
 
-test: services-up kube-up tools vet
+test: services-up kube-up chaos-up tools vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
 
 # The chaos scenarios start (and kill, and restart) a private set of servers of their own,
@@ -58,6 +58,11 @@ test: services-up kube-up tools vet
 CHAOS_FLAGS ?= -seeds 1,2,3 -out tests/chaos/results
 chaos:
 	go run ./tests/chaos/cmd/chaos $(CHAOS_FLAGS)
+
+# The chaos tests' private servers, started before the test binaries compete for the cores;
+# the tests reuse them, and restart whatever a scenario killed.
+chaos-up:
+	go run ./tests/chaos/cmd/chaos -up
 
 vet:
 	go vet ./...

@@ -74,6 +74,9 @@ func PrivateServers(root string) *Servers {
 		"KARCHDEV_KAFKA_PROXIED_PORT=" + strconv.Itoa(kafkaProxied), "KARCHDEV_KAFKA_PROXY_PORT=" + strconv.Itoa(kafkaProxyPort),
 		"KARCHDEV_REDIS_PORT=" + strconv.Itoa(redisPort), "KARCHDEV_S3_PORT=" + strconv.Itoa(s3Port),
 		"KARCHDEV_S3_BUCKET=" + s.S3.Bucket, "KARCHDEV_S3_ACCESS_KEY=" + s.S3.AccessKey, "KARCHDEV_S3_SECRET_KEY=" + s.S3.SecretKey,
+		// A scenario restarts a server while the other test packages load both cores: a
+		// broker started so was seen to need over 90 s, the script's default bound.
+		"KARCHDEV_READY_TIMEOUT=" + readyTimeout(),
 	}
 	return s
 }
@@ -81,6 +84,13 @@ func PrivateServers(root string) *Servers {
 // StateDir is where the private set keeps its PID files, logs and data; `make
 // services-down` stops what it names too.
 func StateDir(cache string) string { return filepath.Join(cache, "state-chaos") }
+
+func readyTimeout() string {
+	if v := os.Getenv("KARCHDEV_READY_TIMEOUT"); v != "" {
+		return v
+	}
+	return "240"
+}
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
