@@ -85,7 +85,10 @@ func TestChaosDeletedShardPods(t *testing.T) {
 func TestChaosEvictedShardPods(t *testing.T) {
 	t.Parallel()
 	rng, seed := chaosRand(t, 4242)
-	c := newCluster(t, shardsVia(slowS3(t, 150*time.Millisecond)))
+	// A replacement adopts the pieces its evicted pod stored and may finish within a gap
+	// between faults: so every shard is held 2 s first, running, so that a replacement is
+	// still there to be evicted again (CI once saw three evictions and no second one).
+	c := newCluster(t, heldFirst(2*time.Second, shardsVia(slowS3(t, 150*time.Millisecond))))
 	rec := c.record()
 	p := newPipeline(t, c.ns, dueWindows)
 	p.settings["KARCH_RETRIES"] = "1"
@@ -98,9 +101,8 @@ func TestChaosEvictedShardPods(t *testing.T) {
 	faults := c.inject(rec, rng, 6, [2]time.Duration{150 * time.Millisecond, 900 * time.Millisecond},
 		func() []*corev1.Pod {
 			// The replacement of an evicted pod comes first, so that some index is evicted
-			// twice; fresh indexes only until three have been hit once.
-			again := rec.live(func(p *corev1.Pod) bool { return isShard(p) && evicted[indexOf(p)] == 1 })
-			if len(again) > 0 || len(evicted) >= 3 {
+			// twice; else a fresh index, of this window or a later one.
+			if again := rec.live(func(p *corev1.Pod) bool { return isShard(p) && evicted[indexOf(p)] == 1 }); len(again) > 0 {
 				return again
 			}
 			return rec.live(func(p *corev1.Pod) bool { return isShard(p) && evicted[indexOf(p)] == 0 })
@@ -307,6 +309,18 @@ func slowS3(t *testing.T, delay time.Duration) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// heldFirst is a tamper hook that holds each shard, running, for hold before it asks next.
+func heldFirst(hold time.Duration, next func(context.Context, int) []string) func(context.Context, int) []string {
+	return func(ctx context.Context, index int) []string {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(hold):
+		}
+		return next(ctx, index)
+	}
 }
 
 // shardsVia is a tamper hook that sends the shards' S3 requests to endpoint.
