@@ -311,12 +311,12 @@ func slowS3(t *testing.T, delay time.Duration) string {
 	return srv.URL
 }
 
-// heldFirst is a tamper hook that holds each shard, running, for hold before it asks next.
+// heldFirst is a tamper hook that holds each shard, running, for hold before it asks next;
+// a shard let go early (it was stopped) still gets next's settings, never none.
 func heldFirst(hold time.Duration, next func(context.Context, int) []string) func(context.Context, int) []string {
 	return func(ctx context.Context, index int) []string {
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-time.After(hold):
 		}
 		return next(ctx, index)
