@@ -26,6 +26,7 @@ func TestSchemasNameEveryField(t *testing.T) {
 		{schema.Plan, reflect.TypeFor[archive.Plan]()},
 		{schema.Receipt, reflect.TypeFor[archive.Receipt]()},
 		{schema.Manifest, reflect.TypeFor[archive.Manifest]()},
+		{schema.Batch, reflect.TypeFor[archive.Batch]()},
 	} {
 		doc := loadSchema(t, tc.schema)
 		want := map[string]bool{}
@@ -128,6 +129,15 @@ func fullPlan() *archive.Plan {
 	}
 }
 
+func fullBatch() *archive.Batch {
+	from := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	return &archive.Batch{Format: archive.BatchFormat, Pipeline: "cdr", Backfill: archive.Window{Start: from, End: from.Add(48 * time.Hour)},
+		Part: 1, RunID: "01JDQ3Z6Y8", Tasks: []archive.Task{
+			{Index: 0, Plan: archive.WindowDir("cdr", from, time.Hour) + archive.PlanName, Shard: 0},
+			{Index: 1, Plan: archive.WindowDir("cdr", from, time.Hour) + archive.PlanName, Shard: 1},
+		}}
+}
+
 func fullReceipt() *archive.Receipt {
 	r := &archive.Receipt{Format: archive.ReceiptFormat, Pipeline: "cdr", RunID: "01JDQ3Z6Y8", Shard: 0, Pieces: []archive.PieceResult{}}
 	r.Add(archive.PieceResult{Key: archive.PieceKey("cdr", 3, 120), Topic: "cdr", Partition: 3, First: 120, End: 180,
@@ -160,6 +170,7 @@ func TestSchemasAcceptEveryField(t *testing.T) {
 	}{
 		{schema.Plan, fullPlan()},
 		{schema.Receipt, fullReceipt()},
+		{schema.Batch, fullBatch()},
 		{schema.Manifest, fullManifest()},
 		{schema.Manifest, empty},
 	} {
@@ -203,6 +214,7 @@ func TestSchemasAgreeWithDecoders(t *testing.T) {
 		schema.Plan:     func(b []byte) error { _, err := archive.DecodePlan(b); return err },
 		schema.Receipt:  func(b []byte) error { _, err := archive.DecodeReceipt(b); return err },
 		schema.Manifest: func(b []byte) error { _, err := archive.DecodeManifest(b); return err },
+		schema.Batch:    func(b []byte) error { _, err := archive.DecodeBatch(b); return err },
 	}
 	for _, tc := range []struct {
 		name, schema string
@@ -223,6 +235,12 @@ func TestSchemasAgreeWithDecoders(t *testing.T) {
 		{"receipt", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) {}), true},
 		{"receipt of a newer version", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { m["format"] = "karch.receipt/v2" }), false},
 		{"receipt with an unknown field", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { m["pod"] = "x" }), false},
+		{"batch", schema.Batch, edit(t, fullBatch(), func(m map[string]any) {}), true},
+		{"batch with an unknown field", schema.Batch, edit(t, fullBatch(), func(m map[string]any) { m["job"] = "x" }), false},
+		{"batch task of no window's plan", schema.Batch, edit(t, fullBatch(), func(m map[string]any) {
+			firstOf(m, "tasks")["plan"] = "cdr/backfill/plan.json"
+		}), false},
+		{"batch of a newer version", schema.Batch, edit(t, fullBatch(), func(m map[string]any) { m["format"] = "karch.batch/v2" }), false},
 		{"manifest", schema.Manifest, edit(t, fullManifest(), func(m map[string]any) {}), true},
 		{"manifest with fields a later v1 added", schema.Manifest, edit(t, fullManifest(), func(m map[string]any) {
 			m["compression"] = "zstd"

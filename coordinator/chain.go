@@ -17,6 +17,11 @@ type chain struct {
 	prev map[archive.TopicPartition]int64
 	// acceptLoss lets this window start past records that retention deleted.
 	acceptLoss bool
+	// bound, when set, holds the first offsets of a committed window that follows: a
+	// backfill before it archives only its partitions and no offset at or past them, and
+	// its last window (closes) ends exactly there.
+	bound  map[archive.TopicPartition]int64
+	closes bool
 }
 
 // resolve gives each partition its offsets for the window. A partition the previous window
@@ -33,6 +38,9 @@ type chain struct {
 func (ch chain) resolve(ctx context.Context, ol OffsetLister) ([]archive.Range, []archive.Gap, error) {
 	parts, err := ol.Partitions(ctx, ch.topic)
 	if err != nil {
+		return nil, nil, err
+	}
+	if parts, err = ch.bounded(parts); err != nil {
 		return nil, nil, err
 	}
 	if err := ch.checkCovered(parts); err != nil {
@@ -61,9 +69,51 @@ func (ch chain) resolve(ctx context.Context, ol OffsetLister) ([]archive.Range, 
 			gaps = append(gaps, *gap)
 		}
 		end := min(orStable(ends[p], stable[p]), stable[p])
+		if first, end, err = ch.clamp(p, first, end); err != nil {
+			return nil, nil, err
+		}
 		ranges[i] = archive.Range{Topic: ch.topic, Partition: p, First: first, End: max(end, first)}
 	}
 	return ranges, gaps, nil
+}
+
+// bounded keeps the partitions of the following window, when there is one: a partition it
+// lacks was added after it, and its records belong to the windows after it.
+func (ch chain) bounded(parts []int32) ([]int32, error) {
+	if ch.bound == nil {
+		return parts, nil
+	}
+	var out []int32
+	for _, p := range parts {
+		if _, ok := ch.bound[archive.TopicPartition{Topic: ch.topic, Partition: p}]; ok {
+			out = append(out, p)
+		}
+	}
+	if len(out) != len(ch.bound) {
+		return nil, failure.Permanent(fmt.Errorf("topic %s has %d of the %d partitions that the committed window after the backfill archived: the topic was deleted and recreated",
+			ch.topic, len(out), len(ch.bound)))
+	}
+	return out, nil
+}
+
+// clamp keeps a partition's range below the following window's first offset, and ends the
+// last window of a backfill exactly there. A chain that already runs past it means that the
+// windows on both sides of the backfill overlap.
+func (ch chain) clamp(p int32, first, end int64) (int64, int64, error) {
+	tp := archive.TopicPartition{Topic: ch.topic, Partition: p}
+	limit, ok := ch.bound[tp]
+	if !ok {
+		return first, end, nil
+	}
+	if next, chained := ch.prev[tp]; chained && next > limit {
+		return 0, 0, failure.Permanent(fmt.Errorf("topic %s partition %d: the window before the backfill ends at offset %d, past offset %d where the committed window after it begins",
+			ch.topic, p, next, limit))
+	}
+	first = min(first, limit)
+	if ch.closes {
+		return first, limit, nil
+	}
+	return first, min(end, limit), nil
 }
 
 // checkCovered insists that every partition of the previous window is still there.

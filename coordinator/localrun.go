@@ -34,7 +34,10 @@ type LocalRunner struct {
 	Progress func(plan *archive.Plan, done int)
 }
 
-var _ Runner = (*LocalRunner)(nil)
+var (
+	_ Runner      = (*LocalRunner)(nil)
+	_ BatchRunner = (*LocalRunner)(nil)
+)
 
 // Run runs every shard of plan and waits for them.
 func (r *LocalRunner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
@@ -43,15 +46,26 @@ func (r *LocalRunner) Run(ctx context.Context, planURL string, plan *archive.Pla
 		progress = func(*archive.Plan, int) {}
 	}
 	progress(plan, 0)
-	var done atomic.Int64
+	return r.pool(ctx, planURL, len(plan.Shards), func(done int) { progress(plan, done) })
+}
+
+// RunBatch runs every index of a backfill's batch in one pool, as one Indexed Job would.
+func (r *LocalRunner) RunBatch(ctx context.Context, batchURL string, batch *archive.Batch) error {
+	return r.pool(ctx, batchURL, len(batch.Tasks), func(int) {})
+}
+
+// pool runs the indexes [0, n) of url, Parallelism at once, and tells done how many have
+// succeeded after each one does.
+func (r *LocalRunner) pool(ctx context.Context, url string, n int, done func(int)) error {
+	var finished atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.Parallelism)
-	for _, s := range plan.Shards {
+	for i := range n {
 		g.Go(func() error {
-			if err := r.index(gctx, planURL, s.Index); err != nil {
+			if err := r.index(gctx, url, i); err != nil {
 				return err
 			}
-			progress(plan, int(done.Add(1)))
+			done(int(finished.Add(1)))
 			return nil
 		})
 	}

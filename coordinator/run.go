@@ -31,6 +31,8 @@ type Deps struct {
 	Locker   lock.Locker
 	Offsets  OffsetLister
 	Runner   Runner
+	// Batches runs a backfill's shards; only RunBackfill needs it.
+	Batches BatchRunner
 	// Observer, when set, hears of the chain's head and of each window, for metrics.
 	Observer Observer
 	Logger   *slog.Logger
@@ -102,6 +104,10 @@ type coordinator struct {
 	token int64
 	runID string
 	log   *slog.Logger
+	// bound and boundAt are set by a backfill that ends where committed windows begin: the
+	// first offsets of the window that starts at boundAt (chain.bound).
+	bound   map[archive.TopicPartition]int64
+	boundAt time.Time
 }
 
 func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {

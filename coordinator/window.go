@@ -86,7 +86,8 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 // newPlan resolves the window's offsets, chained to prev when it is the window before, and
 // packs them into a plan.
 func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *stored) (*archive.Plan, error) {
-	ch := chain{topic: c.cfg.Topic, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start)}
+	ch := chain{topic: c.cfg.Topic, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start),
+		bound: c.bound, closes: c.bound != nil && w.End.Equal(c.boundAt)}
 	if prev != nil {
 		if !prev.Window.End.Equal(w.Start) {
 			return nil, fmt.Errorf("plan window %s: the previous window ends at %s", w.Start.Format(time.RFC3339), prev.Window.End.Format(time.RFC3339))

@@ -146,13 +146,20 @@ func archiveShard(ctx context.Context, f *shardFlags, reg prometheus.Registerer,
 	if err != nil {
 		return nil, err
 	}
+	index := f.index
+	if archive.IsBatchKey(planKey) {
+		if planKey, index, err = batchTask(ctx, bucket, planKey, f.index); err != nil {
+			return nil, err
+		}
+		logger = logger.With("batch", f.plan, "batch_index", f.index)
+	}
 	var readers []*shard.KafkaReader
 	defer func() {
 		for _, r := range readers {
 			r.Close()
 		}
 	}()
-	return shard.Run(ctx, shard.Spec{PlanKey: planKey, Index: f.index, Compress: f.compress}, shard.Deps{
+	return shard.Run(ctx, shard.Spec{PlanKey: planKey, Index: index, Compress: f.compress}, shard.Deps{
 		Bucket: blob.WithMetrics(bucket, reg),
 		OpenReader: func(brokers []string) shard.RecordReader {
 			r := shard.NewKafkaReader(brokers, f.kafka)
@@ -161,6 +168,26 @@ func archiveShard(ctx context.Context, f *shardFlags, reg prometheus.Registerer,
 		},
 		Logger: logger,
 	})
+}
+
+// batchTask finds completion index i of a backfill's batch: the key of a window's plan and
+// the shard index in it.
+func batchTask(ctx context.Context, b blob.Bucket, key string, i int) (string, int, error) {
+	data, err := blob.ReadAll(ctx, b, key)
+	if blob.IsNotFound(err) {
+		return "", 0, failure.Permanent(fmt.Errorf("read batch %s: %w", key, err))
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read batch %s: %w", key, err)
+	}
+	batch, err := archive.DecodeBatch(data)
+	if err != nil {
+		return "", 0, failure.Permanent(fmt.Errorf("read batch %s: %w", key, err))
+	}
+	if i >= len(batch.Tasks) {
+		return "", 0, failure.Permanent(fmt.Errorf("batch %s: index %d out of range: it has %d tasks", key, i, len(batch.Tasks)))
+	}
+	return batch.Tasks[i].Plan, batch.Tasks[i].Shard, nil
 }
 
 // storeFlags configure the object store. Credentials never come from flags: the AWS default
@@ -184,6 +211,9 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 // metadata of the pieces is where the coordinator's verification looks.
 func (s *storeFlags) open(ctx context.Context, url string) (blob.Bucket, string, error) {
 	base, key, ok := archive.SplitPlanURL(url)
+	if !ok {
+		base, key, ok = archive.SplitBatchURL(url)
+	}
 	if !ok {
 		base, key = blob.SplitURL(url)
 	}

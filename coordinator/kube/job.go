@@ -16,13 +16,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/failure"
 )
 
 // Labels and annotations karch puts on its Jobs.
 const (
-	LabelPipeline  = "karch.io/pipeline"
-	LabelWindow    = "karch.io/window"
+	LabelPipeline = "karch.io/pipeline"
+	LabelWindow   = "karch.io/window"
+	// LabelBackfill marks a backfill's Jobs with its range, <from>-<to>.
+	LabelBackfill  = "karch.io/backfill"
 	AnnotationPlan = "karch.io/plan"
 	// AnnotationTemplate is a digest of the Job's spec: a Job is adopted only when it is
 	// what this run would create, so that a fixed image or setting takes effect.
@@ -59,7 +62,15 @@ type JobTemplate struct {
 // room for the "-<index>" suffix of pod hostnames inside a 63-character DNS label; a long
 // pipeline name is shortened with a hash so that names stay unique.
 func JobName(pipeline string, window time.Time) string {
-	name := fmt.Sprintf("karch-%s-%s", pipeline, window.UTC().Format("200601021504"))
+	return shorten(fmt.Sprintf("karch-%s-%s", pipeline, window.UTC().Format("200601021504")))
+}
+
+// BatchJobName derives the name of a backfill batch's Job from its pipeline, range and part.
+func BatchJobName(pipeline string, backfill archive.Window, part int) string {
+	return shorten(fmt.Sprintf("karch-%s-%s-%s-%d", pipeline, backfill.Start.UTC().Format("200601021504"), backfill.End.UTC().Format("200601021504"), part))
+}
+
+func shorten(name string) string {
 	const maxLen = 63 - len("-99999") // the index suffix of the Job's pods
 	if len(name) <= maxLen {
 		return name
@@ -73,9 +84,20 @@ func JobName(pipeline string, window time.Time) string {
 // shard, failing fast on exit code 3 (permanent), ignoring evictions, replacing a pod only once the old
 // one is gone.
 func BuildJob(t JobTemplate, pipeline string, window time.Time, planURL string, shards int32) *batchv1.Job {
-	name := JobName(pipeline, window)
-	labels := map[string]string{"app.kubernetes.io/name": "karch", "app.kubernetes.io/component": "shard",
-		LabelPipeline: pipeline, LabelWindow: window.UTC().Format("200601021504")}
+	return buildJob(t, JobName(pipeline, window), map[string]string{"app.kubernetes.io/name": "karch", "app.kubernetes.io/component": "shard",
+		LabelPipeline: pipeline, LabelWindow: window.UTC().Format("200601021504")}, planURL, shards)
+}
+
+// BuildBatchJob returns the Indexed Job that runs a backfill's batch: one completion index
+// per task, which the shard finds in the batch at batchURL, so that the spec stays small
+// however many windows the Job spans.
+func BuildBatchJob(t JobTemplate, batchURL string, b *archive.Batch) *batchv1.Job {
+	span := b.Backfill.Start.UTC().Format("200601021504") + "-" + b.Backfill.End.UTC().Format("200601021504")
+	return buildJob(t, BatchJobName(b.Pipeline, b.Backfill, b.Part), map[string]string{"app.kubernetes.io/name": "karch", "app.kubernetes.io/component": "shard",
+		LabelPipeline: b.Pipeline, LabelBackfill: span}, batchURL, int32(len(b.Tasks)))
+}
+
+func buildJob(t JobTemplate, name string, labels map[string]string, planURL string, shards int32) *batchv1.Job {
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: t.Namespace, Labels: labels,

@@ -47,13 +47,24 @@ func (r *Runner) startTimeout() time.Duration {
 	return defaultStartTimeout
 }
 
-var _ coordinator.Runner = (*Runner)(nil)
+var (
+	_ coordinator.Runner      = (*Runner)(nil)
+	_ coordinator.BatchRunner = (*Runner)(nil)
+)
 
 // Run creates or adopts the plan's Job and waits for it to complete or fail. A Job that
 // vanishes while it is awaited (deleted by hand, or by its owner's garbage collection) is
 // created again: the pieces its shards finished are adopted.
 func (r *Runner) Run(ctx context.Context, planURL string, plan *archive.Plan) error {
-	job := BuildJob(r.Template, plan.Pipeline, plan.Window.Start, planURL, int32(len(plan.Shards)))
+	return r.run(ctx, BuildJob(r.Template, plan.Pipeline, plan.Window.Start, planURL, int32(len(plan.Shards))))
+}
+
+// RunBatch runs a backfill's batch as one Indexed Job, as Run does a window's plan.
+func (r *Runner) RunBatch(ctx context.Context, batchURL string, batch *archive.Batch) error {
+	return r.run(ctx, BuildBatchJob(r.Template, batchURL, batch))
+}
+
+func (r *Runner) run(ctx context.Context, job *batchv1.Job) error {
 	for {
 		if err := r.launch(ctx, job); err != nil {
 			return err

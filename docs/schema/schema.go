@@ -11,6 +11,7 @@ const (
 	Plan         = "plan.schema.json"
 	Receipt      = "receipt.schema.json"
 	Manifest     = "manifest.schema.json"
+	Batch        = "batch.schema.json"
 	Record       = "record.schema.json"
 	PlanOutput   = "plan-output.schema.json"
 	StatusOutput = "status-output.schema.json"

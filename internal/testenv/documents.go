@@ -94,6 +94,9 @@ var receiptName = regexp.MustCompile(`^shard-[0-9]{5}\.json$`)
 // store's root): a window folder's plan, a shard's receipt or the manifest. It returns ""
 // for any other key: pieces, and objects outside window folders.
 func DocumentSchema(key string) string {
+	if archive.IsBatchKey(key) {
+		return schema.Batch
+	}
 	if _, ok := archive.ParseWindowDir(key); !ok {
 		return ""
 	}
@@ -112,6 +115,7 @@ func DocumentSchema(key string) string {
 // formatOf maps each schema of a stored document to the format tag karch writes in it.
 var formatOf = map[string]string{
 	schema.Plan: archive.PlanFormat, schema.Receipt: archive.ReceiptFormat, schema.Manifest: archive.ManifestFormat,
+	schema.Batch: archive.BatchFormat,
 }
 
 // CheckDocuments validates every plan, receipt and manifest in b against its schema in
