@@ -18,7 +18,7 @@ import (
 // fresh Kafka connections, batches of at most maxIndexes shards, on the local runner.
 func (p *pipeline) backfillAt(ctx context.Context, now time.Time, from, to, maxIndexes int, progress func(coordinator.BackfillProgress)) ([]coordinator.WindowResult, error) {
 	p.deps.Now = func() time.Time { return now }
-	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers)
+	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, "karch-test")
 	p.deps.Batches = p.deps.Runner.(coordinator.BatchRunner)
 	bf := coordinator.Backfill{From: t0.Add(time.Duration(from) * time.Hour), To: t0.Add(time.Duration(to) * time.Hour),
 		MaxIndexes: maxIndexes, Poll: 100 * time.Millisecond, Progress: progress}

@@ -23,7 +23,7 @@ import (
 // coordinator process has (kafka-go caches topic metadata for seconds).
 func (p *pipeline) runAt(now time.Time) ([]coordinator.WindowResult, error) {
 	p.deps.Now = func() time.Time { return now }
-	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers)
+	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, "karch-test")
 	return coordinator.Run(context.Background(), p.cfg, p.deps)
 }
 

@@ -43,10 +43,13 @@ type KafkaOffsets struct {
 
 var _ OffsetLister = (*KafkaOffsets)(nil)
 
-const clientID = "karch-coordinator"
+// ClientID is the Kafka client id of every connection a pipeline's coordinator and shards
+// make: one name per pipeline, so that broker-side quotas can be set for it.
+func ClientID(pipeline string) string { return "karch-" + pipeline }
 
-// NewKafkaOffsets returns the OffsetLister of the cluster behind brokers.
-func NewKafkaOffsets(brokers []string) *KafkaOffsets {
+// NewKafkaOffsets returns the OffsetLister of the cluster behind brokers, whose connections
+// carry clientID.
+func NewKafkaOffsets(brokers []string, clientID string) *KafkaOffsets {
 	opts := shard.DefaultKafkaOptions()
 	// An edge is usually the first record of the first batch a fetch returns, and a broker
 	// returns at least one whole batch whatever the limit: small fetches keep planning cheap.

@@ -181,6 +181,8 @@ type fetchedPartition struct {
 type recordSet struct {
 	protocol.RecordSet
 	headers map[int64]*batchHeader
+	// size is the record set's length on the wire, which a fetch rate limit counts.
+	size int64
 }
 
 // ReadFrom reads a length-prefixed record set; kafka-go's decoder calls it for the Records
@@ -198,7 +200,7 @@ func (s *recordSet) ReadFrom(r io.Reader) (int64, error) {
 	if n, err := io.CopyN(&buf, r, size); err != nil {
 		return 4 + n, fmt.Errorf("read a record set of %d bytes: %w", size, err)
 	}
-	s.headers = batchHeaders(buf.Bytes()[4:])
+	s.headers, s.size = batchHeaders(buf.Bytes()[4:]), size
 	_, err := s.RecordSet.ReadFrom(&buf) // a *bytes.Buffer: kafka-go peeks through Bytes
 	return 4 + size, err
 }

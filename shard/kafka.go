@@ -13,6 +13,8 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	fetchapi "github.com/segmentio/kafka-go/protocol/fetch"
 
+	"golang.org/x/time/rate"
+
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/failure"
 )
@@ -32,6 +34,9 @@ type KafkaOptions struct {
 	// ClientID names the reader's connections in the brokers' logs and quotas; empty is
 	// "karch-shard".
 	ClientID string
+	// FetchRate caps the bytes fetched per second (0: no cap), so that many shards at once
+	// leave the brokers room for their producers and consumers.
+	FetchRate int
 }
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
@@ -57,6 +62,8 @@ type KafkaReader struct {
 	client    *kafka.Client
 	transport *kafka.Transport
 	opts      KafkaOptions
+	// limit paces fetches to opts.FetchRate; nil without a cap.
+	limit *rate.Limiter
 }
 
 var _ RecordReader = (*KafkaReader)(nil)
@@ -71,11 +78,25 @@ func NewKafkaReader(brokers []string, opts KafkaOptions) *KafkaReader {
 		opts.RequestTimeout = DefaultKafkaOptions().RequestTimeout
 	}
 	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute}
-	return &KafkaReader{
+	k := &KafkaReader{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: opts.RequestTimeout},
 		transport: t,
 		opts:      opts,
 	}
+	if opts.FetchRate > 0 {
+		// A burst of one fetch: the cap holds over any second after the first fetch.
+		k.limit = rate.NewLimiter(rate.Limit(opts.FetchRate), max(opts.FetchRate, opts.FetchMaxBytes))
+	}
+	return k
+}
+
+// pace waits until the bytes of the last fetch fit the fetch rate. A fetch may return more
+// than FetchMaxBytes (a broker returns at least one whole batch): it is counted as the burst.
+func (k *KafkaReader) pace(ctx context.Context, n int64) error {
+	if k.limit == nil || n <= 0 {
+		return nil
+	}
+	return k.limit.WaitN(ctx, int(min(n, int64(k.limit.Burst()))))
 }
 
 // Close releases the reader's connections.
@@ -95,6 +116,9 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 	for pos := first; pos < end; {
 		res, err := k.fetch(ctx, topic, partition, pos)
 		if err != nil {
+			return err
+		}
+		if err := k.pace(ctx, res.Records.size); err != nil {
 			return err
 		}
 		next, err := consume(res, topic, partition, pos, end, fn)

@@ -30,6 +30,8 @@ type runConfig struct {
 	kube      kubeSettings
 	// pushGateway is where the run's metrics go when it ends; empty: nowhere.
 	pushGateway string
+	// fetchRateMiB caps each shard's fetched MiB per second; 0: no cap.
+	fetchRateMiB int
 }
 
 // kubeSettings describe the shard pods of the kube runner.
@@ -78,6 +80,7 @@ var settings = []setting{
 	}},
 	{"parallelism", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
 	{"retries", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
+	{"fetch_rate_mib", "most MiB per second each shard fetches from Kafka; 0: no cap (a backfill fetches at most parallelism times this)", intSetting(func(c *runConfig) *int { return &c.fetchRateMiB })},
 	{"runner", "where shards run: local (processes) or kube (an Indexed Job)", func(c *runConfig, v string) error {
 		if v != "local" && v != "kube" {
 			return errors.New("want local or kube")
@@ -222,6 +225,9 @@ func (c runConfig) validate() error {
 	}
 	if c.runner == "kube" && c.kube.image == "" && os.Getenv(envPodName) == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube outside a pod (in one, the coordinator's own image is the default)", coordinator.ErrConfig))
+	}
+	if c.fetchRateMiB < 0 {
+		return failure.Permanent(fmt.Errorf("%w: fetch_rate_mib: %d: want 0 (no cap) or more", coordinator.ErrConfig, c.fetchRateMiB))
 	}
 	if c.pushGateway != "" {
 		if err := metrics.ValidateGateway(c.pushGateway); err != nil {

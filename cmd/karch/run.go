@@ -142,7 +142,7 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 		}
 	}
 	return coordinator.Deps{
-		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers),
+		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, coordinator.ClientID(cfg.coord.Pipeline)),
 		Logger: logger, Now: time.Now, Version: version,
 	}, closeDeps, nil
 }
@@ -163,7 +163,8 @@ func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, er
 func shardEnv(cfg runConfig) []string {
 	return append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
 		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle), "KARCH_S3_TIMEOUT=" + cfg.s3.ResponseTimeout.String(),
-		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway}, testEnv()...)
+		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway,
+		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, testEnv()...)
 }
 
 func printResults(w io.Writer, results []coordinator.WindowResult) {

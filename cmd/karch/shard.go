@@ -17,6 +17,7 @@ import (
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/compress"
+	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/metrics"
 	"github.com/karch-archive/karch/shard"
@@ -27,13 +28,14 @@ func init() {
 }
 
 type shardFlags struct {
-	plan     string
-	index    int
-	memMiB   int
-	compress compress.Options
-	kafka    shard.KafkaOptions
-	store    storeFlags
-	log      logFlags
+	plan         string
+	index        int
+	memMiB       int
+	fetchRateMiB int
+	compress     compress.Options
+	kafka        shard.KafkaOptions
+	store        storeFlags
+	log          logFlags
 	// pipeline and pushGateway say where, and under which group, metrics are pushed.
 	pipeline    string
 	pushGateway string
@@ -56,6 +58,7 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 	fs.IntVar(&f.compress.FrameSize, "frame-size", envInt("KARCH_FRAME_SIZE", 4<<20), "uncompressed bytes per zstd frame (KARCH_FRAME_SIZE)")
 	fs.IntVar(&f.memMiB, "memory-limit-mib", envInt("KARCH_MEMORY_LIMIT_MIB", 192),
 		"soft heap limit in MiB, so that the garbage collector keeps a shard inside a 256 MiB pod; GOMEMLIMIT, when set, wins (KARCH_MEMORY_LIMIT_MIB)")
+	fs.IntVar(&f.fetchRateMiB, "fetch-rate-mib", envInt("KARCH_FETCH_RATE_MIB", 0), "most MiB per second fetched from Kafka; 0: no cap (KARCH_FETCH_RATE_MIB)")
 	fs.IntVar(&f.kafka.FetchMaxBytes, "fetch-max-bytes", envInt("KARCH_FETCH_MAX_BYTES", f.kafka.FetchMaxBytes), "bytes per Kafka fetch (KARCH_FETCH_MAX_BYTES)")
 	fs.StringVar(&f.pushGateway, "push-gateway", os.Getenv("KARCH_PUSH_GATEWAY"), "Prometheus Pushgateway URL to push metrics to at the end; empty: none (KARCH_PUSH_GATEWAY)")
 	fs.StringVar(&f.pipeline, "pipeline", os.Getenv("KARCH_PIPELINE"), "pipeline name, the pushed metrics' group; the coordinator sets it (KARCH_PIPELINE)")
@@ -83,6 +86,13 @@ func (f *shardFlags) validate() error {
 	}
 	if f.memMiB < 64 {
 		return failure.Permanent(fmt.Errorf("--memory-limit-mib %d: want at least 64", f.memMiB))
+	}
+	if f.fetchRateMiB < 0 {
+		return failure.Permanent(fmt.Errorf("--fetch-rate-mib %d: want 0 (no cap) or more", f.fetchRateMiB))
+	}
+	f.kafka.FetchRate = f.fetchRateMiB << 20
+	if f.pipeline != "" {
+		f.kafka.ClientID = coordinator.ClientID(f.pipeline)
 	}
 	if f.kafka.FetchMaxBytes < 1<<20 {
 		return failure.Permanent(fmt.Errorf("--fetch-max-bytes %d: want at least 1 MiB", f.kafka.FetchMaxBytes))

@@ -117,9 +117,11 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
 	}
 	if vf.againstKafka {
-		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, shard.DefaultKafkaOptions())
+		opts := shard.DefaultKafkaOptions()
+		opts.ClientID = coordinator.ClientID(cli.cfg.coord.Pipeline)
+		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, opts)
 		defer reader.Close()
-		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers), reader}
+		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, coordinator.ClientID(cli.cfg.coord.Pipeline)), reader}
 	}
 	var bar *verifyBar
 	if onTerminal() {
