@@ -34,21 +34,15 @@ is run again with the same arguments: it adopts its plans, Jobs and stored piece
 Exit codes: 0 done, 1 retryable, 2 a crash (retried), 3 permanent.
 `
 
-type backfillFlags struct {
-	from, to   string
-	maxIndexes int
-	leaseWait  time.Duration
-}
+type backfillFlags struct{ from, to string }
 
 func (b *backfillFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.from, "from", "", "start of the first window, RFC3339")
 	fs.StringVar(&b.to, "to", "", "end of the last window, RFC3339")
-	fs.IntVar(&b.maxIndexes, "job-max-indexes", envInt("KARCH_JOB_MAX_INDEXES", coordinator.DefaultMaxIndexes), "most completion indexes (shards) of one Job (KARCH_JOB_MAX_INDEXES)")
-	fs.DurationVar(&b.leaseWait, "lease-wait", envDuration("KARCH_LEASE_WAIT", 10*time.Minute), "how long to wait while a scheduled run holds the pipeline's lease (KARCH_LEASE_WAIT)")
 }
 
-func (b *backfillFlags) backfill() (coordinator.Backfill, error) {
-	bf := coordinator.Backfill{MaxIndexes: b.maxIndexes, LeaseWait: b.leaseWait}
+func (b *backfillFlags) backfill(cfg runConfig) (coordinator.Backfill, error) {
+	bf := coordinator.Backfill{MaxIndexes: cfg.jobMaxIndexes, LeaseWait: cfg.leaseWait}
 	for _, f := range []struct {
 		name, v string
 		t       *time.Time
@@ -82,7 +76,7 @@ func runBackfill(ctx context.Context, args []string, stdout io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	bf, err := bff.backfill()
+	bf, err := bff.backfill(cli.cfg)
 	if err != nil {
 		return err
 	}

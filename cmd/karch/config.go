@@ -32,6 +32,9 @@ type runConfig struct {
 	pushGateway string
 	// fetchRateMiB caps each shard's fetched MiB per second; 0: no cap.
 	fetchRateMiB int
+	// jobMaxIndexes and leaseWait are karch backfill's.
+	jobMaxIndexes int
+	leaseWait     time.Duration
 }
 
 // kubeSettings describe the shard pods of the kube runner.
@@ -104,6 +107,8 @@ var settings = []setting{
 		c.kube.startTimeout = d
 		return err
 	}},
+	{"job_max_indexes", "backfill: most completion indexes (shards) of one Job; a larger backfill runs as several Jobs in turn", intSetting(func(c *runConfig) *int { return &c.jobMaxIndexes })},
+	{"lease_wait", "backfill: how long to wait while a scheduled run holds the pipeline's lease", durationSetting(func(c *runConfig) *time.Duration { return &c.leaseWait })},
 	{"push_gateway", "Prometheus Pushgateway URL that the coordinator and its shards push metrics to when they end; empty: none", func(c *runConfig, v string) error { c.pushGateway = v; return nil }},
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
@@ -178,7 +183,7 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (cf *configFlags) load() (runConfig, error) {
-	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local",
+	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local", jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
 	if err := checkEnviron(os.Environ()); err != nil {
 		return c, err
@@ -225,6 +230,9 @@ func (c runConfig) validate() error {
 	}
 	if c.runner == "kube" && c.kube.image == "" && os.Getenv(envPodName) == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube outside a pod (in one, the coordinator's own image is the default)", coordinator.ErrConfig))
+	}
+	if c.leaseWait < 0 {
+		return failure.Permanent(fmt.Errorf("%w: lease_wait: %s: want 0 or more", coordinator.ErrConfig, c.leaseWait))
 	}
 	if c.fetchRateMiB < 0 {
 		return failure.Permanent(fmt.Errorf("%w: fetch_rate_mib: %d: want 0 (no cap) or more", coordinator.ErrConfig, c.fetchRateMiB))

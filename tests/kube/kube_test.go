@@ -33,8 +33,10 @@ import (
 // three hourly windows are due and hold every record, and the settings that archive it to a
 // fresh S3 prefix.
 type pipeline struct {
-	name     string
-	start    time.Time
+	name  string
+	start time.Time
+	// hours is how many whole hourly windows the records span.
+	hours    int
 	bucket   blob.Bucket
 	ends     []int64
 	settings map[string]string
@@ -45,6 +47,12 @@ const dueWindows = 3
 
 func newPipeline(t *testing.T, name string, windows int) *pipeline {
 	t.Helper()
+	return newPipelineOver(t, name, windows, dueWindows)
+}
+
+// newPipelineOver is newPipeline with records over the given whole hours before this one.
+func newPipelineOver(t *testing.T, name string, windows, hours int) *pipeline {
+	t.Helper()
 	const partitions, perPartition = 4, 3000
 	addr := testenv.Kafka(t)
 	cfg := testenv.S3Config(t)
@@ -52,11 +60,11 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now().UTC().Truncate(time.Hour).Add(-dueWindows * time.Hour)
+	start := time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(hours) * time.Hour)
 	topic := testenv.Topic(t, addr, partitions)
 	total := partitions * perPartition
 	// Up to 4 s out of order, and never past the last due window.
-	step := (dueWindows*time.Hour - 5*time.Second) / time.Duration(total)
+	step := (time.Duration(hours)*time.Hour - 5*time.Second) / time.Duration(total)
 	msgs := make([]kafka.Message, 0, total)
 	for i := range total {
 		ts := start.Add(time.Duration(i)*step + time.Duration(i%5)*time.Second).Truncate(time.Millisecond)
@@ -64,12 +72,12 @@ func newPipeline(t *testing.T, name string, windows int) *pipeline {
 	}
 	testenv.Produce(t, addr, topic, msgs)
 	s3 := testenv.S3Server(t)
-	return &pipeline{name: name, start: start, bucket: b, ends: testenv.EndOffsets(t, addr, topic, partitions),
+	return &pipeline{name: name, start: start, hours: hours, bucket: b, ends: testenv.EndOffsets(t, addr, topic, partitions),
 		settings: map[string]string{
 			"KARCH_PIPELINE": name, "KARCH_TOPIC": topic, "KARCH_BROKERS": addr, "KARCH_REDIS": testenv.Redis(t),
 			"KARCH_STORE": "s3://" + cfg.Bucket + "/" + cfg.Prefix, "KARCH_S3_ENDPOINT": s3.Endpoint,
 			"KARCH_WINDOW": "1h", "KARCH_LATENESS": "0s", "KARCH_START": start.Format(time.RFC3339),
-			"KARCH_UNTIL":       start.Add(dueWindows * time.Hour).Format(time.RFC3339),
+			"KARCH_UNTIL":       start.Add(time.Duration(hours) * time.Hour).Format(time.RFC3339),
 			"KARCH_MAX_WINDOWS": strconv.Itoa(windows), "KARCH_SHARDS": "3", "KARCH_PARALLELISM": "3",
 			"KARCH_RETRIES": "2", "KARCH_PIECE_RECORDS": "1500", "KARCH_LEASE_TTL": "4s",
 			// The tests share one 2-core node: a CPU request this small lets eight tests'
@@ -130,11 +138,11 @@ func (p *pipeline) assertChained(t *testing.T, n int) {
 	var produced int64
 	for part, end := range p.ends {
 		produced += end
-		if next[int32(part)] > end || (n == dueWindows && next[int32(part)] != end) {
+		if next[int32(part)] > end || (n == p.hours && next[int32(part)] != end) {
 			t.Fatalf("partition %d archived to %d of %d after %d windows", part, next[int32(part)], end, n)
 		}
 	}
-	if records == 0 || records > produced || (n == dueWindows && records != produced) {
+	if records == 0 || records > produced || (n == p.hours && records != produced) {
 		t.Fatalf("%d windows hold %d records of %d produced", n, records, produced)
 	}
 	t.Logf("%d windows committed, %d of %d produced records", n, records, produced)
@@ -479,8 +487,8 @@ func TestOverlaysPassServerDryRun(t *testing.T) {
 	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	for _, overlay := range []string{"kind", "production"} {
-		rendered := c.kubectl(nil, "kustomize", "../../deploy/overlays/"+overlay)
+	for _, overlay := range []string{"overlays/kind", "overlays/production", "backfill"} {
+		rendered := c.kubectl(nil, "kustomize", "../../deploy/"+overlay)
 		out := c.kubectl([]byte(rendered), "apply", "--dry-run=server", "-f", "-")
 		t.Logf("overlay %s:\n%s", overlay, out)
 	}
