@@ -48,7 +48,8 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: karch shard --plan <url> [--index N] [flags]\n\n"+
 			"Archives the pieces of one completion index of a plan, then writes its receipt.\n"+
-			"The plan URL is s3://bucket/key/plan.json, file:///dir/.../plan.json or a path.\n"+
+			"The plan URL is s3://bucket/key/plan.json, file:///dir/.../plan.json or a path, or a\n"+
+			"backfill's batch-NNNNN.json, whose task at the index names the window's plan and shard.\n"+
 			"Exit codes: 0 done, 1 retryable failure, 2 a crash (retried), 3 permanent failure.\n\nflags (each also read from the environment variable shown):\n")
 		fs.PrintDefaults()
 	}
@@ -132,7 +133,13 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := f.log.logger(os.Stderr).With("shard", f.index)
+	logger := f.log.logger(os.Stderr)
+	if _, _, ok := archive.SplitBatchURL(f.plan); ok {
+		// A batch's index is not the shard's: shard.Run names the window and its shard.
+		logger = logger.With("batch", f.plan, "batch_index", f.index)
+	} else {
+		logger = logger.With("shard", f.index)
+	}
 	crashHook()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(f.memMiB) << 20)
@@ -161,7 +168,6 @@ func archiveShard(ctx context.Context, f *shardFlags, reg prometheus.Registerer,
 		if planKey, index, err = batchTask(ctx, bucket, planKey, f.index); err != nil {
 			return nil, err
 		}
-		logger = logger.With("batch", f.plan, "batch_index", f.index)
 	}
 	var readers []*shard.KafkaReader
 	defer func() {
