@@ -99,8 +99,8 @@ services-down:
 services-status:
 	tests/services/services.sh status
 
-bench:
-	go test -run '^$$' -bench . -benchmem -count 5 ./bench/
+bench: services-up
+	$(TEST_ENV) go test -run '^$$' -bench . -benchmem -count 5 ./bench/
 
 BENCH_SHARD_FLAGS ?= -gb 2 -runs 3
 bench-shard: services-up build

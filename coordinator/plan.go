@@ -7,11 +7,11 @@ import (
 	"github.com/karch-archive/karch/archive"
 )
 
-// buildPlan splits the window's ranges into pieces of at most pieceRecords offsets and deals
+// BuildPlan splits the window's ranges into pieces of at most pieceRecords offsets and deals
 // them to at most maxShards shards, worst-fit decreasing by size (Gobblin's packing): the
 // largest piece goes to the least loaded shard. A hot partition becomes several pieces and
 // so spreads over several shards. The result depends only on its inputs.
-func buildPlan(base archive.Plan, ranges []archive.Range, pieceRecords int64, maxShards int) archive.Plan {
+func BuildPlan(base archive.Plan, ranges []archive.Range, pieceRecords int64, maxShards int) archive.Plan {
 	p := base
 	p.Format = archive.PlanFormat
 	p.Ranges = ranges

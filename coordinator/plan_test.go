@@ -42,7 +42,7 @@ func TestBuildPlan(t *testing.T) {
 		{Topic: "t", Partition: 1, First: 10, End: 60},
 		{Topic: "t", Partition: 2, First: 5, End: 5}, // empty: no piece
 	}
-	p := buildPlan(archive.Plan{Pipeline: "p", RunID: "r", Brokers: []string{"b"},
+	p := BuildPlan(archive.Plan{Pipeline: "p", RunID: "r", Brokers: []string{"b"},
 		Window: archive.Window{Start: time.Unix(0, 0), End: time.Unix(3600, 0)}}, ranges, 300, 3)
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
@@ -67,10 +67,10 @@ func TestBuildPlan(t *testing.T) {
 	if covered[0] != 1000 || covered[1] != 50 || covered[2] != 0 {
 		t.Fatalf("coverage %v", covered)
 	}
-	if again := buildPlan(p, ranges, 300, 3); len(again.Shards) != 3 || again.Shards[0].Pieces[0] != p.Shards[0].Pieces[0] {
+	if again := BuildPlan(p, ranges, 300, 3); len(again.Shards) != 3 || again.Shards[0].Pieces[0] != p.Shards[0].Pieces[0] {
 		t.Fatal("planning is not deterministic")
 	}
-	if one := buildPlan(p, ranges[2:], 300, 3); len(one.Shards) != 0 {
+	if one := BuildPlan(p, ranges[2:], 300, 3); len(one.Shards) != 0 {
 		t.Fatalf("an empty window has %d shards", len(one.Shards))
 	}
 }
