@@ -132,7 +132,7 @@ func isVerbatimJSON(b []byte) bool {
 	if bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(b) && json.Valid(b)
+	return utf8.Valid(b) && validJSON(b)
 }
 
 // isText reports whether b is valid UTF-8 free of control characters other than tab,
