@@ -50,18 +50,21 @@ func ensureTopic(ctx context.Context, o options) (dataset, error) {
 	d := dataset{lineSize: sampleBytes / int64(len(sample))}
 	d.records = int64(o.gb*1e9) / d.lineSize
 	d.rawBytes = d.records * d.lineSize
-	d.topic = fmt.Sprintf("karch-bench-cdr-%d", d.records)
+	// The records carry the generator's fixed, old timestamps: the topic keeps them forever,
+	// or Kafka's time retention empties it within minutes of the fill.
+	d.topic = fmt.Sprintf("karch-bench-cdr-%d-kept", d.records)
 
 	client := &kafka.Client{Addr: kafka.TCP(o.brokers), Timeout: 30 * time.Second}
-	ends, err := endOffsets(ctx, client, d.topic)
-	if err == nil && sum(ends) == d.records {
+	starts, serr := offsets(ctx, client, d.topic, kafka.FirstOffsetOf)
+	ends, err := offsets(ctx, client, d.topic, kafka.LastOffsetOf)
+	if err == nil && serr == nil && sum(ends) == d.records && sum(starts) == 0 {
 		d.ends = ends
 		return d, nil
 	}
 	if err := fill(ctx, o, client, d); err != nil {
 		return d, err
 	}
-	d.ends, err = endOffsets(ctx, client, d.topic)
+	d.ends, err = offsets(ctx, client, d.topic, kafka.LastOffsetOf)
 	return d, err
 }
 
@@ -72,29 +75,31 @@ func sum(xs []int64) (s int64) {
 	return s
 }
 
-func endOffsets(ctx context.Context, c *kafka.Client, topic string) ([]int64, error) {
+// offsets lists one offset of each partition: FirstOffsetOf (the log start) or LastOffsetOf.
+func offsets(ctx context.Context, c *kafka.Client, topic string, of func(int) kafka.OffsetRequest) ([]int64, error) {
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for p := range partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+		req.Topics[topic] = append(req.Topics[topic], of(p))
 	}
 	resp, err := c.ListOffsets(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
 	}
-	ends := make([]int64, partitions)
+	out := make([]int64, partitions)
 	for _, p := range resp.Topics[topic] {
 		if p.Error != nil {
 			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error)
 		}
-		ends[p.Partition] = p.LastOffset
+		out[p.Partition] = max(p.FirstOffset, p.LastOffset) // the one asked for; the other is -1
 	}
-	return ends, nil
+	return out, nil
 }
 
 // fill creates the topic (anew) and produces the records, in chunks so memory stays small.
 func fill(ctx context.Context, o options, c *kafka.Client, d dataset) error {
 	_, _ = c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{d.topic}})
-	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: d.topic, NumPartitions: partitions, ReplicationFactor: 1}}})
+	resp, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: d.topic, NumPartitions: partitions, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}}}}})
 	if err == nil {
 		err = resp.Errors[d.topic]
 	}
