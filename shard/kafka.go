@@ -113,13 +113,28 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 	if err := k.checkPartition(ctx, topic, partition); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var ahead *prefetch
+	defer func() {
+		cancel()
+		if ahead != nil {
+			ahead.wait() // the prefetch's goroutine ends before ReadRange does
+		}
+	}()
+	ahead = k.prefetch(ctx, topic, partition, first)
 	for pos := first; pos < end; {
-		res, err := k.fetch(ctx, topic, partition, pos)
+		res, err := ahead.wait()
+		ahead = nil
 		if err != nil {
 			return err
 		}
 		if err := k.pace(ctx, res.Records.size); err != nil {
 			return err
+		}
+		// The next fetch is in flight while this one is decoded and encoded, where the
+		// response says it will start.
+		if guess, ok := after(res); ok && guess > pos && guess < end {
+			ahead = k.prefetch(ctx, topic, partition, guess)
 		}
 		next, err := consume(res, topic, partition, pos, end, fn)
 		if err != nil {
@@ -130,9 +145,62 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 				return err
 			}
 		}
+		if ahead != nil && ahead.pos != next {
+			ahead.wait() // a wrong guess (compaction emptied the last batch's tail): fetch again
+			ahead = nil
+		}
+		if ahead == nil && next < end {
+			ahead = k.prefetch(ctx, topic, partition, next)
+		}
 		pos = next
 	}
 	return nil
+}
+
+// prefetch is one fetch running in its own goroutine.
+type prefetch struct {
+	pos  int64
+	done chan struct{}
+	res  *fetchedPartition
+	err  error
+}
+
+func (k *KafkaReader) prefetch(ctx context.Context, topic string, partition int32, pos int64) *prefetch {
+	p := &prefetch{pos: pos, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.res, p.err = k.fetch(ctx, topic, partition, pos)
+	}()
+	return p
+}
+
+func (p *prefetch) wait() (*fetchedPartition, error) {
+	<-p.done
+	return p.res, p.err
+}
+
+// after is where the fetch after res starts once res is read to its end: past its last
+// batch, by that batch's header. ok is false when there is no such header (an empty
+// response, or message sets of format v0/v1).
+func after(res *fetchedPartition) (int64, bool) {
+	stream, ok := res.Records.Records.(*protocol.RecordStream)
+	if !ok || len(stream.Records) == 0 {
+		return 0, false
+	}
+	var base int64
+	switch b := stream.Records[len(stream.Records)-1].(type) {
+	case *protocol.RecordBatch:
+		base = b.BaseOffset
+	case *protocol.ControlBatch:
+		base = b.BaseOffset
+	default:
+		return 0, false
+	}
+	h := res.Records.headers[base]
+	if h == nil {
+		return 0, false
+	}
+	return h.nextOffset(), true
 }
 
 // checkPartition turns a missing topic or partition into a permanent error: kafka-go calls an
