@@ -44,11 +44,12 @@ type S3Config struct {
 	// Checksum is the algorithm the server verifies every upload with: SHA256 (the
 	// default), CRC32C, CRC32 or CRC64NVME.
 	Checksum string
-	// PartSize is the size of multipart upload parts (default 8 MiB, at least 5 MiB);
-	// an object that fits in one part is sent with a single PutObject.
+	// PartSize is the size of multipart upload parts (default and least 5 MiB); an object
+	// that fits in one part is sent with a single PutObject.
 	PartSize int64
-	// Concurrency is the number of parts uploaded at once (default 4). Put holds at most
-	// Concurrency+1 parts in memory.
+	// Concurrency is the number of parts uploaded at once (default 2: a shard's compressed
+	// stream is a fraction of what it reads, and two 5 MiB parts in flight keep up with it).
+	// Put holds at most Concurrency+1 parts in memory.
 	Concurrency int
 	// ResponseTimeout is how long a request may wait for the server's answer once it is
 	// sent (default 1 minute). The SDK sets no limit, and a server that never answers would
@@ -71,10 +72,10 @@ func (c S3Config) withDefaults() S3Config {
 		c.Checksum = string(types.ChecksumAlgorithmSha256)
 	}
 	if c.PartSize == 0 {
-		c.PartSize = 8 << 20
+		c.PartSize = minPartSize
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 4
+		c.Concurrency = 2
 	}
 	if c.ResponseTimeout == 0 {
 		c.ResponseTimeout = time.Minute

@@ -96,7 +96,7 @@ func encoderFor(opts Options) (*zstd.Encoder, error) {
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)),
 		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(false), zstd.WithEncoderConcurrency(opts.Concurrency),
-		zstd.WithWindowSize(windowFor(opts.FrameSize)))
+		zstd.WithWindowSize(windowFor(opts.FrameSize)), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("start zstd encoder: %w", err)
 	}
@@ -114,8 +114,10 @@ func windowFor(frameSize int) int {
 	return w
 }
 
-// frameBufs recycles frame buffers across Writers.
-var frameBufs sync.Pool
+// rawBufs and outBufs recycle frame buffers across Writers: a raw frame is FrameSize and a
+// little more (the Write that ends it), a compressed one a fraction of that, grown by the
+// encoder when the data does not compress.
+var rawBufs, outBufs sync.Pool
 
 // NewWriter returns a Writer to w. ctx bounds its life: once ctx is done, Write and Close
 // fail.
@@ -143,7 +145,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return 0, w.failure(err)
 	}
 	if w.buf == nil {
-		w.buf = w.getBuf()
+		w.buf = getBuf(&rawBufs, w.opts.FrameSize+w.opts.FrameSize/8)
 	}
 	w.buf = append(w.buf, p...)
 	w.raw += int64(len(p))
@@ -168,15 +170,15 @@ func (w *Writer) flushFrame() error {
 	w.g.Go(func() error {
 		defer func() { <-w.slots }()
 		defer close(mine)
-		frame := w.enc.EncodeAll(raw, w.getBuf())
-		frameBufs.Put(raw[:0])
+		frame := w.enc.EncodeAll(raw, getBuf(&outBufs, w.opts.FrameSize/4))
+		rawBufs.Put(raw[:0])
 		select {
 		case <-prev:
 		case <-w.ctx.Done():
 			return w.ctx.Err()
 		}
 		_, err := w.out.Write(frame)
-		frameBufs.Put(frame[:0])
+		outBufs.Put(frame[:0])
 		if err != nil {
 			return fmt.Errorf("write zstd frame: %w", err)
 		}
@@ -185,9 +187,8 @@ func (w *Writer) flushFrame() error {
 	return nil
 }
 
-func (w *Writer) getBuf() []byte {
-	size := w.opts.FrameSize + w.opts.FrameSize/8
-	if b, ok := frameBufs.Get().([]byte); ok && cap(b) >= size {
+func getBuf(pool *sync.Pool, size int) []byte {
+	if b, ok := pool.Get().([]byte); ok && cap(b) >= size {
 		return b
 	}
 	return make([]byte, 0, size)

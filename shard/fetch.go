@@ -185,23 +185,31 @@ type recordSet struct {
 	size int64
 }
 
+// maxPrealloc bounds the buffer allocated for a record set before its bytes are read.
+const maxPrealloc = 64 << 20
+
 // ReadFrom reads a length-prefixed record set; kafka-go's decoder calls it for the Records
 // field. It reads the batch headers from the raw bytes, then lets kafka-go decode them.
 func (s *recordSet) ReadFrom(r io.Reader) (int64, error) {
-	var buf bytes.Buffer
-	if _, err := io.CopyN(&buf, r, 4); err != nil {
+	var length [4]byte
+	if _, err := io.ReadFull(r, length[:]); err != nil {
 		return 0, err
 	}
-	size := int64(int32(binary.BigEndian.Uint32(buf.Bytes())))
+	size := int64(int32(binary.BigEndian.Uint32(length[:])))
 	*s = recordSet{}
 	if size <= 0 {
 		return 4, nil
 	}
-	if n, err := io.CopyN(&buf, r, size); err != nil {
+	// Sized up front, since growing to a fetch's size would allocate about twice it (and
+	// ReadFrom grows a buffer with less than MinRead free); capped, since the length is the
+	// broker's word until the bytes arrive.
+	buf := bytes.NewBuffer(make([]byte, 0, 4+min(size, maxPrealloc)+bytes.MinRead))
+	buf.Write(length[:])
+	if n, err := io.CopyN(buf, r, size); err != nil {
 		return 4 + n, fmt.Errorf("read a record set of %d bytes: %w", size, err)
 	}
 	s.headers, s.size = batchHeaders(buf.Bytes()[4:]), size
-	_, err := s.RecordSet.ReadFrom(&buf) // a *bytes.Buffer: kafka-go peeks through Bytes
+	_, err := s.RecordSet.ReadFrom(buf) // a *bytes.Buffer: kafka-go peeks through Bytes
 	return 4 + size, err
 }
 

@@ -41,7 +41,7 @@ type KafkaOptions struct {
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
 func DefaultKafkaOptions() KafkaOptions {
-	return KafkaOptions{FetchMaxBytes: 4 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second,
+	return KafkaOptions{FetchMaxBytes: 2 << 20, FetchMaxWait: 500 * time.Millisecond, DialTimeout: 10 * time.Second,
 		RequestTimeout: 30 * time.Second, ClientID: defaultClientID}
 }
 
