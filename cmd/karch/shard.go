@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -32,6 +33,7 @@ type shardFlags struct {
 	index        int
 	memMiB       int
 	fetchRateMiB int
+	cpuProfile   string
 	compress     compress.Options
 	kafka        shard.KafkaOptions
 	store        storeFlags
@@ -61,6 +63,7 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 		"soft heap limit in MiB, so that the garbage collector keeps a shard inside a 256 MiB pod; GOMEMLIMIT, when set, wins (KARCH_MEMORY_LIMIT_MIB)")
 	fs.IntVar(&f.fetchRateMiB, "fetch-rate-mib", envInt("KARCH_FETCH_RATE_MIB", 0), "most MiB per second fetched from Kafka; 0: no cap (KARCH_FETCH_RATE_MIB)")
 	fs.IntVar(&f.kafka.FetchMaxBytes, "fetch-max-bytes", envInt("KARCH_FETCH_MAX_BYTES", f.kafka.FetchMaxBytes), "bytes per Kafka fetch (KARCH_FETCH_MAX_BYTES)")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the run to this file, for `go tool pprof`")
 	fs.StringVar(&f.pushGateway, "push-gateway", os.Getenv("KARCH_PUSH_GATEWAY"), "Prometheus Pushgateway URL to push metrics to at the end; empty: none (KARCH_PUSH_GATEWAY)")
 	fs.StringVar(&f.pipeline, "pipeline", os.Getenv("KARCH_PIPELINE"), "pipeline name, the pushed metrics' group; the coordinator sets it (KARCH_PIPELINE)")
 	f.store.register(fs)
@@ -144,6 +147,13 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(f.memMiB) << 20)
 	}
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	proc := metrics.NewProcess(time.Now())
 	shardMetrics := metrics.NewShard(proc.Registerer())
 	receipt, err := archiveShard(ctx, f, proc.Registerer(), logger)
@@ -156,6 +166,23 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 		return fmt.Errorf("plan %s: %w", f.plan, err)
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process until stop is called; a file that cannot be written
+// is bad input, so permanent.
+func startCPUProfile(path string) (stop func(), err error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("--cpu-profile: %w", err))
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, failure.Permanent(fmt.Errorf("--cpu-profile %s: %w", path, err))
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 func archiveShard(ctx context.Context, f *shardFlags, reg prometheus.Registerer, logger *slog.Logger) (*archive.Receipt, error) {
