@@ -32,7 +32,7 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-node
+.PHONY: help demo test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-peers bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -45,6 +45,7 @@ help:
 	@echo "make image          karch's container image as an OCI archive, bin/karch-image.tar (imported into the local node when it runs)"
 	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
 	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
+	@echo "make bench-peers    the same topic archived by karch, OSO's kafka-backup engine and kcat | zstd | aws"
 	@echo "make bench-node     the kind bench's workload as a CronJob run on the local node (make kube-up)"
 
 demo: services-up build
@@ -105,6 +106,13 @@ bench: services-up
 BENCH_SHARD_FLAGS ?= -gb 2 -runs 3
 bench-shard: services-up build
 	$(TEST_ENV) go run ./bench/shardbench $(BENCH_SHARD_FLAGS)
+
+# The same topic archived by karch (one and two shards), OSO's kafka-backup engine and kcat
+# piped through zstd into the AWS CLI, alternating; the table and chart go to bench/results.
+# The first run builds the OSO peer with cargo (minutes); never part of make test.
+BENCH_PEERS_FLAGS ?= -gb 2 -runs 3 -results bench/results
+bench-peers: services-up build
+	peers=$$(bench/peers/setup.sh) && eval "$$peers" && $(TEST_ENV) go run ./bench/shardbench -peers -oso "$$OSO" -kcat "$$KCAT" $(BENCH_PEERS_FLAGS)
 
 # bench/kind's workload on the local node: a CronJob run over RECORDS call records (default
 # 2,000,000 in 3 hourly windows), its table and wall time printed.

@@ -6,6 +6,10 @@
 //
 //	make bench-shard                     # 2 GB of JSON Lines, 3 runs, into the local MinIO
 //	go run ./bench/shardbench -gb 0.2    # a quick look
+//
+// With -peers (make bench-peers) it archives the same topic with karch as one and as two
+// shards, OSO's kafka-backup engine and the shell recipe of kcat, zstd and the AWS CLI, run
+// by run in turn, and prints (and with -results writes) a table of medians and a bar chart.
 package main
 
 import (
@@ -24,6 +28,12 @@ type options struct {
 	pieceMiB int
 	karch    string
 	store    string
+	peers    bool
+	oso      string
+	kcat     string
+	results  string
+	profile  string
+	memMiB   int
 }
 
 func main() {
@@ -35,6 +45,12 @@ func main() {
 	flag.IntVar(&o.pieceMiB, "piece-mib", 256, "uncompressed MiB per piece")
 	flag.StringVar(&o.karch, "karch", "bin/karch", "the karch binary to run")
 	flag.StringVar(&o.store, "store", "s3", "s3 (the local MinIO of make services-up) or local (a temporary directory)")
+	flag.BoolVar(&o.peers, "peers", false, "also archive the topic with OSO's engine and with kcat, zstd and the AWS CLI, alternating runs")
+	flag.StringVar(&o.oso, "oso", "", "with -peers: the binary of bench/peers/oso")
+	flag.StringVar(&o.kcat, "kcat", "kcat", "with -peers: Debian's kcat")
+	flag.StringVar(&o.results, "results", "", "with -peers: a folder to write peers.md and peers.png to")
+	flag.StringVar(&o.profile, "cpu-profile", "", "write the first single-shard run's CPU profile to this file (karch shard --cpu-profile)")
+	flag.IntVar(&o.memMiB, "memory-limit-mib", 0, "the shards' soft heap limit (karch shard --memory-limit-mib); 0: karch's default")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "shardbench:", err)
@@ -59,9 +75,15 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("topic %s: %d records, %.0f MB of JSON Lines, %d pieces; zstd level %d; store %s\n",
 		data.topic, data.records, float64(data.rawBytes)/1e6, len(data.pieces(o)), o.level, o.store)
+	if o.peers {
+		if o.store != "s3" {
+			return errors.New("-peers writes to the local MinIO: -store s3")
+		}
+		return runPeers(ctx, o, data)
+	}
 	var results []result
 	for i := range o.runs {
-		r, err := runShard(ctx, o, data, i)
+		r, err := runShards(ctx, o, data, 1, i)
 		if err != nil {
 			return err
 		}

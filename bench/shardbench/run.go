@@ -22,13 +22,26 @@ import (
 	"github.com/karch-archive/karch/internal/cdrgen"
 )
 
-// result is one shard run.
+// result is one run of one contender.
 type result struct {
-	seconds            float64
-	records            int64
-	rawBytes, bytes    int64
-	peakRSS            int64 // bytes
-	mbPerSec, recsPerS float64
+	seconds         float64
+	cpu             float64 // user and system seconds, summed over the run's processes
+	records         int64
+	rawBytes, bytes int64
+	peakRSS         int64 // bytes, of the largest process
+}
+
+func (r result) mbPerSec() float64   { return float64(r.rawBytes) / 1e6 / r.seconds }
+func (r result) recsPerSec() float64 { return float64(r.records) / r.seconds }
+
+// cpuPerGB is CPU seconds per GB of JSON Lines in.
+func (r result) cpuPerGB() float64 { return r.cpu / (float64(r.rawBytes) / 1e9) }
+
+// usage adds a finished child's CPU time and peak RSS to r.
+func (r *result) usage(ps *os.ProcessState) {
+	ru := ps.SysUsage().(*syscall.Rusage)
+	r.cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	r.peakRSS = max(r.peakRSS, ru.Maxrss<<10)
 }
 
 // store is where the runs write: the local MinIO or a temporary directory.
@@ -41,27 +54,39 @@ func store(ctx context.Context, o options) (blob.Bucket, string, error) {
 		b, err := blob.NewLocal(dir)
 		return b, dir, err
 	}
-	cfg := blob.S3Config{
-		Endpoint: envOr("KARCH_TEST_S3_ENDPOINT", "http://127.0.0.1:19000"), Region: "us-east-1", PathStyle: true,
-		Bucket: envOr("KARCH_TEST_S3_BUCKET", "karch-test"), Prefix: "shardbench",
-		AccessKeyID: envOr("KARCH_TEST_S3_ACCESS_KEY", "karchtest"), SecretAccessKey: envOr("KARCH_TEST_S3_SECRET_KEY", "karchtest-secret"),
-	}
+	cfg := s3Config()
 	b, err := blob.NewS3(ctx, cfg)
 	return b, fmt.Sprintf("s3://%s/%s", cfg.Bucket, cfg.Prefix), err
 }
 
-// runShard plans the whole dataset as one shard under a fresh window folder and runs
-// `karch shard` on it as a child process, whose peak RSS the kernel reports at exit.
-func runShard(ctx context.Context, o options, d dataset, i int) (result, error) {
+func s3Config() blob.S3Config {
+	return blob.S3Config{
+		Endpoint: envOr("KARCH_TEST_S3_ENDPOINT", "http://127.0.0.1:19000"), Region: "us-east-1", PathStyle: true,
+		Bucket: envOr("KARCH_TEST_S3_BUCKET", "karch-test"), Prefix: "shardbench",
+		AccessKeyID: envOr("KARCH_TEST_S3_ACCESS_KEY", "karchtest"), SecretAccessKey: envOr("KARCH_TEST_S3_SECRET_KEY", "karchtest-secret"),
+	}
+}
+
+// runShards plans the whole dataset as n shards (partitions dealt round-robin) under a
+// fresh window folder and runs `karch shard` for each as a child process, all at once,
+// whose CPU time and peak RSS the kernel reports at exit. Records and bytes are the
+// receipts'.
+func runShards(ctx context.Context, o options, d dataset, n, i int) (result, error) {
 	b, base, err := store(ctx, o)
 	if err != nil {
 		return result{}, err
 	}
 	start := time.Now().UTC().Truncate(time.Hour)
 	p := &archive.Plan{
-		Format: archive.PlanFormat, Pipeline: fmt.Sprintf("bench-%d-%d", time.Now().Unix(), i), RunID: "bench",
+		Format: archive.PlanFormat, Pipeline: fmt.Sprintf("bench-%d-%d-%d", time.Now().Unix(), n, i), RunID: "bench",
 		Brokers: []string{o.brokers}, Window: archive.Window{Start: start, End: start.Add(time.Hour)},
-		Shards: []archive.ShardPlan{{Index: 0, Pieces: d.pieces(o)}},
+	}
+	for s := range n {
+		p.Shards = append(p.Shards, archive.ShardPlan{Index: s})
+	}
+	for _, pc := range d.pieces(o) {
+		sp := &p.Shards[int(pc.Partition)%n]
+		sp.Pieces = append(sp.Pieces, pc)
 	}
 	planKey := archive.WindowDir(p.Pipeline, start, time.Hour) + archive.PlanName
 	data, err := json.Marshal(p)
@@ -71,22 +96,45 @@ func runShard(ctx context.Context, o options, d dataset, i int) (result, error) 
 	if _, err := b.Put(ctx, planKey, bytes.NewReader(data), blob.PutOptions{IfAbsent: true}); err != nil {
 		return result{}, fmt.Errorf("put plan: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, o.karch, "shard", "--plan", base+"/"+planKey, "--index", "0", "--zstd-level", fmt.Sprint(o.level), "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "KARCH_S3_ENDPOINT="+envOr("KARCH_TEST_S3_ENDPOINT", "http://127.0.0.1:19000"), "KARCH_S3_PATH_STYLE=true",
-		"AWS_ACCESS_KEY_ID="+envOr("KARCH_TEST_S3_ACCESS_KEY", "karchtest"), "AWS_SECRET_ACCESS_KEY="+envOr("KARCH_TEST_S3_SECRET_KEY", "karchtest-secret"))
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmds := make([]*exec.Cmd, n)
 	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
-		return result{}, fmt.Errorf("run %s: %w", cmd, err)
+	for s := range n {
+		args := []string{"shard", "--plan", base + "/" + planKey, "--index", fmt.Sprint(s), "--zstd-level", fmt.Sprint(o.level), "--log-level", "warn"}
+		if o.profile != "" && n == 1 && i == 0 {
+			args = append(args, "--cpu-profile", o.profile)
+		}
+		if o.memMiB > 0 {
+			args = append(args, "--memory-limit-mib", fmt.Sprint(o.memMiB))
+		}
+		cmds[s] = exec.CommandContext(ctx, o.karch, args...)
+		cmds[s].Env = append(os.Environ(), "KARCH_S3_ENDPOINT="+envOr("KARCH_TEST_S3_ENDPOINT", "http://127.0.0.1:19000"), "KARCH_S3_PATH_STYLE=true",
+			"AWS_ACCESS_KEY_ID="+envOr("KARCH_TEST_S3_ACCESS_KEY", "karchtest"), "AWS_SECRET_ACCESS_KEY="+envOr("KARCH_TEST_S3_SECRET_KEY", "karchtest-secret"))
+		cmds[s].Stdout, cmds[s].Stderr = os.Stderr, os.Stderr
+		if err := cmds[s].Start(); err != nil {
+			return result{}, fmt.Errorf("start %s: %w", cmds[s], err)
+		}
 	}
-	secs := time.Since(t0).Seconds()
-	r, err := receipt(ctx, b, filepath.Dir(planKey)+"/"+archive.ReceiptKey(0))
-	if err != nil {
-		return result{}, err
+	var r result
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			return result{}, fmt.Errorf("run %s: %w", cmd, err)
+		}
+		r.usage(cmd.ProcessState)
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
-	return result{seconds: secs, records: r.Records, rawBytes: r.RawBytes, bytes: r.Bytes, peakRSS: rss,
-		mbPerSec: float64(r.RawBytes) / 1e6 / secs, recsPerS: float64(r.Records) / secs}, nil
+	r.seconds = time.Since(t0).Seconds()
+	for s := range n {
+		rc, err := receipt(ctx, b, filepath.Dir(planKey)+"/"+archive.ReceiptKey(s))
+		if err != nil {
+			return result{}, err
+		}
+		r.records += rc.Records
+		r.rawBytes += rc.RawBytes
+		r.bytes += rc.Bytes
+	}
+	if r.records != d.records {
+		return result{}, fmt.Errorf("the shards' receipts count %d records, the topic holds %d", r.records, d.records)
+	}
+	return r, nil
 }
 
 func receipt(ctx context.Context, b blob.Bucket, key string) (*archive.Receipt, error) {
@@ -138,21 +186,23 @@ func rawSample(d dataset, n int64) []byte {
 
 func printTable(w io.Writer, rs []result, zstdMBps float64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\trecords\tMB in\tMB stored\tratio\tseconds\trecords/s\tMB/s in\tpeak RSS MiB\t")
+	fmt.Fprintln(tw, "run\trecords\tMB in\tMB stored\tratio\tseconds\tCPU s\tCPU s/GB\trecords/s\tMB/s in\tpeak RSS MiB\t")
 	for i, r := range rs {
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.3f\t%.1f\t%.0f\t%.1f\t%.0f\t\n", i+1, r.records, float64(r.rawBytes)/1e6,
-			float64(r.bytes)/1e6, float64(r.bytes)/float64(r.rawBytes), r.seconds, r.recsPerS, r.mbPerSec, float64(r.peakRSS)/(1<<20))
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.3f\t%.1f\t%.1f\t%.2f\t%.0f\t%.1f\t%.0f\t\n", i+1, r.records, float64(r.rawBytes)/1e6,
+			float64(r.bytes)/1e6, float64(r.bytes)/float64(r.rawBytes), r.seconds, r.cpu, r.cpuPerGB(), r.recsPerSec(), r.mbPerSec(), float64(r.peakRSS)/(1<<20))
 	}
 	tw.Flush()
 	med := median(rs)
-	fmt.Fprintf(w, "\nmedian shard: %.1f MB/s in, %.0f records/s, peak RSS %.0f MiB (max over runs)\n", med.mbPerSec, med.recsPerS, maxRSS(rs)/(1<<20))
+	fmt.Fprintf(w, "\nmedian shard: %.1f MB/s in, %.0f records/s, %.2f CPU s/GB, peak RSS %.0f MiB (max over runs)\n",
+		med.mbPerSec(), med.recsPerSec(), med.cpuPerGB(), maxRSS(rs)/(1<<20))
 	fmt.Fprintf(w, "zstd EncodeAll, same level, one goroutine, in memory: %.1f MB/s\n", zstdMBps)
-	fmt.Fprintf(w, "efficiency (median shard MB/s / zstd MB/s): %.2f\n", med.mbPerSec/zstdMBps)
+	fmt.Fprintf(w, "efficiency (median shard MB/s / zstd MB/s): %.2f\n", med.mbPerSec()/zstdMBps)
 }
 
+// median is the run of median wall time.
 func median(rs []result) result {
 	s := append([]result(nil), rs...)
-	sort.Slice(s, func(i, j int) bool { return s[i].mbPerSec < s[j].mbPerSec })
+	sort.Slice(s, func(i, j int) bool { return s[i].seconds < s[j].seconds })
 	return s[len(s)/2]
 }
 
