@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -239,6 +240,20 @@ func TestAppendLineAllocationFree(t *testing.T) {
 		r.Timestamp, r.LogAppendTime = time.UnixMilli(millis).UTC(), millis < 0
 		if n := testing.AllocsPerRun(100, func() { buf = AppendLine(buf[:0], &r) }); n != 0 {
 			t.Errorf("millis %d: %v allocations per line", millis, n)
+		}
+	}
+}
+
+func TestAppendLayoutIsAppendFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ms := []int64{minLayoutMillis, maxLayoutMillis, 0, -1, 1, 951782400000, 4107542400000} // the ends, the epoch, leap days
+	for range 200_000 {
+		ms = append(ms, minLayoutMillis+rng.Int64N(maxLayoutMillis-minLayoutMillis+1))
+	}
+	for _, m := range ms {
+		ts := time.UnixMilli(m).Add(time.Duration(rng.IntN(1e6))).UTC() // sub-millisecond parts are cut, not rounded
+		if got, want := string(appendLayout(nil, ts)), ts.Format(TimestampLayout); got != want {
+			t.Fatalf("appendLayout(%d ms) = %s, want %s", m, got, want)
 		}
 	}
 }
