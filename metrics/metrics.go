@@ -36,7 +36,7 @@ func NewProcess(now time.Time) *Process {
 		reg:     prometheus.NewRegistry(),
 		started: now,
 		exitCode: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "karch_exit_code", Help: "Exit code of the last run: 0 done, 1 retryable failure, 2 crash, 3 permanent failure.",
+			Name: "karch_exit_code", Help: "Exit code of the last run: 0 done, 1 retryable failure, 2 crash, 3 permanent failure; -1 while it runs (a backfill pushes its progress as it goes).",
 		}),
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "karch_run_duration_seconds", Help: "How long the last run took.",
@@ -45,6 +45,7 @@ func NewProcess(now time.Time) *Process {
 			Name: "karch_run_finished_timestamp_seconds", Help: "When the last run ended (Unix time).",
 		}),
 	}
+	p.exitCode.Set(-1)
 	p.reg.MustRegister(p.exitCode, p.duration, p.finished)
 	return p
 }
@@ -135,6 +136,32 @@ func (c *Coordinator) Window(r coordinator.WindowResult) {
 	c.records.Add(float64(r.Records))
 	c.rawBytes.Add(float64(r.RawBytes))
 	c.size.Add(float64(r.Bytes))
+}
+
+// Backfill is a backfill's progress, set as it goes and pushed while it runs: a backfill
+// lasts hours, and a push only at its end would leave it dark until then.
+type Backfill struct {
+	windows, committed, records, rawBytes prometheus.Gauge
+}
+
+// NewBackfill registers the backfill's metrics with reg.
+func NewBackfill(reg prometheus.Registerer) *Backfill {
+	b := &Backfill{
+		windows:   gauge("karch_backfill_windows", "Windows in the backfill's range."),
+		committed: gauge("karch_backfill_committed_windows", "Windows of the range committed so far, by this run or an earlier one."),
+		records:   gauge("karch_backfill_committed_records", "Records in the range's committed windows."),
+		rawBytes:  gauge("karch_backfill_committed_raw_bytes", "Uncompressed JSON Lines bytes in the range's committed windows."),
+	}
+	reg.MustRegister(b.windows, b.committed, b.records, b.rawBytes)
+	return b
+}
+
+// Progress records where the backfill stands.
+func (b *Backfill) Progress(p coordinator.BackfillProgress) {
+	b.windows.Set(float64(p.Windows))
+	b.committed.Set(float64(p.Committed))
+	b.records.Set(float64(p.Records))
+	b.rawBytes.Set(float64(p.RawBytes))
 }
 
 // Shard turns a shard's receipt into metrics. Its gauges are vectors without labels, exported

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
@@ -34,15 +35,22 @@ is run again with the same arguments: it adopts its plans, Jobs and stored piece
 Exit codes: 0 done, 1 retryable, 2 a crash (retried), 3 permanent.
 `
 
-type backfillFlags struct{ from, to string }
+type backfillFlags struct {
+	from, to  string
+	pushEvery time.Duration
+}
 
 func (b *backfillFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.from, "from", "", "start of the first window, RFC3339")
 	fs.StringVar(&b.to, "to", "", "end of the last window, RFC3339")
+	fs.DurationVar(&b.pushEvery, "push-interval", 30*time.Second, "with a push gateway: how often the progress metrics are pushed while the backfill runs")
 }
 
 func (b *backfillFlags) backfill(cfg runConfig) (coordinator.Backfill, error) {
 	bf := coordinator.Backfill{MaxIndexes: cfg.jobMaxIndexes, LeaseWait: cfg.leaseWait}
+	if b.pushEvery <= 0 {
+		return bf, failure.Permanent(fmt.Errorf("%w: --push-interval %s: want a positive duration", coordinator.ErrConfig, b.pushEvery))
+	}
 	for _, f := range []struct {
 		name, v string
 		t       *time.Time
@@ -92,18 +100,58 @@ func runBackfill(ctx context.Context, args []string, stdout io.Writer) (err erro
 	deps.Observer = metrics.NewCoordinator(proc.Registerer())
 	deps.Bucket = blob.WithMetrics(deps.Bucket, proc.Registerer())
 	var bar *progressbar.ProgressBar
+	report := progressLog(cli.logger, 10*time.Second)
 	if onTerminal() {
 		bar = progressbar.NewOptions64(-1, append(barOptions("backfill"), progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true))...)
-		bf.Progress = func(p coordinator.BackfillProgress) { barProgress(bar, p) }
-	} else {
-		bf.Progress = progressLog(cli.logger, 10*time.Second)
+		report = func(p coordinator.BackfillProgress) { barProgress(bar, p) }
 	}
+	gauges := metrics.NewBackfill(proc.Registerer())
+	bf.Progress = func(p coordinator.BackfillProgress) {
+		gauges.Progress(p)
+		report(p)
+	}
+	stopPushing := pushWhileRunning(ctx, cli.logger, cli.cfg.pushGateway, bff.pushEvery, proc, "karch-backfill", "pipeline", cli.cfg.coord.Pipeline)
 	results, err := coordinator.RunBackfill(ctx, cli.cfg.coord, bf, deps)
+	stopPushing() // before the deferred last push, which must arrive last
 	if bar != nil {
 		_ = bar.Finish()
 	}
 	printBackfill(stdout, results, started)
 	return err
+}
+
+// pushWhileRunning pushes proc's metrics every interval until stop is called. stop lets a
+// push in flight finish rather than cancel it, since a cancelled request may still reach
+// the gateway and land after the final push with the exit code, replacing it; a failed push
+// is logged and the next one tried.
+func pushWhileRunning(ctx context.Context, logger *slog.Logger, gateway string, every time.Duration, proc *metrics.Process, job string, grouping ...string) (stop func()) {
+	if gateway == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var g errgroup.Group
+	g.Go(func() error {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				if err := proc.Push(pctx, gateway, job, grouping...); err != nil {
+					logger.Warn("progress metrics not pushed", "err", err)
+				}
+				cancel()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		_ = g.Wait()
+	}
 }
 
 // backfillRate is the raw (JSON Lines) megabytes per second this run archived, and the time

@@ -43,3 +43,44 @@ func TestBackfillCommand(t *testing.T) {
 		t.Fatalf("bad --from: exit %d, last line %q; want 3 naming --from", code, line)
 	}
 }
+
+// A backfill pushes its progress while it runs, with exit code -1 (running), and then once
+// more when it ends: the range's windows, those committed and their records, as the
+// manifests hold them.
+func TestBackfillPushesProgress(t *testing.T) {
+	p := newRunPipeline(t, 4, 2000)
+	gw := newPushGateway(t)
+	p.env = append(p.env, "KARCH_PUSH_GATEWAY="+gw.URL)
+	if code, out := p.backfill(t, 0, runWindows, "--push-interval", "50ms"); code != 0 {
+		t.Fatalf("backfill: exit %d:\n%s", code, out)
+	}
+	ms := p.assertCommitted(t)
+	var records int64
+	for _, m := range ms {
+		records += m.Records
+	}
+	pushes := gw.take("karch-backfill", map[string]string{"pipeline": p.name})
+	if len(pushes) < 2 {
+		t.Fatalf("%d backfill pushes, want progress pushes and a last one", len(pushes))
+	}
+	for _, mid := range pushes[:len(pushes)-1] {
+		if code := mid.must(t, "karch_exit_code"); code != -1 {
+			t.Fatalf("a push while running has exit code %v, want -1", code)
+		}
+		if n := mid.must(t, "karch_backfill_windows"); n != 0 && n != runWindows {
+			t.Fatalf("a push while running says %v windows, want %d (or 0 before planning)", n, runWindows)
+		}
+	}
+	last := pushes[len(pushes)-1]
+	for name, want := range map[string]float64{
+		"karch_exit_code":                  0,
+		"karch_backfill_windows":           runWindows,
+		"karch_backfill_committed_windows": runWindows,
+		"karch_backfill_committed_records": float64(records),
+		"karch_run_committed_windows":      runWindows,
+	} {
+		if got := last.must(t, name); got != want {
+			t.Errorf("last push: %s = %v, want %v", name, got, want)
+		}
+	}
+}
