@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/lock"
 	"github.com/karch-archive/karch/lock/locktest"
@@ -221,5 +223,70 @@ func (p *pauseAfter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func TestNewRedisRejectsTinyTTL(t *testing.T) {
 	if _, err := lock.NewRedis(redis.NewClient(&redis.Options{}), time.Millisecond, quiet); err == nil {
 		t.Fatal("accepted a 1ms TTL")
+	}
+}
+
+// aclUser creates a Redis ACL user with a fresh password and the rules given, for the
+// test's life.
+func aclUser(t *testing.T, rules ...string) (user, password string) {
+	t.Helper()
+	admin := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	t.Cleanup(func() { admin.Close() })
+	user, password = "karch-test-"+strconv.FormatInt(time.Now().UnixNano(), 36), "pw-"+strconv.FormatInt(time.Now().UnixNano(), 36)
+	args := []any{"ACL", "SETUSER", user, "reset", "on", ">" + password}
+	for _, r := range rules {
+		args = append(args, r)
+	}
+	if err := admin.Do(context.Background(), args...).Err(); err != nil {
+		t.Fatalf("ACL SETUSER %s: %v", user, err)
+	}
+	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+	return user, password
+}
+
+// leaseRules are the least a lease needs (README, "Redis"): its commands, inside and outside
+// its scripts, on its keys; connecting needs nothing more.
+var leaseRules = []string{"~karch-test:*", "+set", "+get", "+del", "+pexpire", "+incr", "+eval", "+evalsha"}
+
+func aclLocker(t *testing.T, user, password string) *lock.Redis {
+	t.Helper()
+	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(t), Username: user, Password: password})
+	t.Cleanup(func() { client.Close() })
+	l, err := lock.NewRedis(client, 3*time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// The acceptance suite as an ACL user that may run only the lease's commands.
+func TestRedisAcceptanceLeastPrivilege(t *testing.T) {
+	user, password := aclUser(t, leaseRules...)
+	locktest.Acceptance(t, func(t *testing.T, n int) []lock.Locker {
+		ls := make([]lock.Locker, n)
+		for i := range ls {
+			ls[i] = aclLocker(t, user, password)
+		}
+		return ls
+	})
+}
+
+// A wrong password and a user without EVAL are refused for good (exit 3), with the server's
+// reason, which names the missing command.
+func TestRedisRefusalsArePermanent(t *testing.T) {
+	user, password := aclUser(t, leaseRules...)
+	noEval, noEvalPassword := aclUser(t, slices.DeleteFunc(slices.Clone(leaseRules), func(r string) bool { return r == "+eval" || r == "+evalsha" })...)
+	for _, tc := range []struct {
+		name, user, password, want string
+	}{
+		{"wrong password", user, password + "-not", "WRONGPASS"},
+		{"no EVAL", noEval, noEvalPassword, "NOPERM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := aclLocker(t, tc.user, tc.password).Acquire(context.Background(), "karch-test:refused:"+t.Name())
+			if !failure.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Acquire: %v; want a permanent error with %s", err, tc.want)
+			}
+		})
 	}
 }

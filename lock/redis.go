@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/karch-archive/karch/failure"
 )
 
 // acquireScript takes the lease and its fencing token in one atomic step: SET NX PX of the
@@ -56,7 +58,7 @@ func (r *Redis) Acquire(ctx context.Context, name string) (Lease, error) {
 	}
 	if err != nil {
 		r.abandon(ctx, name, token)
-		return nil, fmt.Errorf("acquire lease %s: %w", name, err)
+		return nil, classify(fmt.Errorf("acquire lease %s: %w", name, err))
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	l := &redisLease{r: r, name: name, token: token, fence: fence, ctx: lctx, cancel: cancel, stopped: make(chan struct{})}
@@ -70,6 +72,16 @@ func (r *Redis) abandon(ctx context.Context, name, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.ttl)
 	defer cancel()
 	_ = releaseScript.Run(ctx, r.client, []string{name}, token).Err()
+}
+
+// classify makes the server's refusals permanent: a wrong password (WRONGPASS, NOAUTH) or
+// an ACL user without a command the lease runs (NOPERM, which names it) is fixed by an
+// operator, not by retrying; everything else (the network, a restart) may pass.
+func classify(err error) error {
+	if redis.IsAuthError(err) || redis.IsPermissionError(err) {
+		return failure.Permanent(err)
+	}
+	return err
 }
 
 func newToken() string {

@@ -113,7 +113,7 @@ var settings = []setting{
 	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
-	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
+	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD or the file KARCH_REDIS_PASSWORD_FILE names", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
 	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
 	{"s3_region", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
 	{"s3_timeout", "how long an S3 request may wait for the server's answer once sent, before it is retried (default 1m)", durationSetting(func(c *runConfig) *time.Duration { return &c.s3.ResponseTimeout })},

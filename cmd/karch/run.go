@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,7 +32,9 @@ Takes the pipeline's lease, archives every window that is due (oldest first), ru
 its shards as local processes (runner local) or as a Kubernetes Indexed Job (runner kube),
 verifies them and commits each window's MANIFEST.json.
 Settings come from the YAML file, then KARCH_* variables, then flags. Secrets only from
-the environment: KARCH_REDIS_PASSWORD, and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+the environment or files: KARCH_REDIS_PASSWORD (or KARCH_REDIS_PASSWORD_FILE), and the AWS
+chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a shared credentials file, a web identity
+token file).
 Exit codes: 0 done (or nothing due, or the lease is held elsewhere), 1 retryable, 2 a crash (retried), 3 permanent.
 `
 
@@ -135,7 +138,11 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	var locker lock.Locker = lock.NewLocal()
 	closeDeps := func() {}
 	if cfg.redis != "" {
-		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: os.Getenv("KARCH_REDIS_PASSWORD")})
+		password, err := redisPassword()
+		if err != nil {
+			return coordinator.Deps{}, nil, err
+		}
+		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: password})
 		closeDeps = func() { client.Close() }
 		if locker, err = lock.NewRedis(client, cfg.coord.LeaseTTL, logger); err != nil {
 			return coordinator.Deps{}, nil, failure.Permanent(err)
@@ -145,6 +152,23 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, coordinator.ClientID(cfg.coord.Pipeline)),
 		Logger: logger, Now: time.Now, Version: version,
 	}, closeDeps, nil
+}
+
+// redisPassword is KARCH_REDIS_PASSWORD, or what the file KARCH_REDIS_PASSWORD_FILE names
+// holds (a Kubernetes Secret mounted as a file), without its trailing newline.
+func redisPassword() (string, error) {
+	password, file := os.Getenv("KARCH_REDIS_PASSWORD"), os.Getenv("KARCH_REDIS_PASSWORD_FILE")
+	switch {
+	case file == "":
+		return password, nil
+	case password != "":
+		return "", failure.Permanent(fmt.Errorf("%w: KARCH_REDIS_PASSWORD and KARCH_REDIS_PASSWORD_FILE are both set: give one", coordinator.ErrConfig))
+	}
+	data, err := os.ReadFile(file)
+	if err != nil { // the error names the path, never the contents
+		return "", failure.Permanent(fmt.Errorf("%w: KARCH_REDIS_PASSWORD_FILE: %w", coordinator.ErrConfig, err))
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
 }
 
 // newRunner returns the runner the configuration names: shards as local processes, or as an
