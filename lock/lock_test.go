@@ -226,27 +226,8 @@ func TestNewRedisRejectsTinyTTL(t *testing.T) {
 	}
 }
 
-// aclUser creates a Redis ACL user with a fresh password and the rules given, for the
-// test's life.
-func aclUser(t *testing.T, rules ...string) (user, password string) {
-	t.Helper()
-	admin := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	t.Cleanup(func() { admin.Close() })
-	user, password = "karch-test-"+strconv.FormatInt(time.Now().UnixNano(), 36), "pw-"+strconv.FormatInt(time.Now().UnixNano(), 36)
-	args := []any{"ACL", "SETUSER", user, "reset", "on", ">" + password}
-	for _, r := range rules {
-		args = append(args, r)
-	}
-	if err := admin.Do(context.Background(), args...).Err(); err != nil {
-		t.Fatalf("ACL SETUSER %s: %v", user, err)
-	}
-	t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
-	return user, password
-}
-
-// leaseRules are the least a lease needs (README, "Redis"): its commands, inside and outside
-// its scripts, on its keys; connecting needs nothing more.
-var leaseRules = []string{"~karch-test:*", "+set", "+get", "+del", "+pexpire", "+incr", "+eval", "+evalsha"}
+// leaseRules are the lease's commands on its keys.
+var leaseRules = append([]string{"~karch-test:*"}, testenv.LeaseCommands...)
 
 func aclLocker(t *testing.T, user, password string) *lock.Redis {
 	t.Helper()
@@ -261,7 +242,7 @@ func aclLocker(t *testing.T, user, password string) *lock.Redis {
 
 // The acceptance suite as an ACL user that may run only the lease's commands.
 func TestRedisAcceptanceLeastPrivilege(t *testing.T) {
-	user, password := aclUser(t, leaseRules...)
+	user, password := testenv.RedisUser(t, leaseRules...)
 	locktest.Acceptance(t, func(t *testing.T, n int) []lock.Locker {
 		ls := make([]lock.Locker, n)
 		for i := range ls {
@@ -274,8 +255,8 @@ func TestRedisAcceptanceLeastPrivilege(t *testing.T) {
 // A wrong password and a user without EVAL are refused for good (exit 3), with the server's
 // reason, which names the missing command.
 func TestRedisRefusalsArePermanent(t *testing.T) {
-	user, password := aclUser(t, leaseRules...)
-	noEval, noEvalPassword := aclUser(t, slices.DeleteFunc(slices.Clone(leaseRules), func(r string) bool { return r == "+eval" || r == "+evalsha" })...)
+	user, password := testenv.RedisUser(t, leaseRules...)
+	noEval, noEvalPassword := testenv.RedisUser(t, slices.DeleteFunc(slices.Clone(leaseRules), func(r string) bool { return r == "+eval" || r == "+evalsha" })...)
 	for _, tc := range []struct {
 		name, user, password, want string
 	}{

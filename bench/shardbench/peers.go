@@ -199,28 +199,29 @@ func runPeer(ctx context.Context, d dataset, cmd *exec.Cmd, prefix string) (resu
 	}
 	r := result{seconds: time.Since(t0).Seconds(), records: d.records, rawBytes: d.rawBytes}
 	r.usage(cmd.ProcessState)
-	b, err := blob.NewS3(ctx, s3Config())
-	if err != nil {
-		return result{}, err
-	}
-	err = b.List(ctx, prefix+"/", func(info blob.ObjectInfo) error {
+	err := peerObjects(ctx, prefix, func(b blob.Bucket, info blob.ObjectInfo) error {
 		r.bytes += info.Size
 		return nil
 	})
+	return r, err
+}
+
+// peerObjects calls fn for each object a peer stored under prefix.
+func peerObjects(ctx context.Context, prefix string, fn func(blob.Bucket, blob.ObjectInfo) error) error {
+	b, err := blob.NewS3(ctx, s3Config())
 	if err != nil {
-		return result{}, fmt.Errorf("list %s: %w", prefix, err)
+		return err
 	}
-	return r, nil
+	if err := b.List(ctx, prefix+"/", func(info blob.ObjectInfo) error { return fn(b, info) }); err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return nil
 }
 
 // countLines counts the JSON lines (one per record) of the zstd objects under prefix.
 func countLines(ctx context.Context, prefix string) (int64, error) {
-	b, err := blob.NewS3(ctx, s3Config())
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	err = b.List(ctx, prefix+"/", func(info blob.ObjectInfo) error {
+	var n newlines
+	err := peerObjects(ctx, prefix, func(b blob.Bucket, info blob.ObjectInfo) error {
 		rc, err := b.Get(ctx, info.Key)
 		if err != nil {
 			return err
@@ -231,17 +232,18 @@ func countLines(ctx context.Context, prefix string) (int64, error) {
 			return err
 		}
 		defer zr.Close()
-		buf := make([]byte, 1<<20)
-		for {
-			k, err := zr.Read(buf)
-			n += int64(bytes.Count(buf[:k], []byte{'\n'}))
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read %s: %w", info.Key, err)
-			}
+		if _, err := io.Copy(&n, zr); err != nil {
+			return fmt.Errorf("read %s: %w", info.Key, err)
 		}
+		return nil
 	})
-	return n, err
+	return int64(n), err
+}
+
+// newlines counts the newlines written to it.
+type newlines int64
+
+func (n *newlines) Write(p []byte) (int, error) {
+	*n += newlines(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }

@@ -1,39 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/karch-archive/karch/internal/testenv"
 )
-
-// redisUser creates a Redis ACL user that may run only the lease's commands on karch's keys
-// (README, "Redis"), for the test's life.
-func redisUser(t *testing.T) (user, password string) {
-	t.Helper()
-	admin := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-	defer admin.Close()
-	id := strconv.FormatInt(time.Now().UnixNano(), 36)
-	user, password = "karch-e2e-"+id, "pw-"+id
-	err := admin.Do(context.Background(), "ACL", "SETUSER", user, "reset", "on", ">"+password,
-		"~karch:*", "+set", "+get", "+del", "+pexpire", "+incr", "+eval", "+evalsha").Err()
-	if err != nil {
-		t.Fatalf("ACL SETUSER: %v", err)
-	}
-	t.Cleanup(func() {
-		admin := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
-		defer admin.Close()
-		admin.Do(context.Background(), "ACL", "DELUSER", user)
-	})
-	return user, password
-}
 
 // The lease as that user, its password read from a file as a mounted Secret gives it: a
 // missing file, a password given twice and a wrong password each stop the run with exit 3
@@ -41,7 +15,7 @@ func redisUser(t *testing.T) (user, password string) {
 // is in no output.
 func TestRunRedisPasswordFile(t *testing.T) {
 	p := newRunPipeline(t, 2, 1000)
-	user, password := redisUser(t)
+	user, password := testenv.RedisUser(t, append([]string{"~karch:*"}, testenv.LeaseCommands...)...)
 	dir := t.TempDir()
 	good, wrong := filepath.Join(dir, "password"), filepath.Join(dir, "wrong")
 	if err := os.WriteFile(good, []byte(password+"\n"), 0o600); err != nil {
