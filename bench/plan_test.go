@@ -15,6 +15,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/lock"
+	"github.com/karch-archive/karch/shard"
 )
 
 // planStart is the window the planning benchmark resolves: its records are stamped through
@@ -57,7 +58,7 @@ func BenchmarkPlan1000Partitions(b *testing.B) {
 	deps := coordinator.Deps{Bucket: testenv.LocalBucket(b), Locker: lock.NewLocal(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now: func() time.Time { return planStart.Add(2 * time.Hour) }}
 	for b.Loop() {
-		deps.Offsets = coordinator.NewKafkaOffsets(cfg.Brokers, "karch-bench") // fresh connections, as a new coordinator has
+		deps.Offsets = coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-bench"}) // fresh connections, as a new coordinator has
 		plans, err := coordinator.Preview(context.Background(), cfg, deps)
 		if err != nil {
 			b.Fatal(err)

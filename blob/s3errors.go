@@ -54,7 +54,7 @@ func verdictOf(err error) verdict {
 	if errors.As(err, &re) {
 		return byStatus(re.HTTPStatusCode())
 	}
-	if api != nil && api.ErrorFault() == smithy.FaultClient {
+	if api != nil && api.ErrorFault() == smithy.FaultClient || failure.IsTLSRefusal(err) {
 		return permanent
 	}
 	return retryable

@@ -12,13 +12,14 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/shard"
 )
 
 // backfillAt runs a backfill of [from, to) hours after t0 as if the clock said now, with
 // fresh Kafka connections, batches of at most maxIndexes shards, on the local runner.
 func (p *pipeline) backfillAt(ctx context.Context, now time.Time, from, to, maxIndexes int, progress func(coordinator.BackfillProgress)) ([]coordinator.WindowResult, error) {
 	p.deps.Now = func() time.Time { return now }
-	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, "karch-test")
+	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"})
 	p.deps.Batches = p.deps.Runner.(coordinator.BatchRunner)
 	bf := coordinator.Backfill{From: t0.Add(time.Duration(from) * time.Hour), To: t0.Add(time.Duration(to) * time.Hour),
 		MaxIndexes: maxIndexes, Poll: 100 * time.Millisecond, Progress: progress}

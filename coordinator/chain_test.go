@@ -17,13 +17,14 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/shard"
 )
 
 // runAt runs the pipeline as if the clock said now, with fresh Kafka connections, as a new
 // coordinator process has (kafka-go caches topic metadata for seconds).
 func (p *pipeline) runAt(now time.Time) ([]coordinator.WindowResult, error) {
 	p.deps.Now = func() time.Time { return now }
-	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, "karch-test")
+	p.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"})
 	return coordinator.Run(context.Background(), p.cfg, p.deps)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/lock"
+	"github.com/karch-archive/karch/shard"
 )
 
 var karchBin string
@@ -51,7 +52,7 @@ func newPipeline(t *testing.T, topic string, partitions int) *pipeline {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	return &pipeline{cfg: cfg, s3: s3cfg, deps: coordinator.Deps{
 		Bucket: b, StoreURL: fmt.Sprintf("s3://%s/%s", s3cfg.Bucket, s3cfg.Prefix), Locker: lock.NewLocal(),
-		Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, "karch-test"), Logger: logger, Version: "test",
+		Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"}), Logger: logger, Version: "test",
 		Now: func() time.Time { return t0.Add(3*time.Hour + 2*time.Minute) },
 		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: []string{
 			"KARCH_S3_ENDPOINT=" + s3cfg.Endpoint, "KARCH_S3_PATH_STYLE=true", "AWS_ACCESS_KEY_ID=" + s3cfg.AccessKeyID,
@@ -243,7 +244,7 @@ func TestTwoCoordinatorsAtOnce(t *testing.T) {
 		q := *p
 		q.deps.Locker = metLocker{Locker: lock.NewLocal(), meet: meet}
 		q.deps.Bucket = metBucket{Bucket: p.deps.Bucket, meet: meet}
-		q.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, "karch-test")
+		q.deps.Offsets = coordinator.NewKafkaOffsets(p.cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"})
 		g.Go(func() (err error) {
 			results[i], err = coordinator.Run(gctx, q.cfg, q.deps)
 			return err

@@ -48,15 +48,15 @@ var _ OffsetLister = (*KafkaOffsets)(nil)
 func ClientID(pipeline string) string { return "karch-" + pipeline }
 
 // NewKafkaOffsets returns the OffsetLister of the cluster behind brokers, whose connections
-// carry clientID.
-func NewKafkaOffsets(brokers []string, clientID string) *KafkaOffsets {
+// carry conn's client id, TLS and SASL settings.
+func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions) *KafkaOffsets {
 	opts := shard.DefaultKafkaOptions()
 	// An edge is usually the first record of the first batch a fetch returns, and a broker
 	// returns at least one whole batch whatever the limit: small fetches keep planning cheap.
-	opts.ClientID, opts.FetchMaxBytes = clientID, 128<<10
+	opts.ClientID, opts.TLS, opts.SASL, opts.FetchMaxBytes = conn.ClientID, conn.TLS, conn.SASL, 128<<10
 	return &KafkaOffsets{
 		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second,
-			Transport: &kafka.Transport{ClientID: clientID, DialTimeout: 10 * time.Second}},
+			Transport: &kafka.Transport{ClientID: conn.ClientID, DialTimeout: 10 * time.Second, TLS: conn.TLS, SASL: conn.SASL}},
 		reader: shard.NewKafkaReader(brokers, opts),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/shard"
 )
 
 // sent is a record as produced: where it landed, its timestamp, and whether it counts.
@@ -40,7 +41,7 @@ func TestOffsetsAtUnderTransactions(t *testing.T) {
 	log = append(log, txn(t, cl, kgo.TryCommit, stamps(at(2*time.Hour+30*time.Minute), 5*time.Minute, 6))...) // 2h30 .. 2h55
 	plain := produceOld(t, addr, topic, stamps(at(0), 10*time.Minute, 18))                                    // partition 1: 0h00 .. 2h50
 
-	ol := coordinator.NewKafkaOffsets([]string{addr}, "karch-test")
+	ol := coordinator.NewKafkaOffsets([]string{addr}, shard.KafkaOptions{ClientID: "karch-test"})
 	for _, d := range []time.Duration{-time.Hour, 0, time.Minute, 59 * time.Minute, time.Hour, 90 * time.Minute,
 		2 * time.Hour, 2*time.Hour + 35*time.Minute, 3 * time.Hour, 4 * time.Hour, 4*time.Hour + time.Millisecond, 5 * time.Hour} {
 		got, err := ol.OffsetsAt(context.Background(), topic, []int32{0, 1}, at(d))
@@ -126,13 +127,13 @@ func produceOld(t *testing.T, addr, topic string, ts []time.Time) []sent {
 // A missing topic is permanent; a broker that cannot be reached is not.
 func TestOffsetsErrorClasses(t *testing.T) {
 	addr := testenv.Kafka(t)
-	ol := coordinator.NewKafkaOffsets([]string{addr}, "karch-test")
+	ol := coordinator.NewKafkaOffsets([]string{addr}, shard.KafkaOptions{ClientID: "karch-test"})
 	if _, err := ol.Partitions(context.Background(), "karch-no-such-topic"); !failure.IsPermanent(err) {
 		t.Errorf("Partitions of a missing topic: %v, want a permanent error", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	down := coordinator.NewKafkaOffsets([]string{"127.0.0.1:1"}, "karch-test") // nothing listens on port 1
+	down := coordinator.NewKafkaOffsets([]string{"127.0.0.1:1"}, shard.KafkaOptions{ClientID: "karch-test"}) // nothing listens on port 1
 	if _, err := down.Partitions(ctx, "t"); err == nil || failure.IsPermanent(err) {
 		t.Errorf("Partitions with the broker down: %v, want a retryable error", err)
 	}

@@ -11,7 +11,11 @@
 package failure
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net"
+	"strings"
 )
 
 // ErrPermanent marks errors that no retry can cure: bad configuration, a missing topic, a plan
@@ -57,4 +61,28 @@ func ExitCode(err error) int {
 	default:
 		return ExitRetryable
 	}
+}
+
+// IsTLSRefusal reports whether err is a TLS handshake that only configuration can fix: the
+// peer's certificate is not trusted or names another host, the peer refused karch's (or its
+// lack of one), or the peer does not speak TLS at all. A retry meets the same certificates.
+func IsTLSRefusal(err error) bool {
+	var (
+		verify  *tls.CertificateVerificationError
+		alert   tls.AlertError
+		header  tls.RecordHeaderError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &header) ||
+		errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || remoteTLSAlert(err)
+}
+
+// remoteTLSAlert reports whether err is an alert the peer sent during or after the handshake
+// ("remote error: tls: bad certificate"): crypto/tls reports those as a net.OpError of that
+// Op around an unexported type, not as a tls.AlertError, on TCP connections.
+func remoteTLSAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && strings.HasPrefix(op.Err.Error(), "tls: ")
 }

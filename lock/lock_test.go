@@ -2,9 +2,12 @@ package lock_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -229,9 +232,13 @@ func TestNewRedisRejectsTinyTTL(t *testing.T) {
 // leaseRules are the lease's commands on its keys.
 var leaseRules = append([]string{"~karch-test:*"}, testenv.LeaseCommands...)
 
-func aclLocker(t *testing.T, user, password string) *lock.Redis {
+func aclLocker(t *testing.T, user, password string, tlsConfig *tls.Config) *lock.Redis {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: testenv.Redis(t), Username: user, Password: password})
+	addr := testenv.Redis(t)
+	if tlsConfig != nil {
+		addr = testenv.RedisTLS(t)
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: password, TLSConfig: tlsConfig})
 	t.Cleanup(func() { client.Close() })
 	l, err := lock.NewRedis(client, 3*time.Second, quiet)
 	if err != nil {
@@ -240,31 +247,57 @@ func aclLocker(t *testing.T, user, password string) *lock.Redis {
 	return l
 }
 
-// The acceptance suite as an ACL user that may run only the lease's commands.
+// redisTLS trusts caFile, and presents the test client certificate when mutual.
+func redisTLS(t *testing.T, caFile string, mutual bool) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	c.RootCAs.AppendCertsFromPEM(pem)
+	if mutual {
+		files := testenv.TLS(t)
+		pair, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c
+}
+
+// The acceptance suite over TLS with a client certificate, as an ACL user that may run only
+// the lease's commands.
 func TestRedisAcceptanceLeastPrivilege(t *testing.T) {
 	user, password := testenv.RedisUser(t, leaseRules...)
+	tlsConfig := redisTLS(t, testenv.TLS(t).CA, true)
 	locktest.Acceptance(t, func(t *testing.T, n int) []lock.Locker {
 		ls := make([]lock.Locker, n)
 		for i := range ls {
-			ls[i] = aclLocker(t, user, password)
+			ls[i] = aclLocker(t, user, password, tlsConfig)
 		}
 		return ls
 	})
 }
 
-// A wrong password and a user without EVAL are refused for good (exit 3), with the server's
-// reason, which names the missing command.
+// A wrong password, a user without EVAL and a server whose certificate no trusted CA signed
+// are refused for good (exit 3), with the reason, which names the missing command.
 func TestRedisRefusalsArePermanent(t *testing.T) {
 	user, password := testenv.RedisUser(t, leaseRules...)
 	noEval, noEvalPassword := testenv.RedisUser(t, slices.DeleteFunc(slices.Clone(leaseRules), func(r string) bool { return r == "+eval" || r == "+evalsha" })...)
+	ca := testenv.TLS(t).CA
 	for _, tc := range []struct {
 		name, user, password, want string
+		tls                        *tls.Config
 	}{
-		{"wrong password", user, password + "-not", "WRONGPASS"},
-		{"no EVAL", noEval, noEvalPassword, "NOPERM"},
+		{"wrong password", user, password + "-not", "WRONGPASS", nil},
+		{"no EVAL", noEval, noEvalPassword, "NOPERM", nil},
+		{"no EVAL over TLS", noEval, noEvalPassword, "NOPERM", redisTLS(t, ca, false)},
+		{"unknown CA", user, password, "certificate signed by unknown authority", redisTLS(t, testenv.StrangerCA(t), false)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := aclLocker(t, tc.user, tc.password).Acquire(context.Background(), "karch-test:refused:"+t.Name())
+			_, err := aclLocker(t, tc.user, tc.password, tc.tls).Acquire(context.Background(), "karch-test:refused:"+t.Name())
 			if !failure.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Acquire: %v; want a permanent error with %s", err, tc.want)
 			}

@@ -78,7 +78,7 @@ func (r *Redis) abandon(ctx context.Context, name, token string) {
 // an ACL user without a command the lease runs (NOPERM, which names it) is fixed by an
 // operator, not by retrying; everything else (the network, a restart) may pass.
 func classify(err error) error {
-	if redis.IsAuthError(err) || redis.IsPermissionError(err) {
+	if redis.IsAuthError(err) || redis.IsPermissionError(err) || failure.IsTLSRefusal(err) {
 		return failure.Permanent(err)
 	}
 	return err

@@ -2,6 +2,7 @@ package shard
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	fetchapi "github.com/segmentio/kafka-go/protocol/fetch"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"golang.org/x/time/rate"
 
@@ -37,6 +39,10 @@ type KafkaOptions struct {
 	// FetchRate caps the bytes fetched per second (0: no cap), so that many shards at once
 	// leave the brokers room for their producers and consumers.
 	FetchRate int
+	// TLS, when set, is the client configuration of every broker connection; SASL, when
+	// set, authenticates each connection after its TLS handshake.
+	TLS  *tls.Config
+	SASL sasl.Mechanism
 }
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
@@ -77,7 +83,7 @@ func NewKafkaReader(brokers []string, opts KafkaOptions) *KafkaReader {
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = DefaultKafkaOptions().RequestTimeout
 	}
-	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute}
+	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute, TLS: opts.TLS, SASL: opts.SASL}
 	k := &KafkaReader{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: opts.RequestTimeout},
 		transport: t,
@@ -427,7 +433,7 @@ func (*fetchResponse) ApiKey() protocol.ApiKey { return protocol.Fetch }
 // retry cures (IsPermanentKafkaError) and returns every other error as it is: unmarked errors
 // are retryable. Each Kafka adapter passes the errors of its Kafka calls through it.
 func ClassifyKafkaError(err error) error {
-	if IsPermanentKafkaError(err) {
+	if IsPermanentKafkaError(err) || failure.IsTLSRefusal(err) {
 		return failure.Permanent(err)
 	}
 	return err

@@ -25,6 +25,8 @@ type runConfig struct {
 	store     string
 	redis     string
 	redisUser string
+	redisTLS  tlsSettings
+	kafkaSec  kafkaSecurity
 	s3        blob.S3Config
 	runner    string
 	kube      kubeSettings
@@ -57,6 +59,13 @@ var settings = []setting{
 	{"pipeline", "pipeline name: lower-case letters, digits and '-'", func(c *runConfig, v string) error { c.coord.Pipeline = v; return nil }},
 	{"brokers", "Kafka bootstrap addresses, comma-separated", func(c *runConfig, v string) error { c.coord.Brokers = splitList(v); return nil }},
 	{"topic", "Kafka topic to archive", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
+	{"kafka_tls", "speak TLS to Kafka, trusting the system's CAs unless kafka_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.kafkaSec.tls.enabled })},
+	{"kafka_tls_ca_file", "PEM file of the CAs that sign the brokers' certificates", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.caFile })},
+	{"kafka_tls_cert_file", "PEM client certificate, for brokers that require one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.certFile })},
+	{"kafka_tls_key_file", "PEM private key of kafka_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.keyFile })},
+	{"kafka_tls_server_name", "name the brokers' certificates must carry (default: the host of each address)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.serverName })},
+	{"kafka_sasl_mechanism", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs kafka_tls); empty: none", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslMechanism })},
+	{"kafka_sasl_username", "SASL user; its password only from KARCH_KAFKA_SASL_PASSWORD or the file KARCH_KAFKA_SASL_PASSWORD_FILE names", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslUser })},
 	{"window", "window length; divides a day (1h, 15m, 24h)", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Window })},
 	{"lateness", "wait this long after a window ends before archiving it", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Lateness })},
 	{"start", "where a new pipeline begins, RFC3339 (default: the newest due window)", func(c *runConfig, v string) error {
@@ -114,6 +123,11 @@ var settings = []setting{
 	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
 	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
 	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD or the file KARCH_REDIS_PASSWORD_FILE names", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
+	{"redis_tls", "speak TLS to Redis, trusting the system's CAs unless redis_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.redisTLS.enabled })},
+	{"redis_tls_ca_file", "PEM file of the CAs that sign the Redis server's certificate", stringSetting(func(c *runConfig) *string { return &c.redisTLS.caFile })},
+	{"redis_tls_cert_file", "PEM client certificate, for a Redis that requires one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.certFile })},
+	{"redis_tls_key_file", "PEM private key of redis_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.redisTLS.keyFile })},
+	{"redis_tls_server_name", "name the Redis server's certificate must carry (default: the host of redis)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.serverName })},
 	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
 	{"s3_region", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
 	{"s3_timeout", "how long an S3 request may wait for the server's answer once sent, before it is retried (default 1m)", durationSetting(func(c *runConfig) *time.Duration { return &c.s3.ResponseTimeout })},
@@ -129,6 +143,21 @@ func durationSetting(field func(*runConfig) *time.Duration) func(*runConfig, str
 		d, err := time.ParseDuration(v)
 		*field(c) = d
 		return err
+	}
+}
+
+func boolSetting(field func(*runConfig) *bool) func(*runConfig, string) error {
+	return func(c *runConfig, v string) error {
+		b, err := strconv.ParseBool(v)
+		*field(c) = b
+		return err
+	}
+}
+
+func stringSetting(field func(*runConfig) *string) func(*runConfig, string) error {
+	return func(c *runConfig, v string) error {
+		*field(c) = v
+		return nil
 	}
 }
 
@@ -183,7 +212,8 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 }
 
 func (cf *configFlags) load() (runConfig, error) {
-	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local", jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
+	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local", redisTLS: tlsSettings{prefix: "redis_tls"},
+		kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}, jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
 	if err := checkEnviron(os.Environ()); err != nil {
 		return c, err
@@ -230,6 +260,9 @@ func (c runConfig) validate() error {
 	}
 	if c.runner == "kube" && c.kube.image == "" && os.Getenv(envPodName) == "" {
 		return failure.Permanent(fmt.Errorf("%w: shard_image: required with runner kube outside a pod (in one, the coordinator's own image is the default)", coordinator.ErrConfig))
+	}
+	if err := c.kafkaSec.validate(); err != nil {
+		return err
 	}
 	if c.leaseWait < 0 {
 		return failure.Permanent(fmt.Errorf("%w: lease_wait: %s: want 0 or more", coordinator.ErrConfig, c.leaseWait))

@@ -13,7 +13,8 @@ import (
 // coordinator's table: secrets, the shard's own flags, and what the CronJob passes through
 // the downward API. Every other KARCH_* variable must name a setting.
 var envNotSettings = []string{
-	"KARCH_CONFIG", "KARCH_REDIS_PASSWORD", "KARCH_REDIS_PASSWORD_FILE", "KARCH_BINARY", "KARCH_LOG_LEVEL",
+	"KARCH_CONFIG", "KARCH_REDIS_PASSWORD", "KARCH_REDIS_PASSWORD_FILE",
+	"KARCH_KAFKA_SASL_PASSWORD", "KARCH_KAFKA_SASL_PASSWORD_FILE", "KARCH_BINARY", "KARCH_LOG_LEVEL",
 	envOwnerJob, envOwnerJobUID, envPodName,
 	"KARCH_PLAN", "KARCH_ZSTD_LEVEL", "KARCH_FRAME_SIZE", "KARCH_MEMORY_LIMIT_MIB", "KARCH_FETCH_MAX_BYTES",
 	"KARCH_S3_STORAGE_CLASS", "KARCH_S3_SSE", "KARCH_S3_KMS_KEY_ID", "KARCH_S3_CHECKSUM",

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -135,40 +134,31 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	if err != nil {
 		return coordinator.Deps{}, nil, failure.Permanent(fmt.Errorf("open store %s: %w", cfg.store, err))
 	}
+	conn, err := cfg.kafkaConn()
+	if err != nil {
+		return coordinator.Deps{}, nil, err
+	}
 	var locker lock.Locker = lock.NewLocal()
 	closeDeps := func() {}
 	if cfg.redis != "" {
-		password, err := redisPassword()
+		password, err := secretSource{env: "KARCH_REDIS_PASSWORD"}.read()
 		if err != nil {
 			return coordinator.Deps{}, nil, err
 		}
-		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: password})
+		tlsConfig, err := cfg.redisTLS.config()
+		if err != nil {
+			return coordinator.Deps{}, nil, err
+		}
+		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: password, TLSConfig: tlsConfig})
 		closeDeps = func() { client.Close() }
 		if locker, err = lock.NewRedis(client, cfg.coord.LeaseTTL, logger); err != nil {
 			return coordinator.Deps{}, nil, failure.Permanent(err)
 		}
 	}
 	return coordinator.Deps{
-		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, coordinator.ClientID(cfg.coord.Pipeline)),
+		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, conn),
 		Logger: logger, Now: time.Now, Version: version,
 	}, closeDeps, nil
-}
-
-// redisPassword is KARCH_REDIS_PASSWORD, or what the file KARCH_REDIS_PASSWORD_FILE names
-// holds (a Kubernetes Secret mounted as a file), without its trailing newline.
-func redisPassword() (string, error) {
-	password, file := os.Getenv("KARCH_REDIS_PASSWORD"), os.Getenv("KARCH_REDIS_PASSWORD_FILE")
-	switch {
-	case file == "":
-		return password, nil
-	case password != "":
-		return "", failure.Permanent(fmt.Errorf("%w: KARCH_REDIS_PASSWORD and KARCH_REDIS_PASSWORD_FILE are both set: give one", coordinator.ErrConfig))
-	}
-	data, err := os.ReadFile(file)
-	if err != nil { // the error names the path, never the contents
-		return "", failure.Permanent(fmt.Errorf("%w: KARCH_REDIS_PASSWORD_FILE: %w", coordinator.ErrConfig, err))
-	}
-	return strings.TrimRight(string(data), "\r\n"), nil
 }
 
 // newRunner returns the runner the configuration names: shards as local processes, or as an
@@ -188,7 +178,7 @@ func shardEnv(cfg runConfig) []string {
 	return append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
 		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle), "KARCH_S3_TIMEOUT=" + cfg.s3.ResponseTimeout.String(),
 		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway,
-		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, testEnv()...)
+		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, append(cfg.kafkaSec.env(), testEnv()...)...)
 }
 
 func printResults(w io.Writer, results []coordinator.WindowResult) {

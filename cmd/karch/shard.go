@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,9 @@ func (f *shardFlags) validate() error {
 	if f.pipeline != "" {
 		f.kafka.ClientID = coordinator.ClientID(f.pipeline)
 	}
+	if err := f.kafkaSecurity(); err != nil {
+		return err
+	}
 	if f.kafka.FetchMaxBytes < 1<<20 {
 		return failure.Permanent(fmt.Errorf("--fetch-max-bytes %d: want at least 1 MiB", f.kafka.FetchMaxBytes))
 	}
@@ -110,6 +114,24 @@ func (f *shardFlags) validate() error {
 		}
 	}
 	return f.resolveIndex()
+}
+
+// kafkaSecurity reads the pipeline's Kafka TLS and SASL settings from the environment the
+// coordinator gives its shards (shardEnv), by the same table as the coordinator's.
+func (f *shardFlags) kafkaSecurity() error {
+	c := runConfig{kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}}
+	for _, s := range settings {
+		v, ok := os.LookupEnv(envName(s.name))
+		if !ok || !strings.HasPrefix(s.name, "kafka_") {
+			continue
+		}
+		if err := s.set(&c, v); err != nil {
+			return failure.Permanent(fmt.Errorf("%w: %s: %q: %v", coordinator.ErrConfig, envName(s.name), v, err))
+		}
+	}
+	var err error
+	f.kafka.TLS, f.kafka.SASL, err = c.kafkaSec.dial()
+	return err
 }
 
 func (f *shardFlags) resolveIndex() error {

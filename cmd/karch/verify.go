@@ -117,11 +117,15 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
 	}
 	if vf.againstKafka {
+		conn, err := cli.cfg.kafkaConn()
+		if err != nil {
+			return err
+		}
 		opts := shard.DefaultKafkaOptions()
-		opts.ClientID = coordinator.ClientID(cli.cfg.coord.Pipeline)
+		opts.ClientID, opts.TLS, opts.SASL = conn.ClientID, conn.TLS, conn.SASL
 		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, opts)
 		defer reader.Close()
-		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, coordinator.ClientID(cli.cfg.coord.Pipeline)), reader}
+		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn), reader}
 	}
 	var bar *verifyBar
 	if onTerminal() {

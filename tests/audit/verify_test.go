@@ -24,6 +24,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/lock"
+	"github.com/karch-archive/karch/shard"
 )
 
 var karchBin string
@@ -99,7 +100,7 @@ func archiveTopic(t *testing.T, addr, topic string, st store, windows int) *arch
 	cfg.Until = t0.Add(time.Duration(windows) * time.Hour)
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	_, err := coordinator.Run(context.Background(), cfg, coordinator.Deps{
-		Bucket: a.bucket, StoreURL: a.url, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, "karch-test"),
+		Bucket: a.bucket, StoreURL: a.url, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"}),
 		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(24 * time.Hour) },
 		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: append([]string{"KARCH_LOG_LEVEL=warn"}, a.env...)},
 	})

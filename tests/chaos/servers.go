@@ -74,6 +74,8 @@ func PrivateServers(root string) *Servers {
 		"KARCHDEV_KAFKA_PROXIED_PORT=" + strconv.Itoa(kafkaProxied), "KARCHDEV_KAFKA_PROXY_PORT=" + strconv.Itoa(kafkaProxyPort),
 		"KARCHDEV_REDIS_PORT=" + strconv.Itoa(redisPort), "KARCHDEV_S3_PORT=" + strconv.Itoa(s3Port),
 		"KARCHDEV_S3_BUCKET=" + s.S3.Bucket, "KARCHDEV_S3_ACCESS_KEY=" + s.S3.AccessKey, "KARCHDEV_S3_SECRET_KEY=" + s.S3.SecretKey,
+		// No TLS listeners: make exports the shared servers' TLS ports, which would clash.
+		"KARCHDEV_KAFKA_SASL_PORT=", "KARCHDEV_KAFKA_MTLS_PORT=", "KARCHDEV_REDIS_TLS_PORT=",
 		// A scenario restarts a server while the other test packages load both cores: a
 		// broker started so was seen to need over 90 s, the script's default bound.
 		"KARCHDEV_READY_TIMEOUT=" + readyTimeout(),

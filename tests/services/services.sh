@@ -52,6 +52,14 @@ DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audi
 # whatever listens on the proxy port (the chaos tests' fault proxy). Empty: no such listener.
 : "${KARCHDEV_KAFKA_PROXIED_PORT:=}"
 : "${KARCHDEV_KAFKA_PROXY_PORT:=}"
+# Set to give Kafka a SASL_SSL listener (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for the user
+# below) and an SSL listener that requires a client certificate (mTLS), and Redis a TLS port,
+# all with certificates this script makes with openssl under $KARCHDEV_STATE/tls. Empty: none.
+: "${KARCHDEV_KAFKA_SASL_PORT:=}"
+: "${KARCHDEV_KAFKA_MTLS_PORT:=}"
+: "${KARCHDEV_KAFKA_SASL_USER:=karch}"
+: "${KARCHDEV_KAFKA_SASL_PASSWORD:=karch-kafka-secret}"
+: "${KARCHDEV_REDIS_TLS_PORT:=}"
 
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -104,6 +112,33 @@ start() {
   echo $! >"$KARCHDEV_STATE/$name/pid"
 }
 
+# --- TLS ----------------------------------------------------------------------------------
+# A private CA, a server certificate for 127.0.0.1 and localhost, and a client certificate
+# for mTLS, made once per state directory: private keys never leave it, nor enter the repo.
+TLS_STORE_PASSWORD=karch-test-store # of the PKCS12 keystore Kafka reads; guards nothing
+
+tls_dir() { echo "$KARCHDEV_STATE/tls"; }
+
+make_tls() {
+  local d; d=$(tls_dir)
+  [[ -f $d/server.p12 ]] && return
+  log "making a test CA and certificates with openssl in $d"
+  rm -rf "$d.new" && mkdir -p "$d.new"
+  (
+    cd "$d.new"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=karch test CA" \
+      -keyout ca.key -out ca.crt
+    for who in server client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=karch test $who" -keyout "$who.key" -out "$who.csr"
+      openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out "$who.crt" \
+        -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n')
+    done
+    openssl pkcs12 -export -in server.crt -inkey server.key -out server.p12 -passout "pass:$TLS_STORE_PASSWORD"
+    chmod 600 ./*.key server.p12
+  ) >"$d.log" 2>&1 || { cat "$d.log" >&2; die "making test certificates failed"; }
+  mv "$d.new" "$d" && rm -f "$d.log"
+}
+
 # --- Kafka --------------------------------------------------------------------------------
 
 kafka_libs() { echo "$KARCHDEV_CACHE/kafka-$KAFKA_VERSION/libs"; }
@@ -120,25 +155,75 @@ install_kafka() {
   touch "$libs/.complete"
 }
 
-kafka_ready() { port_open "$KARCHDEV_KAFKA_PORT" && grep -q 'Kafka Server started' "$KARCHDEV_STATE/kafka/log"; }
+kafka_ready() { kafka_listeners_open && grep -q 'Kafka Server started' "$KARCHDEV_STATE/kafka/log"; }
+
+# kafka_listeners_open: true when every listener this configuration asks for accepts.
+kafka_listeners_open() {
+  local p
+  for p in "$KARCHDEV_KAFKA_PORT" $KARCHDEV_KAFKA_SASL_PORT $KARCHDEV_KAFKA_MTLS_PORT; do port_open "$p" || return 1; done
+}
+
+# add_listener CONF NAME PORT ADVERTISED_PORT PROTOCOL
+add_listener() {
+  sed -i -e "s#^listeners=.*#&,$2://127.0.0.1:$3#" -e "s#^advertised.listeners=.*#&,$2://127.0.0.1:$4#" \
+    -e "s#^listener.security.protocol.map=.*#&,$2:$5#" "$1"
+}
+
+# kafka_config DIR writes DIR/server.properties: the template, and the listeners asked for.
+kafka_config() {
+  local dir=$1 conf=$1/server.properties
+  sed -e "s#@PORT@#$KARCHDEV_KAFKA_PORT#g" -e "s#@CPORT@#$KARCHDEV_KAFKA_CONTROLLER_PORT#g" \
+    -e "s#@DATA@#$dir/data#g" "$here/kafka.properties" >"$conf"
+  [[ -z $KARCHDEV_KAFKA_PROXIED_PORT ]] || add_listener "$conf" PROXIED "$KARCHDEV_KAFKA_PROXIED_PORT" "$KARCHDEV_KAFKA_PROXY_PORT" PLAINTEXT
+  [[ -n $KARCHDEV_KAFKA_SASL_PORT$KARCHDEV_KAFKA_MTLS_PORT ]] || return 0
+  local tls; tls=$(tls_dir)
+  cat >>"$conf" <<EOF
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/server.p12
+ssl.keystore.password=$TLS_STORE_PASSWORD
+ssl.key.password=$TLS_STORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.crt
+EOF
+  if [[ -n $KARCHDEV_KAFKA_SASL_PORT ]]; then
+    add_listener "$conf" SASL_SSL "$KARCHDEV_KAFKA_SASL_PORT" "$KARCHDEV_KAFKA_SASL_PORT" SASL_SSL
+    local scram='org.apache.kafka.common.security.scram.ScramLoginModule required;'
+    cat >>"$conf" <<EOF
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KARCHDEV_KAFKA_SASL_USER="$KARCHDEV_KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$scram
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$scram
+EOF
+  fi
+  if [[ -n $KARCHDEV_KAFKA_MTLS_PORT ]]; then
+    add_listener "$conf" SSL "$KARCHDEV_KAFKA_MTLS_PORT" "$KARCHDEV_KAFKA_MTLS_PORT" SSL
+    echo "listener.name.ssl.ssl.client.auth=required" >>"$conf"
+  fi
+}
 
 up_kafka() {
-  if ours kafka && port_open "$KARCHDEV_KAFKA_PORT"; then log "kafka: reusing 127.0.0.1:$KARCHDEV_KAFKA_PORT"; return; fi
+  if ours kafka && kafka_listeners_open; then log "kafka: reusing 127.0.0.1:$KARCHDEV_KAFKA_PORT"; return; fi
+  if ours kafka; then log "kafka: restarting it with the listeners asked for"; down_one kafka; fi
   port_open "$KARCHDEV_KAFKA_PORT" && die "port $KARCHDEV_KAFKA_PORT is taken by a process this script did not start"
   install_kafka
   local dir="$KARCHDEV_STATE/kafka"
+  [[ -z $KARCHDEV_KAFKA_SASL_PORT$KARCHDEV_KAFKA_MTLS_PORT ]] || make_tls
+  # SCRAM credentials are written when the log is formatted: a log formatted without them
+  # (by an older script) is formatted again. The tests make their own topics: none is lost.
+  [[ -z $KARCHDEV_KAFKA_SASL_PORT || -f $dir/data/scram-$KARCHDEV_KAFKA_SASL_USER ]] || rm -rf "$dir/data"
   mkdir -p "$dir/data"
-  sed -e "s#@PORT@#$KARCHDEV_KAFKA_PORT#g" -e "s#@CPORT@#$KARCHDEV_KAFKA_CONTROLLER_PORT#g" \
-    -e "s#@DATA@#$dir/data#g" "$here/kafka.properties" >"$dir/server.properties"
-  if [[ -n $KARCHDEV_KAFKA_PROXIED_PORT ]]; then
-    sed -i -e "s#^listeners=.*#&,PROXIED://127.0.0.1:$KARCHDEV_KAFKA_PROXIED_PORT#" \
-      -e "s#^advertised.listeners=.*#&,PROXIED://127.0.0.1:$KARCHDEV_KAFKA_PROXY_PORT#" \
-      -e "s#^listener.security.protocol.map=.*#&,PROXIED:PLAINTEXT#" "$dir/server.properties"
-  fi
+  kafka_config "$dir"
   local cp; cp="$(kafka_libs)/*"
   if [[ ! -f $dir/data/meta.properties ]]; then
+    local scram=() m
+    if [[ -n $KARCHDEV_KAFKA_SASL_PORT ]]; then
+      for m in SCRAM-SHA-256 SCRAM-SHA-512; do
+        scram+=(--add-scram "$m=[name=$KARCHDEV_KAFKA_SASL_USER,password=$KARCHDEV_KAFKA_SASL_PASSWORD]")
+      done
+    fi
     java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
-      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka storage format failed"; }
+      -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; die "kafka storage format failed"; }
+    [[ -z $KARCHDEV_KAFKA_SASL_PORT ]] || touch "$dir/data/scram-$KARCHDEV_KAFKA_SASL_USER"
   fi
   start kafka java -Xms256m -Xmx1g -XX:+UseG1GC -Dlog4j2.configurationFile="$here/kafka-log4j2.properties" \
     -cp "$cp" kafka.Kafka "$dir/server.properties"
@@ -149,13 +234,25 @@ up_kafka() {
 
 redis_ready() { redis-cli -p "$KARCHDEV_REDIS_PORT" ping >/dev/null 2>&1; }
 
+redis_ports_open() { port_open "$KARCHDEV_REDIS_PORT" && { [[ -z $KARCHDEV_REDIS_TLS_PORT ]] || port_open "$KARCHDEV_REDIS_TLS_PORT"; }; }
+
 up_redis() {
-  if ours redis && redis_ready; then log "redis: reusing 127.0.0.1:$KARCHDEV_REDIS_PORT"; return; fi
+  if ours redis && redis_ready && redis_ports_open; then log "redis: reusing 127.0.0.1:$KARCHDEV_REDIS_PORT"; return; fi
+  if ours redis; then log "redis: restarting it with the ports asked for"; down_one redis; fi
   port_open "$KARCHDEV_REDIS_PORT" && die "port $KARCHDEV_REDIS_PORT is taken by a process this script did not start"
   ensure_cmd redis-server redis-server
+  local tls=()
+  if [[ -n $KARCHDEV_REDIS_TLS_PORT ]]; then
+    make_tls
+    local d; d=$(tls_dir)
+    # Client certificates are optional: the tests try both a plain TLS client and mTLS.
+    tls=(--tls-port "$KARCHDEV_REDIS_TLS_PORT" --tls-cert-file "$d/server.crt" --tls-key-file "$d/server.key"
+      --tls-ca-cert-file "$d/ca.crt" --tls-auth-clients optional)
+  fi
   start redis redis-server --bind 127.0.0.1 --port "$KARCHDEV_REDIS_PORT" --save '' --appendonly no \
-    --protected-mode yes --dir "$KARCHDEV_STATE/redis"
+    --protected-mode yes --dir "$KARCHDEV_STATE/redis" "${tls[@]}"
   wait_ready redis redis_ready
+  redis_ports_open || die "redis did not open its TLS port $KARCHDEV_REDIS_TLS_PORT; its log is $KARCHDEV_STATE/redis/log"
 }
 
 # --- MinIO --------------------------------------------------------------------------------
