@@ -52,12 +52,12 @@ patches:
       apiVersion: v1
       kind: Secret
       metadata: {name: karch-s3}
-      stringData: {AWS_ACCESS_KEY_ID: $KARCHDEV_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: $KARCHDEV_S3_SECRET_KEY}
+      stringData: {credentials: "[default]\naws_access_key_id = $KARCHDEV_S3_ACCESS_KEY\naws_secret_access_key = $KARCHDEV_S3_SECRET_KEY\n"}
   - patch: |-
       apiVersion: v1
       kind: Secret
       metadata: {name: karch-redis}
-      stringData: {KARCH_REDIS_PASSWORD: ""}
+      stringData: {password: ""}
   - path: coordinator.yaml
 YAML
 sed -e "s/@HOST@/${api%:*}/" -e "s/@PORT@/${api#*:}/" "$root/tests/kube/testdata/node-coordinator.yaml" >"$dir/coordinator.yaml"

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
+	"github.com/karch-archive/karch/coordinator/kube"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/metrics"
 )
@@ -42,6 +44,7 @@ type runConfig struct {
 // kubeSettings describe the shard pods of the kube runner.
 type kubeSettings struct {
 	namespace, image, serviceAccount, secret string
+	secretFiles                              []kube.SecretFiles
 	cpu, memory                              resource.Quantity
 	hostNetwork                              bool
 	// startTimeout is how long a shard pod may stay unstarted before the run fails.
@@ -104,6 +107,11 @@ var settings = []setting{
 	{"shard_image", "container image of the shards (runner kube; default: the coordinator's own)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
 	{"shard_service_account", "ServiceAccount of the shard pods", func(c *runConfig, v string) error { c.kube.serviceAccount = v; return nil }},
 	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
+	{"shard_secret_files", "Secrets mounted read-only in every shard pod, as SECRET=/dir[,SECRET=/dir]: certificates and password files, where the coordinator mounts them too", func(c *runConfig, v string) error {
+		files, err := parseSecretFiles(v)
+		c.kube.secretFiles = files
+		return err
+	}},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
 	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
 	{"shard_host_network", "shard pods use the node's network namespace (true where Kafka, Redis or S3 are reachable only from the node, as on karch's test node)", func(c *runConfig, v string) error {
@@ -175,6 +183,25 @@ func intSetting(field func(*runConfig) *int) func(*runConfig, string) error {
 		*field(c) = n
 		return err
 	}
+}
+
+// parseSecretFiles reads SECRET=/dir pairs: a Secret's name, and the absolute directory its
+// keys become files in. Two Secrets in one directory would hide each other's files.
+func parseSecretFiles(v string) ([]kube.SecretFiles, error) {
+	var out []kube.SecretFiles
+	dirs := map[string]bool{}
+	for _, item := range splitList(v) {
+		name, dir, ok := strings.Cut(item, "=")
+		switch {
+		case !ok || name == "" || !path.IsAbs(dir):
+			return nil, fmt.Errorf("%q: want SECRET=/absolute/dir", item)
+		case dirs[path.Clean(dir)]:
+			return nil, fmt.Errorf("%q: directory %s is given twice", item, path.Clean(dir))
+		}
+		dirs[path.Clean(dir)] = true
+		out = append(out, kube.SecretFiles{Secret: name, Dir: path.Clean(dir)})
+	}
+	return out, nil
 }
 
 func splitList(v string) []string {

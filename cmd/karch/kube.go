@@ -48,6 +48,7 @@ func newKubeRunner(ctx context.Context, cfg runConfig, kubeconfig string, logger
 	t := kube.JobTemplate{
 		Namespace: ns, Image: cfg.kube.image, ServiceAccount: cfg.kube.serviceAccount,
 		Env: envVars(append(shardEnv(cfg), memoryLimitEnv(cfg.kube.memory))), CredentialsSecret: cfg.kube.secret,
+		SecretFiles: cfg.kube.secretFiles,
 		Parallelism: int32(cfg.coord.Parallelism), BackoffLimitPerIndex: int32(cfg.coord.Retries),
 		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: resource.MustParse("64Mi"),
 		HostNetwork: cfg.kube.hostNetwork,

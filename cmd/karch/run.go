@@ -172,13 +172,24 @@ func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, er
 		Env: shardEnv(cfg), Logger: cli.logger}, nil
 }
 
+// secretPathEnv are the variables that name files holding a shard's credentials: paths, not
+// secrets, passed on so that shards read the same files where the Secrets are mounted for them
+// too (shard_secret_files).
+var secretPathEnv = []string{"KARCH_KAFKA_SASL_PASSWORD_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"}
+
 // shardEnv passes the store and metrics settings on to shard processes; credentials travel in
-// the environment the shards inherit, never on their command line.
+// the environment the shards inherit or in mounted files, never on their command line.
 func shardEnv(cfg runConfig) []string {
-	return append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
+	var paths []string
+	for _, name := range secretPathEnv {
+		if v := os.Getenv(name); v != "" {
+			paths = append(paths, name+"="+v)
+		}
+	}
+	return append(append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
 		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle), "KARCH_S3_TIMEOUT=" + cfg.s3.ResponseTimeout.String(),
 		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway,
-		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, append(cfg.kafkaSec.env(), testEnv()...)...)
+		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, append(cfg.kafkaSec.env(), paths...)...), testEnv()...)
 }
 
 func printResults(w io.Writer, results []coordinator.WindowResult) {

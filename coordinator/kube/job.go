@@ -33,6 +33,9 @@ const (
 	containerName      = "shard"
 )
 
+// SecretFiles is a Secret whose keys become files in Dir.
+type SecretFiles struct{ Secret, Dir string }
+
 // JobTemplate is what every shard Job of a deployment shares.
 type JobTemplate struct {
 	Namespace      string
@@ -42,7 +45,10 @@ type JobTemplate struct {
 	// Secret (S3 credentials) as environment variables.
 	Env               []corev1.EnvVar
 	CredentialsSecret string
-	Parallelism       int32
+	// SecretFiles mounts Secrets read-only as files (certificates, password files, an AWS
+	// shared credentials file), so that no secret value enters the Job's spec or environment.
+	SecretFiles []SecretFiles
+	Parallelism int32
 	// BackoffLimitPerIndex is the retries of each completion index; MaxFailedIndexes how
 	// many indexes may fail for good before the Job does.
 	BackoffLimitPerIndex int32
@@ -154,6 +160,12 @@ func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
 	if t.CredentialsSecret != "" {
 		c.EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: t.CredentialsSecret}}}}
 	}
+	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(t.TmpSize)}}}}
+	for i, f := range t.SecretFiles {
+		name := fmt.Sprintf("secret-%d", i)
+		volumes = append(volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: f.Secret}}})
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: f.Dir, ReadOnly: true})
+	}
 	dns := corev1.DNSClusterFirst
 	if t.HostNetwork {
 		dns = corev1.DNSClusterFirstWithHostNet // cluster names still resolve
@@ -168,8 +180,7 @@ func podSpec(t JobTemplate, planURL string) corev1.PodSpec {
 			RunAsNonRoot: ptr(true), RunAsUser: ptr(int64(65532)), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		Containers: []corev1.Container{c},
-		Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
-			EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr(t.TmpSize)}}}},
+		Volumes:    volumes,
 	}
 }
 

@@ -175,8 +175,8 @@ func (c *cluster) kill(pod *corev1.Pod) error {
 // server listen on 127.0.0.1: the shards by the kube runner's shard_host_network, the
 // coordinator by a patch, which also points its in-cluster client at the API server there.
 // The pod specs are the overlay's otherwise: securityContext, read-only root, emptyDir,
-// limits.
-func (c *cluster) deploy(settings map[string]string) {
+// limits. patches are further strategic-merge patches of the overlay's resources.
+func (c *cluster) deploy(settings map[string]string, patches ...string) {
 	c.t.Helper()
 	dir := c.t.TempDir()
 	overlay, err := filepath.Abs("../../deploy/overlays/kind")
@@ -207,9 +207,14 @@ func (c *cluster) deploy(settings map[string]string) {
 			"patches:\n- path: cron.yaml\n- path: config.yaml\n- path: s3.yaml\n- path: redis.yaml\n", rel, c.ns, name, tag),
 		"cron.yaml":   strings.NewReplacer("@HOST@", api.Hostname(), "@PORT@", api.Port()).Replace(string(cron)),
 		"config.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: karch-pipeline}\ndata: " + jsonMap(settings) + "\n",
-		"s3.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-s3}\nstringData: " +
-			jsonMap(map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}) + "\n",
-		"redis.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-redis}\nstringData: {KARCH_REDIS_PASSWORD: \"\"}\n",
+		"s3.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-s3}\nstringData: " + jsonMap(map[string]string{"credentials": fmt.Sprintf(
+			"[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", s3.AccessKey, s3.SecretKey)}) + "\n",
+		"redis.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: karch-redis}\nstringData: {password: \"\"}\n",
+	}
+	for i, body := range patches {
+		name := fmt.Sprintf("extra-%d.yaml", i)
+		files[name] = body
+		files["kustomization.yaml"] += "- path: " + name + "\n"
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {

@@ -455,6 +455,7 @@ node_dir() { echo "$KARCHDEV_STATE/node"; }
 containerd_bin() { echo "$KARCHDEV_CACHE/containerd-$CONTAINERD_VERSION/$1"; }
 containerd_sock() { echo "$(node_dir)/containerd/containerd.sock"; }
 ctr_() { "$(containerd_bin ctr)" --address "$(containerd_sock)" -n k8s.io "$@"; }
+containerd_ready() { test -S "$(containerd_sock)" && ctr_ version >/dev/null 2>&1; }
 crictl_() { "$(containerd_bin crictl)" --runtime-endpoint "unix://$(containerd_sock)" --timeout 30s "$@"; }
 pause_image() { echo "localhost/karch/pause:1"; }
 kubelet_ready() { curl -fs "http://127.0.0.1:$KARCHDEV_KUBELET_HEALTHZ_PORT/healthz" >/dev/null; }
@@ -607,8 +608,10 @@ up_node() {
   mkdir -p "$nd"
   [[ -f $nd/host.before ]] || host_state >"$nd/host.before"
   node_config
+  # A socket file left by a containerd that died with its machine would pass for a ready one.
+  rm -f "$(containerd_sock)"
   start containerd "$(containerd_bin containerd)" --config "$nd/containerd/config.toml"
-  wait_ready containerd test -S "$(containerd_sock)"
+  wait_ready containerd containerd_ready
   node_images
   start kubelet "$(kube_bin kubelet)" --config "$nd/kubelet.yaml" --kubeconfig "$(kube_dir)/node.kubeconfig" \
     --root-dir "$nd/kubelet" --hostname-override "$KARCHDEV_NODE_NAME" --node-ip 127.0.0.1 \
