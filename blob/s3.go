@@ -41,6 +41,12 @@ type S3Config struct {
 	// KMSKeyID or the account's default key).
 	SSE      string
 	KMSKeyID string
+	// LockMode, GOVERNANCE or COMPLIANCE, puts an Object Lock retention on every object
+	// written, until LockRetention from the write: on a bucket created with Object Lock, no
+	// one (COMPLIANCE) or only a user allowed to bypass it (GOVERNANCE) can delete the
+	// object's version before then. Empty: the bucket's default retention, if any.
+	LockMode      string
+	LockRetention time.Duration
 	// Checksum is the algorithm the server verifies every upload with: SHA256 (the
 	// default), CRC32C, CRC32 or CRC64NVME.
 	Checksum string
@@ -94,6 +100,12 @@ func (c S3Config) Validate() error {
 		return fmt.Errorf("s3: sse %q: want AES256 or aws:kms", c.SSE)
 	case c.KMSKeyID != "" && c.SSE != "aws:kms":
 		return errors.New("s3: kms key id needs sse aws:kms")
+	case c.LockMode != "" && c.LockMode != "GOVERNANCE" && c.LockMode != "COMPLIANCE":
+		return fmt.Errorf("s3: object lock mode %q: want GOVERNANCE or COMPLIANCE", c.LockMode)
+	case (c.LockMode == "") != (c.LockRetention == 0):
+		return errors.New("s3: object lock mode and retention go together: give both or neither")
+	case c.LockRetention < 0:
+		return fmt.Errorf("s3: object lock retention %s: want a positive duration", c.LockRetention)
 	case !validChecksum(c.Checksum):
 		return fmt.Errorf("s3: checksum %q: want SHA256, CRC32C, CRC32 or CRC64NVME", c.Checksum)
 	case c.PartSize < minPartSize:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -61,6 +62,7 @@ func (b *S3) putSingle(ctx context.Context, key string, body []byte, opts PutOpt
 		Metadata: opts.Metadata, ChecksumAlgorithm: types.ChecksumAlgorithm(b.cfg.Checksum),
 	}
 	b.decorate(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId, &in.ContentType, opts)
+	in.ObjectLockMode, in.ObjectLockRetainUntilDate = b.lock()
 	if opts.IfAbsent {
 		in.IfNoneMatch = aws.String("*")
 	}
@@ -83,10 +85,20 @@ func (b *S3) decorate(class *types.StorageClass, sse *types.ServerSideEncryption
 	}
 }
 
+// lock is the Object Lock retention of an object written now. S3 demands an integrity
+// checksum of every locked write: each request carries Checksum's (the default SHA256).
+func (b *S3) lock() (types.ObjectLockMode, *time.Time) {
+	if b.cfg.LockMode == "" {
+		return "", nil
+	}
+	return types.ObjectLockMode(b.cfg.LockMode), aws.Time(time.Now().Add(b.cfg.LockRetention).UTC())
+}
+
 func (b *S3) putMultipart(ctx context.Context, key string, first []byte, r io.Reader, buffers chan []byte, opts PutOptions) (ObjectInfo, error) {
 	in := &s3.CreateMultipartUploadInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), Metadata: opts.Metadata,
 		ChecksumAlgorithm: types.ChecksumAlgorithm(b.cfg.Checksum)}
 	b.decorate(&in.StorageClass, &in.ServerSideEncryption, &in.SSEKMSKeyId, &in.ContentType, opts)
+	in.ObjectLockMode, in.ObjectLockRetainUntilDate = b.lock()
 	up, err := b.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("put %s: create multipart upload: %w", key, classify(err))

@@ -144,6 +144,16 @@ var settings = []setting{
 		c.s3.PathStyle = b
 		return err
 	}},
+	{"s3_sse", "server-side encryption of every object karch writes: AES256 (SSE-S3) or aws:kms (SSE-KMS); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.SSE })},
+	{"s3_kms_key_id", "KMS key of s3_sse aws:kms (empty: the account's default key)", stringSetting(func(c *runConfig) *string { return &c.s3.KMSKeyID })},
+	{"s3_storage_class", "storage class of every object karch writes (STANDARD_IA, GLACIER_IR, ...); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.StorageClass })},
+	{"s3_checksum", "integrity checksum the store verifies every upload with: SHA256 (default), CRC32C, CRC32 or CRC64NVME", stringSetting(func(c *runConfig) *string { return &c.s3.Checksum })},
+	{"s3_object_lock_mode", "Object Lock retention of every object karch writes, on a bucket created with Object Lock: GOVERNANCE or COMPLIANCE; empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.LockMode })},
+	{"s3_object_lock_retention", "how long each object stays locked from its write: a Go duration or days (2555d)", func(c *runConfig, v string) error {
+		d, err := parseRetention(v)
+		c.s3.LockRetention = d
+		return err
+	}},
 }
 
 func durationSetting(field func(*runConfig) *time.Duration) func(*runConfig, string) error {
@@ -183,6 +193,19 @@ func intSetting(field func(*runConfig) *int) func(*runConfig, string) error {
 		*field(c) = n
 		return err
 	}
+}
+
+// parseRetention reads a Go duration, or a whole number of days ("2555d"): retention periods
+// are set in days, and 61,320h says seven years less plainly.
+func parseRetention(v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 {
+			return 0, errors.New("want a whole number of days, at least 1, or a duration")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // parseSecretFiles reads SECRET=/dir pairs: a Secret's name, and the absolute directory its
@@ -291,6 +314,9 @@ func (c runConfig) validate() error {
 	if err := c.kafkaSec.validate(); err != nil {
 		return err
 	}
+	if err := c.validateS3(); err != nil {
+		return err
+	}
 	if c.leaseWait < 0 {
 		return failure.Permanent(fmt.Errorf("%w: lease_wait: %s: want 0 or more", coordinator.ErrConfig, c.leaseWait))
 	}
@@ -301,6 +327,27 @@ func (c runConfig) validate() error {
 		if err := metrics.ValidateGateway(c.pushGateway); err != nil {
 			return failure.Permanent(fmt.Errorf("%w: push_gateway: %w", coordinator.ErrConfig, err))
 		}
+	}
+	return nil
+}
+
+// validateS3 checks the settings that apply to every object karch writes, naming the setting.
+func (c runConfig) validateS3() error {
+	bad := func(setting, why string) error {
+		return failure.Permanent(fmt.Errorf("%w: %s: %s", coordinator.ErrConfig, setting, why))
+	}
+	s := c.s3
+	switch {
+	case s.SSE != "" && s.SSE != "AES256" && s.SSE != "aws:kms":
+		return bad("s3_sse", fmt.Sprintf("%q: want AES256 or aws:kms", s.SSE))
+	case s.KMSKeyID != "" && s.SSE != "aws:kms":
+		return bad("s3_kms_key_id", "needs s3_sse aws:kms")
+	case s.LockMode != "" && s.LockMode != "GOVERNANCE" && s.LockMode != "COMPLIANCE":
+		return bad("s3_object_lock_mode", fmt.Sprintf("%q: want GOVERNANCE or COMPLIANCE", s.LockMode))
+	case (s.LockMode == "") != (s.LockRetention == 0):
+		return bad("s3_object_lock_mode", "goes with s3_object_lock_retention: give both or neither")
+	case s.LockRetention < 0:
+		return bad("s3_object_lock_retention", "want a positive period")
 	}
 	return nil
 }

@@ -17,7 +17,6 @@ var envNotSettings = []string{
 	"KARCH_KAFKA_SASL_PASSWORD", "KARCH_KAFKA_SASL_PASSWORD_FILE", "KARCH_BINARY", "KARCH_LOG_LEVEL",
 	envOwnerJob, envOwnerJobUID, envPodName,
 	"KARCH_PLAN", "KARCH_ZSTD_LEVEL", "KARCH_FRAME_SIZE", "KARCH_MEMORY_LIMIT_MIB", "KARCH_FETCH_MAX_BYTES",
-	"KARCH_S3_STORAGE_CLASS", "KARCH_S3_SSE", "KARCH_S3_KMS_KEY_ID", "KARCH_S3_CHECKSUM",
 }
 
 // envTestPrefix is the namespace of variables karch's own test suite sets for itself; the

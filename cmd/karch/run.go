@@ -187,6 +187,9 @@ func shardEnv(cfg runConfig) []string {
 		}
 	}
 	return append(append([]string{"KARCH_S3_ENDPOINT=" + cfg.s3.Endpoint, "KARCH_S3_REGION=" + cfg.s3.Region,
+		"KARCH_S3_SSE=" + cfg.s3.SSE, "KARCH_S3_KMS_KEY_ID=" + cfg.s3.KMSKeyID, "KARCH_S3_STORAGE_CLASS=" + cfg.s3.StorageClass,
+		"KARCH_S3_CHECKSUM=" + cfg.s3.Checksum, "KARCH_S3_OBJECT_LOCK_MODE=" + cfg.s3.LockMode,
+		"KARCH_S3_OBJECT_LOCK_RETENTION=" + cfg.s3.LockRetention.String(),
 		"KARCH_S3_PATH_STYLE=" + strconv.FormatBool(cfg.s3.PathStyle), "KARCH_S3_TIMEOUT=" + cfg.s3.ResponseTimeout.String(),
 		"KARCH_PIPELINE=" + cfg.coord.Pipeline, "KARCH_PUSH_GATEWAY=" + cfg.pushGateway,
 		"KARCH_FETCH_RATE_MIB=" + strconv.Itoa(cfg.fetchRateMiB)}, append(cfg.kafkaSec.env(), paths...)...), testEnv()...)

@@ -264,10 +264,19 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.s3.Endpoint, "s3-endpoint", os.Getenv("KARCH_S3_ENDPOINT"), "S3 endpoint URL; empty for AWS (KARCH_S3_ENDPOINT)")
 	fs.StringVar(&s.s3.Region, "s3-region", os.Getenv("KARCH_S3_REGION"), "S3 region; empty: the AWS SDK's chain (AWS_REGION, profile, web identity) (KARCH_S3_REGION)")
 	fs.BoolVar(&s.s3.PathStyle, "s3-path-style", os.Getenv("KARCH_S3_PATH_STYLE") == "true", "path-style S3 addressing, as MinIO wants (KARCH_S3_PATH_STYLE=true)")
-	fs.StringVar(&s.s3.StorageClass, "s3-storage-class", os.Getenv("KARCH_S3_STORAGE_CLASS"), "storage class of data objects (KARCH_S3_STORAGE_CLASS)")
+	fs.StringVar(&s.s3.StorageClass, "s3-storage-class", os.Getenv("KARCH_S3_STORAGE_CLASS"), "storage class of every object written (KARCH_S3_STORAGE_CLASS)")
 	fs.StringVar(&s.s3.SSE, "s3-sse", os.Getenv("KARCH_S3_SSE"), "server-side encryption: AES256 or aws:kms (KARCH_S3_SSE)")
 	fs.StringVar(&s.s3.KMSKeyID, "s3-kms-key-id", os.Getenv("KARCH_S3_KMS_KEY_ID"), "KMS key for aws:kms (KARCH_S3_KMS_KEY_ID)")
 	fs.StringVar(&s.s3.Checksum, "s3-checksum", envOr("KARCH_S3_CHECKSUM", "SHA256"), "upload checksum: SHA256, CRC32C, CRC32 or CRC64NVME (KARCH_S3_CHECKSUM)")
+	fs.StringVar(&s.s3.LockMode, "s3-object-lock-mode", os.Getenv("KARCH_S3_OBJECT_LOCK_MODE"), "Object Lock retention mode: GOVERNANCE or COMPLIANCE (KARCH_S3_OBJECT_LOCK_MODE)")
+	fs.Func("s3-object-lock-retention", "how long each object stays locked: a duration or days (KARCH_S3_OBJECT_LOCK_RETENTION)", func(v string) error {
+		d, err := parseRetention(v)
+		s.s3.LockRetention = d
+		return err
+	})
+	if v := os.Getenv("KARCH_S3_OBJECT_LOCK_RETENTION"); v != "" {
+		s.s3.LockRetention, _ = parseRetention(v) // the coordinator validated it as a setting
+	}
 	fs.DurationVar(&s.s3.ResponseTimeout, "s3-timeout", envDuration("KARCH_S3_TIMEOUT", 0), "how long an S3 request may wait for the server's answer once sent; 0: 1m (KARCH_S3_TIMEOUT)")
 }
 

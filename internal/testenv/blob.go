@@ -15,9 +15,14 @@ import (
 // under the prefix is validated against docs/schema (CheckDocuments).
 func S3Config(t testing.TB) blob.S3Config {
 	t.Helper()
+	return s3ConfigIn(t, S3Server(t).Bucket)
+}
+
+func s3ConfigIn(t testing.TB, bucket string) blob.S3Config {
+	t.Helper()
 	s := S3Server(t)
 	cfg := blob.S3Config{
-		Endpoint: s.Endpoint, Region: s.Region, PathStyle: true, Bucket: s.Bucket,
+		Endpoint: s.Endpoint, Region: s.Region, PathStyle: true, Bucket: bucket,
 		Prefix:      fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano()),
 		AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey, PartSize: 5 << 20,
 	}
@@ -55,4 +60,17 @@ func LocalStore(t testing.TB) (string, blob.Bucket) {
 	}
 	checkWhenDone(t, func() (blob.Bucket, error) { return b, nil })
 	return dir, b
+}
+
+// LockedS3Config is S3Config in the test bucket that the services script created with
+// Object Lock (versioned, WORM).
+func LockedS3Config(t testing.TB) blob.S3Config {
+	t.Helper()
+	return s3ConfigIn(t, mustEnv(t, "KARCH_TEST_S3_LOCKED_BUCKET"))
+}
+
+// S3KMSKey is the name of the key the test MinIO's static KMS serves.
+func S3KMSKey(t testing.TB) string {
+	t.Helper()
+	return mustEnv(t, "KARCH_TEST_S3_KMS_KEY")
 }

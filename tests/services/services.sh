@@ -39,6 +39,11 @@ DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audi
 : "${KARCHDEV_S3_ACCESS_KEY:=karchtest}"
 : "${KARCHDEV_S3_SECRET_KEY:=karchtest-secret}"
 : "${KARCHDEV_S3_BUCKET:=karch-test}"
+# A second bucket, created with Object Lock (versioned, WORM), for the tests of locked writes.
+: "${KARCHDEV_S3_LOCKED_BUCKET:=$KARCHDEV_S3_BUCKET-locked}"
+# The name of the KMS key MinIO's static KMS serves, for SSE-S3 and SSE-KMS; the key itself is
+# made once per state directory.
+: "${KARCHDEV_S3_KMS_KEY:=karch-test-key}"
 : "${KARCHDEV_ETCD_PORT:=12379}"
 : "${KARCHDEV_KUBE_PORT:=16443}"
 : "${KARCHDEV_KUBE_CM_PORT:=20257}"
@@ -272,25 +277,39 @@ install_minio() {
 s3_url() { echo "http://127.0.0.1:$KARCHDEV_S3_PORT"; }
 minio_ready() { curl -fs -o /dev/null "$(s3_url)/minio/health/live"; }
 
-# make_bucket signs a CreateBucket with curl's SigV4 support; 409 means it exists already.
+# make_bucket NAME [HEADER] signs a CreateBucket with curl's SigV4 support; 409 means it
+# exists already.
 make_bucket() {
   local code
-  code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$KARCHDEV_S3_ACCESS_KEY:$KARCHDEV_S3_SECRET_KEY" "$(s3_url)/$KARCHDEV_S3_BUCKET")
-  [[ $code == 200 || $code == 409 ]] || die "creating bucket $KARCHDEV_S3_BUCKET answered HTTP $code"
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" ${2:+-H "$2"} \
+    --user "$KARCHDEV_S3_ACCESS_KEY:$KARCHDEV_S3_SECRET_KEY" "$(s3_url)/$1")
+  [[ $code == 200 || $code == 409 ]] || die "creating bucket $1 answered HTTP $code"
+}
+
+make_buckets() {
+  make_bucket "$KARCHDEV_S3_BUCKET"
+  make_bucket "$KARCHDEV_S3_LOCKED_BUCKET" "x-amz-bucket-object-lock-enabled: true"
 }
 
 up_minio() {
-  if ours minio && minio_ready; then log "minio: reusing $(s3_url)"; make_bucket; return; fi
+  local dir="$KARCHDEV_STATE/minio"
+  # kms-started says the running server has the static KMS key: one started by an older
+  # script has none, and is restarted.
+  if ours minio && minio_ready && [[ -f $dir/kms-started ]]; then log "minio: reusing $(s3_url)"; make_buckets; return; fi
+  if ours minio; then log "minio: restarting it with a KMS key"; down_one minio; fi
   port_open "$KARCHDEV_S3_PORT" && die "port $KARCHDEV_S3_PORT is taken by a process this script did not start"
   install_minio
-  mkdir -p "$KARCHDEV_STATE/minio/data"
+  mkdir -p "$dir/data"
+  [[ -f $dir/kms-key ]] || (umask 077 && openssl rand -base64 32 >"$dir/kms-key")
+  rm -f "$dir/kms-started"
   MINIO_ROOT_USER=$KARCHDEV_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KARCHDEV_S3_SECRET_KEY \
+    MINIO_KMS_SECRET_KEY="$KARCHDEV_S3_KMS_KEY:$(cat "$dir/kms-key")" \
     MINIO_BROWSER=off MINIO_UPDATE=off start minio "$(minio_bin)" server --quiet \
     --address "127.0.0.1:$KARCHDEV_S3_PORT" --console-address "127.0.0.1:$((KARCHDEV_S3_PORT + 1))" \
-    "$KARCHDEV_STATE/minio/data"
+    "$dir/data"
   wait_ready minio minio_ready
-  make_bucket
+  touch "$dir/kms-started"
+  make_buckets
 }
 
 # --- promtool ------------------------------------------------------------------------------
