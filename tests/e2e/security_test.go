@@ -1,12 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/tests/chaos/faults"
 )
 
 // The pipeline over Kafka's SASL_SSL listener with each mechanism, the password read from a
@@ -87,5 +96,71 @@ func (p *runPipeline) assertNoSecret(t *testing.T, output, secret string) {
 		if strings.Contains(string(testenv.ReadObject(t, p.bucket, key)), secret) {
 			t.Fatalf("object %s holds the secret", key)
 		}
+	}
+}
+
+// The pipeline into a bucket created with Object Lock, with SSE-KMS and a storage class,
+// through a proxy that logs every request: every record archived as produced; every object
+// karch wrote is encrypted with the key, in the class and locked in GOVERNANCE mode for the
+// retention; and no request deleted, copied or overwrote anything: every create was
+// conditional. A second run, with nothing due, writes nothing.
+func TestRunIntoLockedEncryptedBucket(t *testing.T) {
+	s, kms := testenv.S3Server(t), testenv.S3KMSKey(t)
+	proxy, err := faults.NewS3Proxy(s.Endpoint, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	p := newRunPipeline(t, 2, 500)
+	cfg := testenv.LockedS3Config(t)
+	if p.bucket, err = blob.NewS3(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(p.env, "KARCH_STORE=s3://"+cfg.Bucket+"/"+cfg.Prefix, "KARCH_S3_ENDPOINT="+proxy.URL())
+	args := []string{"--s3-sse", "aws:kms", "--s3-kms-key-id", kms, "--s3-storage-class", "REDUCED_REDUNDANCY",
+		"--s3-object-lock-mode", "GOVERNANCE", "--s3-object-lock-retention", "1d"}
+	start := time.Now()
+	cmd, out := p.run(t, args...)
+	if code := exitCode(t, cmd); code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, out)
+	}
+	p.assertCommitted(t)
+	raw := s3.New(s3.Options{BaseEndpoint: aws.String(s.Endpoint), Region: s.Region, UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	objects := p.objects(t)
+	for key := range objects {
+		h, err := raw.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &cfg.Bucket, Key: aws.String(cfg.Prefix + "/" + key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		until := aws.ToTime(h.ObjectLockRetainUntilDate)
+		if h.ServerSideEncryption != "aws:kms" || !strings.HasSuffix(aws.ToString(h.SSEKMSKeyId), kms) || h.StorageClass != "REDUCED_REDUNDANCY" ||
+			h.ObjectLockMode != "GOVERNANCE" || until.Before(start.Add(24*time.Hour-time.Minute)) {
+			t.Fatalf("%s: encryption %q key %q class %q lock %q until %s; want aws:kms, %s, REDUCED_REDUNDANCY, GOVERNANCE for a day",
+				key, h.ServerSideEncryption, aws.ToString(h.SSEKMSKeyId), h.StorageClass, h.ObjectLockMode, until, kms)
+		}
+	}
+	cmd, out = p.run(t, args...)
+	if code := exitCode(t, cmd); code != 0 {
+		t.Fatalf("second run: exit %d, want 0:\n%s", code, out)
+	}
+	creates, ops := 0, map[faults.Op]int{}
+	for _, r := range proxy.Requests() {
+		ops[r.Op]++
+		switch r.Op {
+		case faults.OpDeleteObject, faults.OpDeleteObjects, faults.OpAbortMultipartUpload, faults.OpCopyObject, faults.OpOther:
+			if r.Op != faults.OpOther || r.Method != http.MethodGet {
+				t.Errorf("%s %s %s: karch must never delete, copy or alter an object", r.Op, r.Method, r.Key)
+			}
+		case faults.OpPutObject, faults.OpCompleteMultipartUpload:
+			creates++
+			if r.IfNoneMatch != "*" {
+				t.Errorf("%s %s without If-None-Match: *: an overwrite", r.Op, r.Key)
+			}
+		}
+	}
+	t.Logf("requests by operation over both runs: %v", ops)
+	if creates != len(objects) {
+		t.Errorf("%d creates for %d objects: each object is created once, and the second run creates none", creates, len(objects))
 	}
 }

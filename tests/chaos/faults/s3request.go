@@ -52,6 +52,8 @@ type Request struct {
 	// RemoteAddr is the client end of the TCP connection (host:port); PeerPID turns it into
 	// the process that sent the request.
 	RemoteAddr string
+	// IfNoneMatch is the request's If-None-Match header: "*" on a conditional create.
+	IfNoneMatch string
 }
 
 // ParseRequest classifies a path-style S3 request.
@@ -59,7 +61,7 @@ func ParseRequest(r *http.Request) Request {
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 	return Request{
 		Op: OpOf(r.Method, key, r.URL.Query(), r.Header), Kind: KindOf(key),
-		Bucket: bucket, Key: key, Method: r.Method, RemoteAddr: r.RemoteAddr,
+		Bucket: bucket, Key: key, Method: r.Method, RemoteAddr: r.RemoteAddr, IfNoneMatch: r.Header.Get("If-None-Match"),
 	}
 }
 
