@@ -205,7 +205,7 @@ func (b *S3) relative(key string) string {
 func (b *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	out, err := b.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key))})
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, classify(err))
+		return nil, fmt.Errorf("get %s: %w", key, classify(denied(err, "s3:GetObject", b.arn(key))))
 	}
 	return out.Body, nil
 }
@@ -214,7 +214,7 @@ func (b *S3) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 func (b *S3) Head(ctx context.Context, key string) (ObjectInfo, error) {
 	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key)), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, classify(err))
+		return ObjectInfo{}, fmt.Errorf("head %s: %w", key, classify(denied(err, "s3:GetObject", b.arn(key))))
 	}
 	return ObjectInfo{
 		Key: key, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag),
@@ -242,7 +242,7 @@ func (b *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("list %s: %w", prefix, classify(err))
+			return fmt.Errorf("list %s: %w", prefix, classify(denied(err, "s3:ListBucket", "arn:aws:s3:::"+b.cfg.Bucket+" with prefix "+b.key(prefix))))
 		}
 		for _, o := range page.Contents {
 			info := ObjectInfo{Key: b.relative(aws.ToString(o.Key)), Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified), ETag: aws.ToString(o.ETag)}
@@ -265,3 +265,14 @@ func (b *S3) abort(ctx context.Context, key string, uploadID *string) {
 }
 
 func bodyOf(p []byte) io.ReadSeeker { return bytes.NewReader(p) }
+
+// arn names key as an IAM policy's Resource does.
+func (b *S3) arn(key string) string { return "arn:aws:s3:::" + b.cfg.Bucket + "/" + b.key(key) }
+
+// putActions are what a write needs of the policy: a locked write sets a retention too.
+func (b *S3) putActions() string {
+	if b.cfg.LockMode != "" {
+		return "s3:PutObject and s3:PutObjectRetention"
+	}
+	return "s3:PutObject"
+}

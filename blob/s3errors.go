@@ -2,6 +2,7 @@ package blob
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/aws/smithy-go"
@@ -38,6 +39,17 @@ func classify(err error) error {
 	default:
 		return err
 	}
+}
+
+// denied adds to an access denial the action and resource the credentials' policy lacks:
+// S3's own message ("Access Denied.") names neither. HEAD answers have no body, and the SDK
+// names their code after the status.
+func denied(err error, action, resource string) error {
+	var api smithy.APIError
+	if errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "Forbidden") {
+		return fmt.Errorf("%w (the credentials' policy must allow %s on %s)", err, action, resource)
+	}
+	return err
 }
 
 // verdictOf judges err by S3's error code where one is known, by HTTP status otherwise. An

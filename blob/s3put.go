@@ -68,7 +68,7 @@ func (b *S3) putSingle(ctx context.Context, key string, body []byte, opts PutOpt
 	}
 	out, err := b.client.PutObject(ctx, in)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: %w", key, classify(err))
+		return ObjectInfo{}, fmt.Errorf("put %s: %w", key, classify(denied(err, b.putActions(), b.arn(key))))
 	}
 	return ObjectInfo{Key: key, Size: int64(len(body)), ETag: aws.ToString(out.ETag), Metadata: opts.Metadata,
 		Checksum: checksumOf(out.ChecksumSHA256, out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumCRC64NVME)}, nil
@@ -101,7 +101,7 @@ func (b *S3) putMultipart(ctx context.Context, key string, first []byte, r io.Re
 	in.ObjectLockMode, in.ObjectLockRetainUntilDate = b.lock()
 	up, err := b.client.CreateMultipartUpload(ctx, in)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put %s: create multipart upload: %w", key, classify(err))
+		return ObjectInfo{}, fmt.Errorf("put %s: create multipart upload: %w", key, classify(denied(err, b.putActions(), b.arn(key))))
 	}
 	parts, size, err := b.uploadParts(ctx, key, up.UploadId, first, r, buffers)
 	if err != nil {
@@ -116,7 +116,7 @@ func (b *S3) putMultipart(ctx context.Context, key string, first []byte, r io.Re
 	out, err := b.client.CompleteMultipartUpload(ctx, done)
 	if err != nil {
 		b.abort(ctx, key, up.UploadId)
-		return ObjectInfo{}, fmt.Errorf("put %s: complete multipart upload: %w", key, classify(err))
+		return ObjectInfo{}, fmt.Errorf("put %s: complete multipart upload: %w", key, classify(denied(err, "s3:PutObject", b.arn(key))))
 	}
 	return ObjectInfo{Key: key, Size: size, ETag: aws.ToString(out.ETag), Metadata: opts.Metadata,
 		Checksum: checksumOf(out.ChecksumSHA256, out.ChecksumCRC32C, out.ChecksumCRC32, out.ChecksumCRC64NVME)}, nil
@@ -171,7 +171,7 @@ func (b *S3) startPart(g *errgroup.Group, ctx context.Context, key string, uploa
 			Body: bodyOf(body[:n]), ContentLength: aws.Int64(int64(n)), ChecksumAlgorithm: types.ChecksumAlgorithm(b.cfg.Checksum),
 		})
 		if err != nil {
-			return fmt.Errorf("upload part %d: %w", num, classify(err))
+			return fmt.Errorf("upload part %d: %w", num, classify(denied(err, "s3:PutObject", b.arn(key))))
 		}
 		record(types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumSHA256: out.ChecksumSHA256,
 			ChecksumCRC32C: out.ChecksumCRC32C, ChecksumCRC32: out.ChecksumCRC32, ChecksumCRC64NVME: out.ChecksumCRC64NVME})

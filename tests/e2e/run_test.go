@@ -98,7 +98,13 @@ func runMessages(start time.Time, partitions, n int) []kafka.Message {
 // kill it together with its shards, as Kubernetes would a pod.
 func (p *runPipeline) run(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(karchBin, append([]string{"run"}, args...)...)
+	return p.command(t, "run", args...)
+}
+
+// command prepares another karch command with the pipeline's settings, as run does.
+func (p *runPipeline) command(t *testing.T, name string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(karchBin, append([]string{name}, args...)...)
 	cmd.Env = append(append(os.Environ(), p.env...), "KARCH_BINARY="+karchBin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
