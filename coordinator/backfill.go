@@ -144,6 +144,9 @@ func (c *coordinator) backfill(ctx context.Context, bf Backfill) ([]WindowResult
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkStore(ctx); err != nil {
+		return nil, err
+	}
 	if sp.after != nil {
 		c.bound, c.boundAt = sp.after.firsts(), bf.To
 	}

@@ -127,6 +127,9 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
 		return nil, nil
 	}
+	if err := c.checkStore(ctx); err != nil {
+		return nil, err
+	}
 	var results []WindowResult
 	for _, w := range windows {
 		m, res, err := c.window(ctx, w, prev)

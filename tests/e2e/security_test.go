@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/tests/chaos/faults"
@@ -153,7 +154,9 @@ func TestRunIntoLockedEncryptedBucket(t *testing.T) {
 				t.Errorf("%s %s %s: karch must never delete, copy or alter an object", r.Op, r.Method, r.Key)
 			}
 		case faults.OpPutObject, faults.OpCompleteMultipartUpload:
-			creates++
+			if strings.HasPrefix(r.Key, cfg.Prefix+"/"+p.name+"/") {
+				creates++
+			}
 			if r.IfNoneMatch != "*" {
 				t.Errorf("%s %s without If-None-Match: *: an overwrite", r.Op, r.Key)
 			}
@@ -162,5 +165,44 @@ func TestRunIntoLockedEncryptedBucket(t *testing.T) {
 	t.Logf("requests by operation over both runs: %v", ops)
 	if creates != len(objects) {
 		t.Errorf("%d creates for %d objects: each object is created once, and the second run creates none", creates, len(objects))
+	}
+}
+
+// A store that ignores If-None-Match (the proxy strips it and signs the request again): the
+// first run refuses it before writing anything of the pipeline's, exit 3, saying why. The same
+// store honest again, the run commits, and leaves the probe's record for later runs.
+func TestRunRefusesStoreIgnoringConditionalCreate(t *testing.T) {
+	s := testenv.S3Server(t)
+	proxy, err := faults.NewS3Proxy(s.Endpoint, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	rule, err := proxy.AddRule(faults.Rule{Ops: []faults.Op{faults.OpPutObject, faults.OpCompleteMultipartUpload},
+		Action: faults.IgnoreConditional(aws.Credentials{AccessKeyID: s.AccessKey, SecretAccessKey: s.SecretKey}, s.Region)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newRunPipeline(t, 2, 500)
+	p.env = append(p.env, "KARCH_S3_ENDPOINT="+proxy.URL())
+	cmd, out := p.run(t)
+	if code, line := exitCode(t, cmd), lastLine(out.String()); code != 3 || !strings.Contains(line, "the store ignores If-None-Match") {
+		t.Fatalf("exit %d, last line %q; want 3 saying the store ignores If-None-Match:\n%s", code, line, out)
+	}
+	if proxy.Fired(rule) < 2 {
+		t.Fatalf("the proxy stripped %d conditions, want the probe's two", proxy.Fired(rule))
+	}
+	if objs := p.objects(t); len(objs) != 0 {
+		t.Fatalf("the refused run wrote %d objects of the pipeline", len(objs))
+	}
+	proxy.ClearRules()
+	cmd, out = p.run(t)
+	if code := exitCode(t, cmd); code != 0 {
+		t.Fatalf("honest store: exit %d, want 0:\n%s", code, out)
+	}
+	p.assertCommitted(t)
+	marker := archive.ProbeDir(p.name) + archive.ProbeMarkerName
+	if _, err := p.bucket.Head(context.Background(), marker); err != nil {
+		t.Fatalf("the probe's record %s: %v", marker, err)
 	}
 }

@@ -55,6 +55,8 @@ func (x *exchange) act(a Action) {
 		x.applyThenDrop(a)
 	case actHook:
 		x.hook(a)
+	case actUnconditional:
+		x.unconditional(a)
 	}
 }
 

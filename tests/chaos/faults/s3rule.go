@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // Stage is the moment of a request at which a Hook runs.
@@ -53,6 +55,7 @@ const (
 	actDelay
 	actApplyThenDrop
 	actHook
+	actUnconditional
 )
 
 // Action is what a rule does to a request it fires on. Use the package's values and
@@ -62,6 +65,9 @@ type Action struct {
 	delay time.Duration
 	stage Stage
 	hook  HookFunc
+	// creds and region sign again the requests IgnoreConditional changes.
+	creds  aws.Credentials
+	region string
 }
 
 // The actions without parameters.
@@ -111,6 +117,8 @@ func (a Action) String() string {
 		return "apply-then-drop"
 	case actHook:
 		return "hook-" + a.stage.String()
+	case actUnconditional:
+		return "ignore-conditional"
 	}
 	return "invalid"
 }
