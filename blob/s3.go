@@ -276,3 +276,21 @@ func (b *S3) putActions() string {
 	}
 	return "s3:PutObject"
 }
+
+// Protection is how a store keeps one object: its encryption, storage class and Object Lock
+// retention, as the store reports them.
+type Protection struct {
+	SSE, KMSKeyID, StorageClass, LockMode string
+	RetainUntil                           time.Time
+}
+
+// Protection reads key's protection back, so that a check can compare it with the
+// configuration that wrote it.
+func (b *S3) Protection(ctx context.Context, key string) (Protection, error) {
+	out, err := b.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.cfg.Bucket, Key: aws.String(b.key(key))})
+	if err != nil {
+		return Protection{}, fmt.Errorf("head %s: %w", key, classify(denied(err, "s3:GetObject", b.arn(key))))
+	}
+	return Protection{SSE: string(out.ServerSideEncryption), KMSKeyID: aws.ToString(out.SSEKMSKeyId), StorageClass: string(out.StorageClass),
+		LockMode: string(out.ObjectLockMode), RetainUntil: aws.ToTime(out.ObjectLockRetainUntilDate)}, nil
+}

@@ -169,3 +169,15 @@ func (c runConfig) kafkaConn() (shard.KafkaOptions, error) {
 	tlsConfig, mech, err := c.kafkaSec.dial()
 	return shard.KafkaOptions{ClientID: coordinator.ClientID(c.coord.Pipeline), TLS: tlsConfig, SASL: mech}, err
 }
+
+// describe says how Kafka is spoken to, for doctor's checklist.
+func (k kafkaSecurity) describe() string {
+	s := "plaintext"
+	if k.tls.on() {
+		s = "TLS"
+	}
+	if k.saslMechanism != "" {
+		s += ", SASL " + strings.ToUpper(k.saslMechanism) + " as " + k.saslUser
+	}
+	return s
+}
