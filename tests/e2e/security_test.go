@@ -206,3 +206,61 @@ func TestRunRefusesStoreIgnoringConditionalCreate(t *testing.T) {
 		t.Fatalf("the probe's record %s: %v", marker, err)
 	}
 }
+
+// TestNoSecretInAnythingARunProduces: a pipeline with every credential karch takes (the
+// Kafka SASL password, the Redis ACL user's password, the S3 secret key), all from the
+// environment, logging at debug level and pushing metrics: one run refused (a wrong Kafka
+// password), one that commits, one verify. No secret, right or wrong, is in any log line or
+// error, in any object under the store (plans, receipts, manifests, pieces, probes), or in
+// any pushed metric.
+func TestNoSecretInAnythingARunProduces(t *testing.T) {
+	sasl, files, s := testenv.KafkaSASLListener(t), testenv.TLS(t), testenv.S3Server(t)
+	user, password := testenv.RedisUser(t, append([]string{"~karch:*"}, testenv.LeaseCommands...)...)
+	gw := newPushGateway(t)
+	p := newRunPipeline(t, 2, 500)
+	base := append(p.env, "KARCH_BROKERS="+sasl.Addr, "KARCH_KAFKA_TLS_CA_FILE="+files.CA, "KARCH_KAFKA_SASL_MECHANISM=SCRAM-SHA-256",
+		"KARCH_KAFKA_SASL_USERNAME="+sasl.User, "KARCH_REDIS_USERNAME="+user, "KARCH_REDIS_PASSWORD="+password,
+		"KARCH_PUSH_GATEWAY="+gw.URL, "KARCH_LOG_LEVEL=debug")
+	wrong := sasl.Password + "-wrong"
+	secrets := []string{sasl.Password, wrong, password, s.SecretKey}
+	var outputs []string
+	for _, step := range []struct {
+		command, kafkaPassword string
+		code                   int
+	}{{"run", wrong, 3}, {"run", sasl.Password, 0}, {"verify", sasl.Password, 0}} {
+		p.env = append(append([]string(nil), base...), "KARCH_KAFKA_SASL_PASSWORD="+step.kafkaPassword)
+		cmd, out := p.command(t, step.command)
+		if code := exitCode(t, cmd); code != step.code {
+			t.Fatalf("%s: exit %d, want %d:\n%s", step.command, code, step.code, out)
+		}
+		outputs = append(outputs, out.String())
+	}
+	p.assertCommitted(t)
+	var documents []string // everything under the store's prefix, the probes too
+	if err := p.bucket.List(context.Background(), "", func(o blob.ObjectInfo) error {
+		documents = append(documents, o.Key+"\n"+string(testenv.ReadObject(t, p.bucket, o.Key)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gw.mu.Lock()
+	var pushed []string
+	for _, push := range gw.pushes {
+		pushed = append(pushed, push.path+"\n"+string(push.body))
+	}
+	gw.mu.Unlock()
+	if len(documents) < 10 || len(pushed) < 3 {
+		t.Fatalf("%d objects and %d pushes to scan; the run made too few for the scan to mean anything", len(documents), len(pushed))
+	}
+	for what, texts := range map[string][]string{"output": outputs, "object": documents, "metric push": pushed} {
+		for _, text := range texts {
+			for _, secret := range secrets {
+				if strings.Contains(text, secret) {
+					t.Fatalf("a %s holds a secret:\n%s", what, text)
+				}
+			}
+		}
+	}
+	t.Logf("scanned %d outputs, %d objects and %d metric pushes for %d secrets", len(outputs), len(documents), len(pushed), len(secrets))
+}
+
