@@ -263,4 +263,3 @@ func TestNoSecretInAnythingARunProduces(t *testing.T) {
 	}
 	t.Logf("scanned %d outputs, %d objects and %d metric pushes for %d secrets", len(outputs), len(documents), len(pushed), len(secrets))
 }
-
