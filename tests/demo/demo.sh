@@ -20,17 +20,20 @@ export KARCH_REDIS="127.0.0.1:$KARCHDEV_REDIS_PORT" KARCH_WINDOW=1h KARCH_LATENE
 export KARCH_PIECE_RECORDS=100000 KARCH_START="$(date -u -d '-3 hours' +%Y-%m-%dT%H:00:00Z)" KARCH_LOG_LEVEL=warn
 export AWS_ACCESS_KEY_ID="$KARCHDEV_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$KARCHDEV_S3_SECRET_KEY"
 
-echo "== 2. what the coordinator will do (karch plan)"
+echo "== 2. the configuration checked against the servers, before the first run (karch doctor)"
+bin/karch doctor
+
+echo "== 3. what the coordinator will do (karch plan)"
 bin/karch plan | awk 'NR == 1 || $3 ~ /\/0$/'
 echo "   (partition 0 of each window shown; 'karch plan' lists all eight)"
 
-echo "== 3. archiving every due window (karch run)"
+echo "== 4. archiving every due window (karch run)"
 bin/karch run
 
-echo "== 4. the pipeline's windows (karch status)"
+echo "== 5. the pipeline's windows (karch status)"
 bin/karch status
 
-echo "== 5. the first record of the first piece, read back with curl and Debian's zstd: no karch needed"
+echo "== 6. the first record of the first piece, read back with curl and Debian's zstd: no karch needed"
 dir="archive/$pipeline/dt=$(date -u -d "$KARCH_START" +%Y-%m-%d)/window=$(date -u -d "$KARCH_START" +%H%M)Z-1h"
 piece="$(mktemp)"
 curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
@@ -39,7 +42,7 @@ zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"
 echo "   ($(wc -l <"$piece.jsonl") lines in that piece)"
 rm -f "$piece" "$piece.jsonl"
-echo "== 6. every window checked against the store, every object read through (karch verify --deep)"
+echo "== 7. every window checked against the store, every object read through (karch verify --deep)"
 bin/karch verify --deep
 
 echo "done: the current hour is archived by the next run, once it has ended and 1m has passed."
