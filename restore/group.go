@@ -2,19 +2,24 @@ package restore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/failure"
 )
 
-// GroupOffsets reads the offsets a consumer group has committed on topic.
-func GroupOffsets(ctx context.Context, brokers []string, group, topic string) (map[archive.TopicPartition]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// GroupOffsets reads the offsets a consumer group has committed on topic; client are the
+// cluster's TLS and SASL options.
+func GroupOffsets(ctx context.Context, brokers []string, group, topic string, client ...kgo.Opt) (_ map[archive.TopicPartition]int64, err error) {
+	defer func() { err = classify(err) }()
+	cl, err := kgo.NewClient(append(slices.Clone(client), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}
@@ -40,8 +45,9 @@ func GroupOffsets(ctx context.Context, brokers []string, group, topic string) (m
 // offset of the first restored record the group has not consumed yet, read from the origin
 // headers. Where several source partitions share a target partition, the earliest such
 // record wins: the group may see again some records it had consumed, never miss one.
-func TranslateGroup(ctx context.Context, opts Options, committed map[archive.TopicPartition]int64, log *slog.Logger) (map[int32]int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(opts.Brokers...))
+func TranslateGroup(ctx context.Context, opts Options, committed map[archive.TopicPartition]int64, log *slog.Logger) (_ map[int32]int64, err error) {
+	defer func() { err = classify(err) }()
+	cl, err := kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...))...)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}
@@ -91,9 +97,11 @@ func (t *translation) result() map[int32]int64 {
 	return out
 }
 
-// CommitGroup commits offsets for group on the target topic.
-func CommitGroup(ctx context.Context, brokers []string, group, topic string, offsets map[int32]int64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// CommitGroup commits offsets for group on the target topic; client are the cluster's TLS and
+// SASL options.
+func CommitGroup(ctx context.Context, brokers []string, group, topic string, offsets map[int32]int64, client ...kgo.Opt) (err error) {
+	defer func() { err = classify(err) }()
+	cl, err := kgo.NewClient(append(slices.Clone(client), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}
@@ -110,4 +118,15 @@ func CommitGroup(ctx context.Context, brokers []string, group, topic string, off
 		return fmt.Errorf("commit the offsets of group %s on %s: %w", group, topic, err)
 	}
 	return nil
+}
+
+// classify marks what no retry cures permanent: a Kafka error the protocol calls not
+// retriable (failed authentication, denied access, a request the broker refuses) and a
+// refused TLS handshake. Errors already marked, and all others, pass as they are.
+func classify(err error) error {
+	var ke *kerr.Error
+	if err != nil && !failure.IsPermanent(err) && (errors.As(err, &ke) && !ke.Retriable || failure.IsTLSRefusal(err)) {
+		return failure.Permanent(err)
+	}
+	return err
 }

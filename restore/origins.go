@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -59,8 +60,8 @@ func (r *restorer) scanOrigins(ctx context.Context) error {
 // until the broker has nothing more to give (transaction markers end a partition's log
 // without a record to read).
 func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends map[int32]int64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.opts.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(time.Second), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.ToTopic: from}))
+	cl, err := kgo.NewClient(append(slices.Clone(r.opts.Client), kgo.SeedBrokers(r.opts.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(time.Second), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.ToTopic: from}))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}

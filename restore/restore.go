@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ type Options struct {
 	// Filter selects records within the windows (partition, offsets).
 	Filter  audit.Filter
 	Brokers []string
+	// Client are options every Kafka client of the restore starts with: its TLS and SASL.
+	Client  []kgo.Opt
 	ToTopic string
 	// PartitionMap maps source partitions to target partitions; nil keeps each record's
 	// partition number. ByKey chooses the target partition from the key's hash instead,
@@ -67,7 +70,8 @@ type Stats struct {
 }
 
 // Run restores the committed windows of pipeline in b into opts.ToTopic.
-func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log *slog.Logger) (*Stats, error) {
+func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log *slog.Logger) (_ *Stats, err error) {
+	defer func() { err = classify(err) }()
 	windows, err := audit.Windows(ctx, b, pipeline, opts.From, opts.To)
 	if err != nil {
 		return nil, err
@@ -75,9 +79,9 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 	if len(windows) == 0 {
 		return nil, failure.Permanent(fmt.Errorf("no committed window of %s starts in the range given", pipeline))
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
+	cl, err := kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
-		kgo.MaxBufferedBytes(64<<20), kgo.ProducerLinger(5*time.Millisecond))
+		kgo.MaxBufferedBytes(64<<20), kgo.ProducerLinger(5*time.Millisecond))...)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}

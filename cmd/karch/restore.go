@@ -145,6 +145,9 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := rf.resolve(cli.cfg.coord.Brokers); err != nil {
 		return err
 	}
+	if rf.opts.Client, err = cli.cfg.kafkaSec.franzOpts(); err != nil {
+		return err
+	}
 	bucket, err := blob.Open(ctx, cli.cfg.store, cli.cfg.s3)
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
@@ -186,14 +189,14 @@ func translateGroup(ctx context.Context, w io.Writer, cli *coordinatorCLI, rf *r
 	if !rf.commitGroup {
 		return nil
 	}
-	return restore.CommitGroup(ctx, rf.opts.Brokers, rf.group, rf.opts.ToTopic, offsets)
+	return restore.CommitGroup(ctx, rf.opts.Brokers, rf.group, rf.opts.ToTopic, offsets, rf.opts.Client...)
 }
 
 // sourceOffsets are the group's committed offsets on the source topic: given, or read from
 // the source cluster (which a restore may have lost: then give them).
 func (f *restoreFlags) sourceOffsets(ctx context.Context, brokers []string, topic string) (map[archive.TopicPartition]int64, error) {
 	if f.groupOffsets == "" {
-		return restore.GroupOffsets(ctx, brokers, f.group, topic)
+		return restore.GroupOffsets(ctx, brokers, f.group, topic, f.opts.Client...)
 	}
 	pairs, err := parsePairs("group-offsets", f.groupOffsets, 63)
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/twmb/franz-go/pkg/kgo"
+	franzplain "github.com/twmb/franz-go/pkg/sasl/plain"
+	franzscram "github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
@@ -180,4 +183,29 @@ func (k kafkaSecurity) describe() string {
 		s += ", SASL " + strings.ToUpper(k.saslMechanism) + " as " + k.saslUser
 	}
 	return s
+}
+
+// franzOpts are the same TLS and SASL for franz-go, the client karch restore writes with.
+func (k kafkaSecurity) franzOpts() ([]kgo.Opt, error) {
+	tlsConfig, _, err := k.dial() // validates, and reads the password, as a run does
+	if err != nil || tlsConfig == nil {
+		return nil, err
+	}
+	opts := []kgo.Opt{kgo.DialTLSConfig(tlsConfig)}
+	if k.saslMechanism == "" {
+		return opts, nil
+	}
+	password, err := kafkaSASLPassword.read()
+	if err != nil {
+		return nil, err
+	}
+	switch strings.ToUpper(k.saslMechanism) {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(franzplain.Auth{User: k.saslUser, Pass: password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(franzscram.Auth{User: k.saslUser, Pass: password}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(franzscram.Auth{User: k.saslUser, Pass: password}.AsSha512Mechanism()))
+	}
+	return opts, nil
 }

@@ -121,6 +121,30 @@ func TestRestoreRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRestoreOverSASLSSL: the pipeline's Kafka security reaches restore's clients too: the
+// records restored through the broker's SASL_SSL listener (SCRAM-SHA-512, the password from
+// the environment) are every archived record, and a wrong password is refused, exit 3.
+func TestRestoreOverSASLSSL(t *testing.T) {
+	addr, sasl, files := testenv.Kafka(t), testenv.KafkaSASLListener(t), testenv.TLS(t)
+	a := newArchive(t)
+	dst := testenv.Topic(t, addr, 2)
+	secure := []string{"--to-brokers", sasl.Addr, "--kafka-tls-ca-file", files.CA, "--kafka-sasl-mechanism", "SCRAM-SHA-512",
+		"--kafka-sasl-username", sasl.User}
+	restoreArgs := append([]string{"restore", "--from", t0.Format(time.RFC3339), "--to", t0.Add(3 * time.Hour).Format(time.RFC3339), "--to-topic", dst}, secure...)
+	env := a.env
+	a.env = append(env, "KARCH_KAFKA_SASL_PASSWORD="+sasl.Password+"-not")
+	if code, out := a.karch(t, restoreArgs...); code != 3 || !strings.Contains(out, "SASL") || strings.Contains(out, sasl.Password) {
+		t.Fatalf("a wrong password: exit %d; want 3 naming SASL, and no password:\n%s", code, out)
+	}
+	a.env = append(env, "KARCH_KAFKA_SASL_PASSWORD="+sasl.Password)
+	if code, out := a.karch(t, restoreArgs...); code != 0 {
+		t.Fatalf("karch restore over SASL_SSL: exit %d\n%s", code, out)
+	}
+	if n := originsIn(t, addr, dst, 2); n != 300 {
+		t.Fatalf("%d records restored over SASL_SSL, want the archive's 300", n)
+	}
+}
+
 // A restore killed with -9 in the middle and run again writes every record exactly once.
 func TestRestoreKilledAndRerun(t *testing.T) {
 	addr := testenv.Kafka(t)
