@@ -142,6 +142,15 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"duplicate key in the file", map[string]string{"topic": "a\ntopic: b"}, nil, nil, `"topic" already defined`},
 		{"missing file", nil, nil, []string{"--config", "/nonexistent/karch.yaml"}, "/nonexistent/karch.yaml"},
 		{"shard memory a shard refuses", nil, map[string]string{"KARCH_SHARD_MEMORY": "85Mi"}, nil, "shard_memory: 85Mi: want at least 86Mi"},
+		{"unknown SASL mechanism", nil, map[string]string{"KARCH_KAFKA_SASL_MECHANISM": "GSSAPI", "KARCH_KAFKA_SASL_USERNAME": "k"}, nil, `kafka_sasl_mechanism: "GSSAPI"`},
+		{"SASL without a user", nil, map[string]string{"KARCH_KAFKA_SASL_MECHANISM": "PLAIN"}, nil, "kafka_sasl_mechanism and kafka_sasl_username"},
+		{"unknown encryption", nil, nil, []string{"--s3-sse", "rot13"}, `s3_sse: "rot13"`},
+		{"KMS key without SSE-KMS", nil, nil, []string{"--s3-kms-key-id", "k"}, "s3_kms_key_id: needs s3_sse aws:kms"},
+		{"unknown lock mode", nil, nil, []string{"--s3-object-lock-mode", "WORM", "--s3-object-lock-retention", "1d"}, `s3_object_lock_mode: "WORM"`},
+		{"lock mode without retention", nil, nil, []string{"--s3-object-lock-mode", "COMPLIANCE"}, "s3_object_lock_retention"},
+		{"retention of no days", nil, map[string]string{"KARCH_S3_OBJECT_LOCK_RETENTION": "0d"}, nil, "s3_object_lock_retention"},
+		{"secret files without a directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "karch-s3:/etc/s3"}, nil, "shard_secret_files"},
+		{"two secrets in one directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "a=/etc/k,b=/etc/k/"}, nil, "directory /etc/k is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadWith(t, tc.file, tc.env, tc.args...)
@@ -165,5 +174,53 @@ func TestMinShardMemoryIsWhatAShardAccepts(t *testing.T) {
 	less.Sub(resource.MustParse("1Mi"))
 	if got := memoryLimitEnv(less); got != "KARCH_MEMORY_LIMIT_MIB=63" {
 		t.Errorf("shard_memory %s gives %s; want KARCH_MEMORY_LIMIT_MIB=63", &less, got)
+	}
+}
+
+// TLS files are read when a run connects: each failure names the setting and the path, never
+// a key's contents.
+func TestTLSSettingsErrorsNameTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		tls  tlsSettings
+		want string
+	}{
+		{"missing CA file", tlsSettings{prefix: "kafka_tls", caFile: filepath.Join(dir, "none.crt")}, "kafka_tls_ca_file: open " + dir},
+		{"CA file without a certificate", tlsSettings{prefix: "redis_tls", caFile: notPEM}, "redis_tls_ca_file: " + notPEM + " holds no PEM certificate"},
+		{"certificate without its key", tlsSettings{prefix: "kafka_tls", certFile: notPEM}, "kafka_tls_cert_file: a client certificate needs both"},
+		{"key pair that does not load", tlsSettings{prefix: "kafka_tls", certFile: notPEM, keyFile: notPEM}, "kafka_tls_cert_file: load " + notPEM},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.tls.config()
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, coordinator.ErrConfig) || !failure.IsPermanent(err) {
+				t.Fatalf("error %v: want a permanent configuration error with %q", err, tc.want)
+			}
+		})
+	}
+	if c, err := (tlsSettings{prefix: "kafka_tls"}).config(); c != nil || err != nil {
+		t.Fatalf("no TLS setting: %v, %v; want plaintext", c, err)
+	}
+}
+
+// SASL sends a password: never without TLS, and never without one.
+func TestSASLNeedsTLSAndAPassword(t *testing.T) {
+	t.Setenv("KARCH_KAFKA_SASL_PASSWORD", "")
+	k := kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls", enabled: true}, saslMechanism: "SCRAM-SHA-256", saslUser: "karch"}
+	if _, _, err := k.dial(); err == nil || !strings.Contains(err.Error(), "has no password") {
+		t.Fatalf("no password: %v", err)
+	}
+	t.Setenv("KARCH_KAFKA_SASL_PASSWORD", "secret-value")
+	k.tls.enabled = false
+	if _, _, err := k.dial(); err == nil || !strings.Contains(err.Error(), "needs kafka_tls") || strings.Contains(err.Error(), "secret-value") {
+		t.Fatalf("SASL without TLS: %v", err)
+	}
+	k.tls.enabled = true
+	if tlsConfig, mech, err := k.dial(); err != nil || tlsConfig == nil || mech.Name() != "SCRAM-SHA-256" {
+		t.Fatalf("SASL over TLS: %v, %v, %v", tlsConfig, mech, err)
 	}
 }
