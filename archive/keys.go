@@ -39,14 +39,6 @@ func PieceKey(topic string, partition int32, first int64) string {
 	return fmt.Sprintf("data/%s/%d/%020d.jsonl.zst", topic, partition, first)
 }
 
-// ProbeMarkerName is the object, in a pipeline's ProbeDir, that records that its store
-// refused a second create of one key (docs/FORMAT.md, "Store probe").
-const ProbeMarkerName = "conditional-create.json"
-
-// ProbeDir returns the folder of a pipeline's store probes, relative to the destination: beside
-// the pipeline folders, never in one (a pipeline name has no '_').
-func ProbeDir(pipeline string) string { return "_probe/" + pipeline + "/" }
-
 // ReceiptKey returns the key of a shard's receipt, relative to its window's folder.
 func ReceiptKey(index int) string {
 	return fmt.Sprintf("receipts/shard-%05d.json", index)

@@ -27,6 +27,7 @@ func TestSchemasNameEveryField(t *testing.T) {
 		{schema.Receipt, reflect.TypeFor[archive.Receipt]()},
 		{schema.Manifest, reflect.TypeFor[archive.Manifest]()},
 		{schema.Batch, reflect.TypeFor[archive.Batch]()},
+		{schema.Probe, reflect.TypeFor[archive.ProbeRecord]()},
 	} {
 		doc := loadSchema(t, tc.schema)
 		want := map[string]bool{}

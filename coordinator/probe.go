@@ -5,19 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 )
-
-// probeRecord is the marker a pipeline's first run leaves once the store has refused a
-// second create of one key (docs/FORMAT.md, "Store probe").
-type probeRecord struct {
-	Pipeline     string    `json:"pipeline"`
-	ProbedAt     time.Time `json:"probed_at"`
-	KarchVersion string    `json:"karch_version"`
-}
 
 // checkStore proves, once per pipeline and store and before the pipeline's first write, that
 // the store refuses a second conditional create of a key: the commit of every manifest rests
@@ -36,7 +27,8 @@ func (c *coordinator) checkStore(ctx context.Context) error {
 	if err := blob.ProbeConditionalCreate(ctx, c.deps.Bucket, dir+"create-"+c.runID, 64); err != nil {
 		return err
 	}
-	data, err := json.Marshal(probeRecord{Pipeline: c.cfg.Pipeline, ProbedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version})
+	data, err := json.MarshalIndent(archive.ProbeRecord{Format: archive.ProbeFormat, Pipeline: c.cfg.Pipeline,
+		ProbedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ const (
 	Receipt      = "receipt.schema.json"
 	Manifest     = "manifest.schema.json"
 	Batch        = "batch.schema.json"
+	Probe        = "probe.schema.json"
 	Record       = "record.schema.json"
 	PlanOutput   = "plan-output.schema.json"
 	StatusOutput = "status-output.schema.json"

@@ -97,6 +97,9 @@ func DocumentSchema(key string) string {
 	if archive.IsBatchKey(key) {
 		return schema.Batch
 	}
+	if archive.IsProbeMarkerKey(key) {
+		return schema.Probe
+	}
 	if _, ok := archive.ParseWindowDir(key); !ok {
 		return ""
 	}
@@ -115,7 +118,7 @@ func DocumentSchema(key string) string {
 // formatOf maps each schema of a stored document to the format tag karch writes in it.
 var formatOf = map[string]string{
 	schema.Plan: archive.PlanFormat, schema.Receipt: archive.ReceiptFormat, schema.Manifest: archive.ManifestFormat,
-	schema.Batch: archive.BatchFormat,
+	schema.Batch: archive.BatchFormat, schema.Probe: archive.ProbeFormat,
 }
 
 // CheckDocuments validates every plan, receipt and manifest in b against its schema in

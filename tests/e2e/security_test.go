@@ -67,6 +67,8 @@ func TestRunKafkaTLSRefusals(t *testing.T) {
 			"KARCH_KAFKA_SASL_USERNAME=" + sasl.User, "KARCH_KAFKA_SASL_PASSWORD=" + sasl.Password + "-not"}, 3, "SASL Authentication Failed"},
 		{"SASL without TLS", []string{"KARCH_BROKERS=" + sasl.Addr, "KARCH_KAFKA_SASL_MECHANISM=PLAIN",
 			"KARCH_KAFKA_SASL_USERNAME=" + sasl.User, "KARCH_KAFKA_SASL_PASSWORD=" + sasl.Password}, 3, "needs kafka_tls"},
+		{"a server name the certificate lacks", []string{"KARCH_BROKERS=" + mtls, "KARCH_KAFKA_TLS_CA_FILE=" + files.CA,
+			"KARCH_KAFKA_TLS_CERT_FILE=" + files.Cert, "KARCH_KAFKA_TLS_KEY_FILE=" + files.Key, "KARCH_KAFKA_TLS_SERVER_NAME=kafka.invalid"}, 3, "not kafka.invalid"},
 		{"plaintext at a TLS port", []string{"KARCH_BROKERS=" + mtls}, 1, "broker appears to be expecting TLS"},
 	} {
 		withEnv(tc.env...)
@@ -79,7 +81,9 @@ func TestRunKafkaTLSRefusals(t *testing.T) {
 	if objs := p.objects(t); len(objs) != 0 {
 		t.Fatalf("refused runs wrote %d objects", len(objs))
 	}
-	withEnv("KARCH_BROKERS="+mtls, "KARCH_KAFKA_TLS_CA_FILE="+files.CA, "KARCH_KAFKA_TLS_CERT_FILE="+files.Cert, "KARCH_KAFKA_TLS_KEY_FILE="+files.Key)
+	// The certificate names localhost too: a server name it carries is accepted.
+	withEnv("KARCH_BROKERS="+mtls, "KARCH_KAFKA_TLS_CA_FILE="+files.CA, "KARCH_KAFKA_TLS_CERT_FILE="+files.Cert, "KARCH_KAFKA_TLS_KEY_FILE="+files.Key,
+		"KARCH_KAFKA_TLS_SERVER_NAME=localhost")
 	cmd, out := p.run(t)
 	if code := exitCode(t, cmd); code != 0 {
 		t.Fatalf("mTLS: exit %d, want 0:\n%s", code, out)
