@@ -46,8 +46,13 @@ func classify(err error) error {
 // names their code after the status.
 func denied(err error, action, resource string) error {
 	var api smithy.APIError
-	if errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "Forbidden") {
+	switch {
+	case !errors.As(err, &api):
+		return err
+	case api.ErrorCode() == "AccessDenied":
 		return fmt.Errorf("%w (the credentials' policy must allow %s on %s)", err, action, resource)
+	case api.ErrorCode() == "Forbidden": // no body, so no reason: a bad signature looks the same
+		return fmt.Errorf("%w (does the credentials' policy allow %s on %s? check the credentials and the clock too)", err, action, resource)
 	}
 	return err
 }
