@@ -10,21 +10,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/internal/testenv"
 )
-
-// rawS3 is a plain SDK client of the test server, to read what karch's writes left there.
-func rawS3(cfg blob.S3Config) *s3.Client {
-	return s3.New(s3.Options{
-		BaseEndpoint: aws.String(cfg.Endpoint), Region: cfg.Region, UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, ""),
-	})
-}
 
 // Every object, a single PutObject and a multipart upload alike, carries the configured
 // encryption, storage class and Object Lock retention, as the server reports them back.
@@ -48,7 +39,7 @@ func TestS3EncryptionClassAndLock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw := rawS3(cfg)
+			raw := testenv.RawS3(t)
 			for _, size := range []int{1 << 10, 12 << 20} { // one PutObject; three parts
 				key := fmt.Sprintf("object-%d", size)
 				before := time.Now()
@@ -84,7 +75,7 @@ func TestS3LockedObjectSurvivesDeleteAndOverwrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, raw, key := context.Background(), rawS3(cfg), "piece"
+	ctx, raw, key := context.Background(), testenv.RawS3(t), "piece"
 	full := aws.String(cfg.Prefix + "/" + key)
 	if _, err := b.Put(ctx, key, strings.NewReader("committed bytes"), blob.PutOptions{IfAbsent: true}); err != nil {
 		t.Fatal(err)

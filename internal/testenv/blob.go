@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/karch-archive/karch/blob"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // S3Config returns a configuration for the test S3 server under a prefix unique to the test,
@@ -73,4 +77,13 @@ func LockedS3Config(t testing.TB) blob.S3Config {
 func S3KMSKey(t testing.TB) string {
 	t.Helper()
 	return mustEnv(t, "KARCH_TEST_S3_KMS_KEY")
+}
+
+// RawS3 is a plain SDK client of the test S3 server, to read what karch's writes left there
+// (encryption, lock, versions) or to act on the store behind karch's back.
+func RawS3(t testing.TB) *s3.Client {
+	t.Helper()
+	s := S3Server(t)
+	return s3.New(s3.Options{BaseEndpoint: aws.String(s.Endpoint), Region: s.Region, UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
 }
