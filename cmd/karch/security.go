@@ -96,28 +96,39 @@ func (k kafkaSecurity) validate() error {
 	default:
 		return failure.Permanent(fmt.Errorf("%w: kafka_sasl_mechanism: %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", coordinator.ErrConfig, k.saslMechanism))
 	}
-	if (k.saslMechanism == "") != (k.saslUser == "") {
+	switch {
+	case (k.saslMechanism == "") != (k.saslUser == ""):
 		return failure.Permanent(fmt.Errorf("%w: kafka_sasl_mechanism and kafka_sasl_username go together: give both or neither", coordinator.ErrConfig))
+	case k.saslMechanism != "" && !k.tls.on():
+		// A password is never sent in the clear: SASL without TLS is refused, not warned of.
+		return failure.Permanent(fmt.Errorf("%w: kafka_sasl_mechanism %s needs kafka_tls: the password would cross the network in the clear", coordinator.ErrConfig, k.saslMechanism))
 	}
 	return nil
+}
+
+// open reads what the settings name: the TLS configuration (nil: plaintext) and, with SASL,
+// the password.
+func (k kafkaSecurity) open() (*tls.Config, string, error) {
+	if err := k.validate(); err != nil {
+		return nil, "", err
+	}
+	tlsConfig, err := k.tls.config()
+	if err != nil || k.saslMechanism == "" {
+		return tlsConfig, "", err
+	}
+	password, err := kafkaSASLPassword.read()
+	if err == nil && password == "" {
+		err = failure.Permanent(fmt.Errorf("%w: kafka_sasl_username %q has no password: set KARCH_KAFKA_SASL_PASSWORD or KARCH_KAFKA_SASL_PASSWORD_FILE", coordinator.ErrConfig, k.saslUser))
+	}
+	return tlsConfig, password, err
 }
 
 // dial returns what kafka-go's Transport needs: a TLS configuration (nil: plaintext) and a
 // SASL mechanism (nil: none).
 func (k kafkaSecurity) dial() (*tls.Config, sasl.Mechanism, error) {
-	if err := k.validate(); err != nil {
-		return nil, nil, err
-	}
-	tlsConfig, err := k.tls.config()
+	tlsConfig, password, err := k.open()
 	if err != nil || k.saslMechanism == "" {
 		return tlsConfig, nil, err
-	}
-	password, err := kafkaSASLPassword.read()
-	if err != nil {
-		return nil, nil, err
-	}
-	if password == "" {
-		return nil, nil, failure.Permanent(fmt.Errorf("%w: kafka_sasl_username %q has no password: set KARCH_KAFKA_SASL_PASSWORD or KARCH_KAFKA_SASL_PASSWORD_FILE", coordinator.ErrConfig, k.saslUser))
 	}
 	var mech sasl.Mechanism
 	switch strings.ToUpper(k.saslMechanism) {
@@ -130,10 +141,6 @@ func (k kafkaSecurity) dial() (*tls.Config, sasl.Mechanism, error) {
 	}
 	if err != nil { // SASLprep refused the user name or password: say which without either
 		return nil, nil, failure.Permanent(fmt.Errorf("%w: kafka_sasl_username or its password is not valid for %s", coordinator.ErrConfig, k.saslMechanism))
-	}
-	if tlsConfig == nil {
-		// A password is never sent in the clear: SASL without TLS is refused, not warned of.
-		return nil, nil, failure.Permanent(fmt.Errorf("%w: kafka_sasl_mechanism %s needs kafka_tls: the password would cross the network in the clear", coordinator.ErrConfig, k.saslMechanism))
 	}
 	return tlsConfig, mech, nil
 }
@@ -187,18 +194,11 @@ func (k kafkaSecurity) describe() string {
 
 // franzOpts are the same TLS and SASL for franz-go, the client karch restore writes with.
 func (k kafkaSecurity) franzOpts() ([]kgo.Opt, error) {
-	tlsConfig, _, err := k.dial() // validates, and reads the password, as a run does
+	tlsConfig, password, err := k.open()
 	if err != nil || tlsConfig == nil {
 		return nil, err
 	}
 	opts := []kgo.Opt{kgo.DialTLSConfig(tlsConfig)}
-	if k.saslMechanism == "" {
-		return opts, nil
-	}
-	password, err := kafkaSASLPassword.read()
-	if err != nil {
-		return nil, err
-	}
 	switch strings.ToUpper(k.saslMechanism) {
 	case "PLAIN":
 		opts = append(opts, kgo.SASL(franzplain.Auth{User: k.saslUser, Pass: password}.AsMechanism()))
