@@ -127,6 +127,7 @@ tls_dir() { echo "$KARCHDEV_STATE/tls"; }
 make_tls() {
   local d; d=$(tls_dir)
   [[ -f $d/server.p12 ]] && return
+  ensure_cmd openssl openssl
   log "making a test CA and certificates with openssl in $d"
   rm -rf "$d.new" && mkdir -p "$d.new"
   (
@@ -300,7 +301,10 @@ up_minio() {
   port_open "$KARCHDEV_S3_PORT" && die "port $KARCHDEV_S3_PORT is taken by a process this script did not start"
   install_minio
   mkdir -p "$dir/data"
-  [[ -f $dir/kms-key ]] || (umask 077 && openssl rand -base64 32 >"$dir/kms-key")
+  if [[ ! -f $dir/kms-key ]]; then
+    ensure_cmd openssl openssl
+    (umask 077 && openssl rand -base64 32 >"$dir/kms-key")
+  fi
   rm -f "$dir/kms-started"
   MINIO_ROOT_USER=$KARCHDEV_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$KARCHDEV_S3_SECRET_KEY \
     MINIO_KMS_SECRET_KEY="$KARCHDEV_S3_KMS_KEY:$(cat "$dir/kms-key")" \
