@@ -172,10 +172,11 @@ func newRunner(ctx context.Context, cli *coordinatorCLI) (coordinator.Runner, er
 		Env: shardEnv(cfg), Logger: cli.logger}, nil
 }
 
-// secretPathEnv are the variables that name files holding a shard's credentials: paths, not
-// secrets, passed on so that shards read the same files where the Secrets are mounted for them
-// too (shard_secret_files).
-var secretPathEnv = []string{"KARCH_KAFKA_SASL_PASSWORD_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"}
+// secretPathEnv are the variables that name files holding a shard's credentials or trust
+// (the AWS SDK reads AWS_CA_BUNDLE for an endpoint with a private CA): paths, not secrets,
+// passed on so that shards read the same files where the Secrets are mounted for them too
+// (shard_secret_files).
+var secretPathEnv = []string{"KARCH_KAFKA_SASL_PASSWORD_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_CA_BUNDLE"}
 
 // shardEnv passes the store and metrics settings on to shard processes; credentials travel in
 // the environment the shards inherit or in mounted files, never on their command line.
