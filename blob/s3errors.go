@@ -59,8 +59,12 @@ func denied(err error, action, resource string) error {
 
 // verdictOf judges err by S3's error code where one is known, by HTTP status otherwise. An
 // error with neither never got an answer from S3 (connection reset, timeout, DNS,
-// cancellation), so it is retryable.
+// cancellation), so it is retryable; but for a refused TLS handshake, which a retry meets
+// again with the same certificate.
 func verdictOf(err error) verdict {
+	if failure.IsTLSRefusal(err) {
+		return permanent
+	}
 	var api smithy.APIError
 	if errors.As(err, &api) {
 		if v, ok := byCode[api.ErrorCode()]; ok {
@@ -71,7 +75,7 @@ func verdictOf(err error) verdict {
 	if errors.As(err, &re) {
 		return byStatus(re.HTTPStatusCode())
 	}
-	if api != nil && api.ErrorFault() == smithy.FaultClient || failure.IsTLSRefusal(err) {
+	if api != nil && api.ErrorFault() == smithy.FaultClient {
 		return permanent
 	}
 	return retryable

@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -264,4 +268,40 @@ func TestNoSecretInAnythingARunProduces(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d outputs, %d objects and %d metric pushes for %d secrets", len(outputs), len(documents), len(pushed), len(secrets))
+}
+
+// TestRunS3OverTLSWithPrivateCA: an S3 endpoint behind a certificate of a private CA (a TLS
+// proxy in front of the local MinIO). With AWS_CA_BUNDLE naming the CA, the coordinator and
+// its shards archive every record; without it, the run stops at once, exit 3, saying the
+// certificate is not trusted.
+func TestRunS3OverTLSWithPrivateCA(t *testing.T) {
+	s, files := testenv.S3Server(t), testenv.TLS(t)
+	target, err := url.Parse(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(filepath.Dir(files.CA), "server.crt"), filepath.Join(filepath.Dir(files.CA), "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The proxy passes the Host header on as the client signed it, as S3 checks signatures.
+	proxy := httptest.NewUnstartedServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = r.In.Host
+	}})
+	proxy.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	proxy.StartTLS()
+	defer proxy.Close()
+	p := newRunPipeline(t, 2, 500)
+	p.env = append(p.env, "KARCH_S3_ENDPOINT="+proxy.URL)
+	cmd, out := p.run(t)
+	if code, line := exitCode(t, cmd), lastLine(out.String()); code != 3 || !strings.Contains(line, "certificate signed by unknown authority") {
+		t.Fatalf("no CA bundle: exit %d, last line %q; want 3, the certificate not trusted:\n%s", code, line, out)
+	}
+	p.env = append(p.env, "AWS_CA_BUNDLE="+files.CA)
+	cmd, out = p.run(t)
+	if code := exitCode(t, cmd); code != 0 {
+		t.Fatalf("with AWS_CA_BUNDLE: exit %d, want 0:\n%s", code, out)
+	}
+	p.assertCommitted(t)
 }
