@@ -158,12 +158,14 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// shard.Run names the pipeline, window and shard in its own lines: runLog, the logger
+	// of this command's lines, adds the shard, which they would name twice. A batch's index
+	// is not the shard's, so every line names the batch.
 	logger := f.log.logger(os.Stderr)
+	runLog := logger.With("shard", f.index)
 	if _, _, ok := archive.SplitBatchURL(f.plan); ok {
-		// A batch's index is not the shard's: shard.Run names the window and its shard.
 		logger = logger.With("batch", f.plan, "batch_index", f.index)
-	} else {
-		logger = logger.With("shard", f.index)
+		runLog = logger
 	}
 	crashHook()
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -182,9 +184,9 @@ func runShard(ctx context.Context, args []string, _ io.Writer) error {
 	if receipt != nil {
 		shardMetrics.Receipt(receipt)
 	}
-	pushMetrics(ctx, logger, f.pushGateway, proc, err, "karch-shard", "pipeline", f.pipeline, "shard", strconv.Itoa(f.index))
+	pushMetrics(ctx, runLog, f.pushGateway, proc, err, "karch-shard", "pipeline", f.pipeline, "shard", strconv.Itoa(f.index))
 	if err != nil {
-		logger.Error("shard failed", "plan", f.plan, "err", err, "retryable", !failure.IsPermanent(err))
+		runLog.Error("shard failed", "plan", f.plan, "err", err, "retryable", !failure.IsPermanent(err))
 		return fmt.Errorf("plan %s: %w", f.plan, err)
 	}
 	return nil

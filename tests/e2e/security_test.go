@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -268,6 +269,45 @@ func TestNoSecretInAnythingARunProduces(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d outputs, %d objects and %d metric pushes for %d secrets", len(outputs), len(documents), len(pushed), len(secrets))
+	for _, out := range outputs {
+		assertLogLinesHaveEachKeyOnce(t, out)
+	}
+}
+
+// assertLogLinesHaveEachKeyOnce: every JSON log line of output names each of its keys once; a
+// duplicate is ambiguous to log pipelines, which keep the first or the last as they please.
+func assertLogLinesHaveEachKeyOnce(t *testing.T, output string) {
+	t.Helper()
+	lines := 0
+	for _, line := range strings.Split(output, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		lines++
+		dec := json.NewDecoder(strings.NewReader(line))
+		if _, err := dec.Token(); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			key := tok.(string)
+			if seen[key] {
+				t.Fatalf("log line names %q twice: %s", key, line)
+			}
+			seen[key] = true
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+		}
+	}
+	if lines == 0 {
+		t.Fatalf("no JSON log line in:\n%s", output)
+	}
 }
 
 // TestRunS3OverTLSWithPrivateCA: an S3 endpoint behind a certificate of a private CA (a TLS
