@@ -36,10 +36,10 @@ func TestRunWithLeastPrivilegePolicy(t *testing.T) {
 			"AWS_SECRET_ACCESS_KEY="+c.SecretAccessKey, "AWS_SESSION_TOKEN="+c.SessionToken)
 	}
 	for _, tc := range []struct{ action, want string }{
-		{"s3:ListBucket", "must allow s3:ListBucket on arn:aws:s3:::" + cfg.Bucket + " with prefix " + cfg.Prefix + "/" + p.name},
-		{"s3:PutObject", "must allow s3:PutObject and s3:PutObjectRetention on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
-		{"s3:PutObjectRetention", "must allow s3:PutObject and s3:PutObjectRetention on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
-		{"s3:GetObject", "must allow s3:GetObject on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
+		{"s3:ListBucket", "allow s3:ListBucket on arn:aws:s3:::" + cfg.Bucket + " with prefix " + cfg.Prefix + "/" + p.name},
+		{"s3:PutObject", "allow s3:PutObject and s3:PutObjectRetention on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
+		{"s3:PutObjectRetention", "allow s3:PutObject and s3:PutObjectRetention on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
+		{"s3:GetObject", "allow s3:GetObject on arn:aws:s3:::" + cfg.Bucket + "/" + cfg.Prefix + "/"},
 	} {
 		as(withoutAction(t, policy, tc.action))
 		cmd, out := p.run(t, lockArgs...)
