@@ -90,24 +90,42 @@ func (c S3Config) withDefaults() S3Config {
 	return c
 }
 
+// FieldError is a wrong field of an S3Config, named as karch's settings (and, with '-' for
+// '_', its flags) name it: s3_sse, s3_kms_key_id, s3_object_lock_mode, ...
+type FieldError struct{ Field, Reason string }
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ValidateWrites checks what every write carries: encryption, Object Lock and checksum.
+func (c S3Config) ValidateWrites() error {
+	c = c.withDefaults()
+	bad := func(field, format string, args ...any) error { return &FieldError{field, fmt.Sprintf(format, args...)} }
+	switch {
+	case c.SSE != "" && c.SSE != "AES256" && c.SSE != "aws:kms":
+		return bad("s3_sse", "%q: want AES256 or aws:kms", c.SSE)
+	case c.KMSKeyID != "" && c.SSE != "aws:kms":
+		return bad("s3_kms_key_id", "needs s3_sse aws:kms")
+	case c.LockMode != "" && c.LockMode != "GOVERNANCE" && c.LockMode != "COMPLIANCE":
+		return bad("s3_object_lock_mode", "%q: want GOVERNANCE or COMPLIANCE", c.LockMode)
+	case (c.LockMode == "") != (c.LockRetention == 0):
+		return bad("s3_object_lock_retention", "goes with s3_object_lock_mode: give both or neither")
+	case c.LockRetention < 0:
+		return bad("s3_object_lock_retention", "%s: want a positive period", c.LockRetention)
+	case !validChecksum(c.Checksum):
+		return bad("s3_checksum", "%q: want SHA256, CRC32C, CRC32 or CRC64NVME", c.Checksum)
+	}
+	return nil
+}
+
 // Validate names the first field that is wrong. Its messages never include the secret.
 func (c S3Config) Validate() error {
+	if err := c.ValidateWrites(); err != nil {
+		return err
+	}
 	c = c.withDefaults()
 	switch {
 	case c.Bucket == "":
 		return errors.New("s3: bucket is required")
-	case c.SSE != "" && c.SSE != "AES256" && c.SSE != "aws:kms":
-		return fmt.Errorf("s3: sse %q: want AES256 or aws:kms", c.SSE)
-	case c.KMSKeyID != "" && c.SSE != "aws:kms":
-		return errors.New("s3: kms key id needs sse aws:kms")
-	case c.LockMode != "" && c.LockMode != "GOVERNANCE" && c.LockMode != "COMPLIANCE":
-		return fmt.Errorf("s3: object lock mode %q: want GOVERNANCE or COMPLIANCE", c.LockMode)
-	case (c.LockMode == "") != (c.LockRetention == 0):
-		return errors.New("s3: object lock mode and retention go together: give both or neither")
-	case c.LockRetention < 0:
-		return fmt.Errorf("s3: object lock retention %s: want a positive duration", c.LockRetention)
-	case !validChecksum(c.Checksum):
-		return fmt.Errorf("s3: checksum %q: want SHA256, CRC32C, CRC32 or CRC64NVME", c.Checksum)
 	case c.PartSize < minPartSize:
 		return fmt.Errorf("s3: part size %d: want at least %d", c.PartSize, minPartSize)
 	case c.Concurrency < 1:

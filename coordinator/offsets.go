@@ -61,6 +61,11 @@ func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions) *KafkaOffsets {
 	}
 }
 
+// ReadRange reads committed records as a shard does, with the fetches of planning (small).
+func (k *KafkaOffsets) ReadRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error {
+	return k.reader.ReadRange(ctx, topic, partition, first, end, fn)
+}
+
 // Partitions lists topic's partitions in order.
 func (k *KafkaOffsets) Partitions(ctx context.Context, topic string) ([]int32, error) {
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})

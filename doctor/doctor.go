@@ -16,15 +16,12 @@ import (
 	"github.com/karch-archive/karch/lock"
 )
 
-// Offsets is what the checks ask of the Kafka cluster's metadata.
-type Offsets interface {
+// Kafka is what the checks ask of the cluster: its metadata, and committed records read as
+// shards read them.
+type Kafka interface {
 	Partitions(ctx context.Context, topic string) ([]int32, error)
 	StableEnds(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
 	LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
-}
-
-// Reader reads committed records, as shards do.
-type Reader interface {
 	ReadRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error
 }
 
@@ -39,8 +36,7 @@ type Deps struct {
 	// Brokers, Store and Redis name the servers in the checklist; Security says how Kafka
 	// is spoken to ("TLS, SASL SCRAM-SHA-512").
 	Brokers, Store, Redis, Security string
-	Offsets                         Offsets
-	Reader                          Reader
+	Kafka                           Kafka
 	// Locker is nil when the pipeline has no Redis: the lease is in-process.
 	Locker lock.Locker
 	Bucket blob.Bucket
@@ -85,7 +81,7 @@ func fail(name string, err error, fix string) Check {
 
 func kafkaChecks(ctx context.Context, d Deps) []Check {
 	const reach, read = "kafka: the topic exists", "kafka: committed records are readable"
-	parts, err := d.Offsets.Partitions(ctx, d.Topic)
+	parts, err := d.Kafka.Partitions(ctx, d.Topic)
 	if err != nil {
 		return []Check{fail(reach, err, fmt.Sprintf("check brokers (%s), the TLS and SASL settings, and that topic %s exists and the user may describe it", d.Brokers, d.Topic))}
 	}
@@ -97,11 +93,11 @@ func kafkaChecks(ctx context.Context, d Deps) []Check {
 // read_committed, as a shard does: it proves the user may read the topic.
 func readCheck(ctx context.Context, d Deps, parts []int32, name string) Check {
 	fix := fmt.Sprintf("grant the user READ on topic %s (and DESCRIBE)", d.Topic)
-	starts, err := d.Offsets.LogStarts(ctx, d.Topic, parts)
+	starts, err := d.Kafka.LogStarts(ctx, d.Topic, parts)
 	if err != nil {
 		return fail(name, err, fix)
 	}
-	ends, err := d.Offsets.StableEnds(ctx, d.Topic, parts)
+	ends, err := d.Kafka.StableEnds(ctx, d.Topic, parts)
 	if err != nil {
 		return fail(name, err, fix)
 	}
@@ -110,7 +106,7 @@ func readCheck(ctx context.Context, d Deps, parts []int32, name string) Check {
 			continue
 		}
 		first, records := max(starts[p], ends[p]-10), 0
-		err := d.Reader.ReadRange(ctx, d.Topic, p, first, ends[p], func(*archive.Record) error { records++; return nil })
+		err := d.Kafka.ReadRange(ctx, d.Topic, p, first, ends[p], func(*archive.Record) error { records++; return nil })
 		if err != nil {
 			return fail(name, err, fix)
 		}

@@ -333,21 +333,8 @@ func (c runConfig) validate() error {
 
 // validateS3 checks the settings that apply to every object karch writes, naming the setting.
 func (c runConfig) validateS3() error {
-	bad := func(setting, why string) error {
-		return failure.Permanent(fmt.Errorf("%w: %s: %s", coordinator.ErrConfig, setting, why))
-	}
-	s := c.s3
-	switch {
-	case s.SSE != "" && s.SSE != "AES256" && s.SSE != "aws:kms":
-		return bad("s3_sse", fmt.Sprintf("%q: want AES256 or aws:kms", s.SSE))
-	case s.KMSKeyID != "" && s.SSE != "aws:kms":
-		return bad("s3_kms_key_id", "needs s3_sse aws:kms")
-	case s.LockMode != "" && s.LockMode != "GOVERNANCE" && s.LockMode != "COMPLIANCE":
-		return bad("s3_object_lock_mode", fmt.Sprintf("%q: want GOVERNANCE or COMPLIANCE", s.LockMode))
-	case (s.LockMode == "") != (s.LockRetention == 0):
-		return bad("s3_object_lock_mode", "goes with s3_object_lock_retention: give both or neither")
-	case s.LockRetention < 0:
-		return bad("s3_object_lock_retention", "want a positive period")
+	if err := c.s3.ValidateWrites(); err != nil {
+		return failure.Permanent(fmt.Errorf("%w: %w", coordinator.ErrConfig, err))
 	}
 	return nil
 }

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/doctor"
 	"github.com/karch-archive/karch/failure"
-	"github.com/karch-archive/karch/shard"
 )
 
 func init() {
@@ -41,18 +41,10 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeDeps()
-	conn, err := cfg.kafkaConn()
-	if err != nil {
-		return err
-	}
-	opts := shard.DefaultKafkaOptions()
-	opts.ClientID, opts.TLS, opts.SASL = conn.ClientID, conn.TLS, conn.SASL
-	reader := shard.NewKafkaReader(cfg.coord.Brokers, opts)
-	defer reader.Close()
 	d := doctor.Deps{
 		Pipeline: cfg.coord.Pipeline, Topic: cfg.coord.Topic, Brokers: strings.Join(cfg.coord.Brokers, ","), Store: cfg.store,
-		Redis: cfg.redis, Security: cfg.kafkaSec.describe(), Offsets: deps.Offsets, Reader: reader, Bucket: deps.Bucket,
-		Want:      blobProtection(cfg),
+		Redis: cfg.redis, Security: cfg.kafkaSec.describe(), Kafka: deps.Offsets.(*coordinator.KafkaOffsets), Bucket: deps.Bucket,
+		Want:      blob.Protection{SSE: cfg.s3.SSE, KMSKeyID: cfg.s3.KMSKeyID, StorageClass: cfg.s3.StorageClass, LockMode: cfg.s3.LockMode},
 		Retention: cfg.s3.LockRetention, ProbeID: newProbeID(), Now: time.Now,
 	}
 	if cfg.redis != "" {
@@ -73,10 +65,6 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "all %d checks passed\n", len(checks))
 	return nil
-}
-
-func blobProtection(cfg runConfig) blob.Protection {
-	return blob.Protection{SSE: cfg.s3.SSE, KMSKeyID: cfg.s3.KMSKeyID, StorageClass: cfg.s3.StorageClass, LockMode: cfg.s3.LockMode}
 }
 
 // newProbeID makes doctor's probe keys unique: the time, to the nanosecond, in base 36.

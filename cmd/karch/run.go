@@ -141,7 +141,7 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	var locker lock.Locker = lock.NewLocal()
 	closeDeps := func() {}
 	if cfg.redis != "" {
-		password, err := secretSource{env: "KARCH_REDIS_PASSWORD"}.read()
+		password, err := redisPassword.read()
 		if err != nil {
 			return coordinator.Deps{}, nil, err
 		}

@@ -88,7 +88,11 @@ type kafkaSecurity struct {
 	saslUser      string
 }
 
-var kafkaSASLPassword = secretSource{env: "KARCH_KAFKA_SASL_PASSWORD"}
+// The passwords karch takes, each from its variable or the file its _FILE variable names.
+var (
+	kafkaSASLPassword = secretSource{env: "KARCH_KAFKA_SASL_PASSWORD"}
+	redisPassword     = secretSource{env: "KARCH_REDIS_PASSWORD"}
+)
 
 func (k kafkaSecurity) validate() error {
 	switch strings.ToUpper(k.saslMechanism) {
@@ -174,10 +178,14 @@ func (s secretSource) read() (string, error) {
 	return strings.TrimRight(string(data), "\r\n"), nil
 }
 
-// kafkaConn is what every Kafka connection of the pipeline carries: its client id, TLS and SASL.
+// kafkaConn is the default reader options with what every Kafka connection of the pipeline
+// carries: its client id, TLS and SASL.
 func (c runConfig) kafkaConn() (shard.KafkaOptions, error) {
-	tlsConfig, mech, err := c.kafkaSec.dial()
-	return shard.KafkaOptions{ClientID: coordinator.ClientID(c.coord.Pipeline), TLS: tlsConfig, SASL: mech}, err
+	opts := shard.DefaultKafkaOptions()
+	var err error
+	opts.ClientID = coordinator.ClientID(c.coord.Pipeline)
+	opts.TLS, opts.SASL, err = c.kafkaSec.dial()
+	return opts, err
 }
 
 // describe says how Kafka is spoken to, for doctor's checklist.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
@@ -95,6 +96,12 @@ type kafkaSource struct {
 	*shard.KafkaReader
 }
 
+// ReadRange reads with the shard's reader, whose fetches are a shard's, not planning's small
+// ones: verify reads every archived record back.
+func (k kafkaSource) ReadRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error {
+	return k.KafkaReader.ReadRange(ctx, topic, partition, first, end, fn)
+}
+
 // errProblems makes verify exit 3 when the archive is not what its manifests say.
 var errProblems = errors.New("the archive has problems")
 
@@ -121,9 +128,7 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 		if err != nil {
 			return err
 		}
-		opts := shard.DefaultKafkaOptions()
-		opts.ClientID, opts.TLS, opts.SASL = conn.ClientID, conn.TLS, conn.SASL
-		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, opts)
+		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, conn)
 		defer reader.Close()
 		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn), reader}
 	}
