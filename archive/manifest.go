@@ -32,6 +32,15 @@ type Manifest struct {
 	// can prove that no earlier window was altered or removed. Absent on a pipeline's first
 	// window and on manifests written before karch recorded it.
 	Previous *ManifestRef `json:"previous,omitempty"`
+	// Next is set on the last window of a backfill that ends where committed windows begin:
+	// the committed window after it, which was written before it and so records no
+	// Previous. Next is that link the other way round, in a manifest that can still hold it.
+	Next *ManifestRef `json:"next,omitempty"`
+	// Origin names the manifest of the chain's first window, as known when this window was
+	// committed; absent on the first window itself, and where the committer could not know
+	// it (a chain whose manifests predate the field). Whoever keeps the newest manifest's
+	// digest can so prove that no window was removed from the chain's old end either.
+	Origin *ManifestRef `json:"origin,omitempty"`
 	// Gaps are the plan's declared holes in the chain before this window (Plan.Gaps).
 	Gaps  []Gap             `json:"gaps,omitempty"`
 	Extra map[string]string `json:"extra,omitempty"`

@@ -28,6 +28,7 @@ func TestSchemasNameEveryField(t *testing.T) {
 		{schema.Manifest, reflect.TypeFor[archive.Manifest]()},
 		{schema.Batch, reflect.TypeFor[archive.Batch]()},
 		{schema.Probe, reflect.TypeFor[archive.ProbeRecord]()},
+		{schema.Claim, reflect.TypeFor[archive.Claim]()},
 	} {
 		doc := loadSchema(t, tc.schema)
 		want := map[string]bool{}

@@ -16,6 +16,11 @@ import (
 // predecessor, outside the checked range, is checked against the store.
 func checkChain(ctx context.Context, b blob.Bucket, windows []*window) ([]Problem, error) {
 	var out []Problem
+	origins, err := checkOrigin(ctx, b, windows)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, origins...)
 	for i, cur := range windows {
 		if cur.manifest == nil {
 			continue
@@ -42,8 +47,19 @@ func checkChain(ctx context.Context, b blob.Bucket, windows []*window) ([]Proble
 }
 
 // checkLink compares cur's record of the manifest before it with that manifest as stored.
+// A window committed before a backfill that ends where it begins records none; the
+// backfill's last manifest records it as next instead.
 func checkLink(cur, prev *window) {
 	ref, key := cur.manifest.Previous, cur.report.Manifest
+	if next := prev.manifest.Next; ref == nil && next != nil {
+		switch {
+		case next.Key != key:
+			prev.problem(prev.report.Manifest, "records %s as the manifest after it; the window after it is %s", next.Key, key)
+		case next.SHA256 != cur.report.SHA256:
+			prev.problem(prev.report.Manifest, "records sha256 %s for %s, which now has %s: that manifest was altered", next.SHA256, key, cur.report.SHA256)
+		}
+		return
+	}
 	switch {
 	case ref == nil && prev.manifest.Previous != nil:
 		cur.problem(key, "records no manifest before it, although the chain records them from %s on", prev.report.Manifest)
@@ -95,4 +111,33 @@ func checkOffsets(cur *window, prev *archive.Manifest) {
 	for tp, end := range ends {
 		cur.problem(key, "partition %s/%d, archived up to offset %d by the window before, is missing", tp.Topic, tp.Partition, end)
 	}
+}
+
+// checkOrigin checks the chain's first window as the newest manifest records it: it is
+// stored with the digest recorded. The newest manifest vouches for it, so removing the
+// chain's oldest windows (a backfill's, say) is seen, as removing any other window is by the
+// links between them. Windows before it are a backfill that joined the chain since; their
+// links are checked like any others.
+func checkOrigin(ctx context.Context, b blob.Bucket, windows []*window) ([]Problem, error) {
+	var newest *window
+	for _, w := range windows {
+		if w.manifest != nil {
+			newest = w
+		}
+	}
+	if newest == nil || newest.manifest.Origin == nil {
+		return nil, nil
+	}
+	ref := newest.manifest.Origin
+	data, err := blob.ReadAll(ctx, b, ref.Key)
+	if blob.IsNotFound(err) {
+		return []Problem{{Key: ref.Key, What: fmt.Sprintf("is missing, and %s records it as the chain's first window", newest.report.Manifest)}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ref.Key, err)
+	}
+	if got := archive.RefOf(ref.Key, data); got.SHA256 != ref.SHA256 {
+		newest.problem(newest.report.Manifest, "records sha256 %s for the chain's first window %s, which now has %s: that manifest was altered", ref.SHA256, ref.Key, got.SHA256)
+	}
+	return nil, nil
 }

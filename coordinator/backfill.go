@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -148,7 +149,7 @@ func (c *coordinator) backfill(ctx context.Context, bf Backfill) ([]WindowResult
 		return nil, err
 	}
 	if sp.after != nil {
-		c.bound, c.boundAt = sp.after.firsts(), bf.To
+		c.bound, c.boundAt, c.boundWindow = sp.after.firsts(), bf.To, sp.after.Window
 	}
 	c.log.Info("backfill starts", "windows", len(sp.windows), "committed_already", len(sp.done),
 		"continues_window", sp.prev != nil, "ends_at_committed_window", sp.after != nil)
@@ -194,10 +195,10 @@ func (c *coordinator) span(ctx context.Context, bf Backfill) (*span, error) {
 		}
 	}
 	sp.done = inside
-	if sp.prev, err = c.manifestAt(ctx, bf.From.Add(-c.cfg.Window)); err != nil {
+	if sp.prev, err = c.manifestEndingAt(ctx, bf.From); err != nil {
 		return nil, err
 	}
-	if sp.after, err = c.manifestAt(ctx, bf.To); err != nil {
+	if sp.after, err = c.manifestStartingAt(ctx, bf.To); err != nil {
 		return nil, err
 	}
 	head, err := c.latestManifest(ctx)
@@ -248,13 +249,41 @@ func (c *coordinator) committedIn(ctx context.Context, bf Backfill) ([]*stored, 
 	return out, nil
 }
 
-// manifestAt reads the manifest of the pipeline's window that starts at t, or nil.
-func (c *coordinator) manifestAt(ctx context.Context, t time.Time) (*stored, error) {
-	m, err := c.readManifest(ctx, archive.WindowDir(c.cfg.Pipeline, t, c.cfg.Window)+archive.ManifestName)
-	if blob.IsNotFound(err) {
-		return nil, nil
+// manifestEndingAt reads the manifest of the pipeline's committed window that ends at t,
+// whatever its length (the window length may have changed since), or nil. It starts at
+// most a day before t, so two day folders hold it.
+func (c *coordinator) manifestEndingAt(ctx context.Context, t time.Time) (*stored, error) {
+	for _, day := range []time.Time{alignDown(t.Add(-24*time.Hour), 24*time.Hour), alignDown(t.Add(-time.Nanosecond), 24*time.Hour)} {
+		m, err := c.manifestWhere(ctx, c.cfg.Pipeline+"/dt="+day.Format("2006-01-02")+"/", func(w archive.Window) bool { return w.End.Equal(t) })
+		if m != nil || err != nil {
+			return m, err
+		}
 	}
-	return m, err
+	return nil, nil
+}
+
+// manifestStartingAt reads the manifest of the pipeline's committed window that starts at t,
+// whatever its length, or nil.
+func (c *coordinator) manifestStartingAt(ctx context.Context, t time.Time) (*stored, error) {
+	prefix := archive.WindowDir(c.cfg.Pipeline, t, time.Hour)
+	prefix = prefix[:strings.LastIndexByte(prefix[:len(prefix)-1], '-')+1] // ".../window=HHMMZ-", any length
+	return c.manifestWhere(ctx, prefix, func(w archive.Window) bool { return w.Start.Equal(t) })
+}
+
+// manifestWhere reads the first manifest under prefix whose window is ok, or nil.
+func (c *coordinator) manifestWhere(ctx context.Context, prefix string, ok func(archive.Window) bool) (*stored, error) {
+	var key string
+	err := c.deps.Bucket.List(ctx, prefix, func(o blob.ObjectInfo) error {
+		w, parsed := archive.ParseWindowDir(o.Key)
+		if key == "" && parsed && path.Base(o.Key) == archive.ManifestName && ok(w) {
+			key = o.Key
+		}
+		return nil
+	})
+	if err != nil || key == "" {
+		return nil, err
+	}
+	return c.readManifest(ctx, key)
 }
 
 // backfillPlans creates (or adopts) the plan of every window in order, each chained to the
@@ -269,6 +298,9 @@ func (c *coordinator) backfillPlans(ctx context.Context, sp *span) ([]*archive.P
 			plans[i], err = c.readPlan(ctx, dir+archive.PlanName)
 		} else {
 			plans[i], err = c.plan(ctx, dir, w, prev)
+		}
+		if errors.Is(err, errClaimed) {
+			return nil, refuse("window %s: %v; let `karch run` finish that window first, then backfill up to where it begins", w.Start.Format(time.RFC3339), err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("plan window %s: %w", w.Start.Format(time.RFC3339), err)
@@ -411,17 +443,24 @@ func (c *coordinator) commitInOrder(ctx context.Context, bf Backfill, sp *span, 
 		if err != nil {
 			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
 		}
-		m, committed, err := c.commit(ctx, dir, c.manifest(plans[i], receipts, prev))
+		m, err := c.manifest(ctx, plans[i], receipts, prev)
 		if err != nil {
 			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
 		}
-		res := resultOf(m.Manifest, c.deps.Now().Sub(windowStarted), committed)
+		if i == len(sp.windows)-1 && sp.after != nil {
+			m.Next = &sp.after.ref // the committed window after it records no previous: join them here
+		}
+		stored, committed, err := c.commit(ctx, dir, m)
+		if err != nil {
+			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
+		}
+		res := resultOf(stored.Manifest, c.deps.Now().Sub(windowStarted), committed)
 		c.log.Info("window committed", "window", w.Start, "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes, "by_this_run", committed)
 		results = append(results, res)
 		c.deps.Observer.Window(res)
-		c.deps.Observer.Head(m.Window)
-		report(m.Manifest, committed)
-		prev = m
+		c.deps.Observer.Head(stored.Window)
+		report(stored.Manifest, committed)
+		prev = stored
 	}
 	return results, nil
 }

@@ -106,8 +106,9 @@ type coordinator struct {
 	log   *slog.Logger
 	// bound and boundAt are set by a backfill that ends where committed windows begin: the
 	// first offsets of the window that starts at boundAt (chain.bound).
-	bound   map[archive.TopicPartition]int64
-	boundAt time.Time
+	bound       map[archive.TopicPartition]int64
+	boundAt     time.Time
+	boundWindow archive.Window
 }
 
 func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
@@ -118,20 +119,17 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 	if prev != nil {
 		c.deps.Observer.Head(prev.Window)
 	}
-	next := c.next(prev)
-	if err := c.checkAligned(next); err != nil {
-		return nil, err
-	}
-	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.clock(), c.cfg.MaxWindows)
-	if len(windows) == 0 {
-		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
-		return nil, nil
-	}
-	if err := c.checkStore(ctx); err != nil {
-		return nil, err
-	}
 	var results []WindowResult
-	for _, w := range windows {
+	for len(results) < c.cfg.MaxWindows {
+		w, due, err := c.nextWindow(ctx, prev)
+		if err != nil || !due {
+			return results, err
+		}
+		if len(results) == 0 {
+			if err := c.checkStore(ctx); err != nil {
+				return nil, err
+			}
+		}
 		m, res, err := c.window(ctx, w, prev)
 		if err != nil {
 			return results, fmt.Errorf("window %s: %w", w.Start.Format(time.RFC3339), err)
@@ -142,6 +140,32 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 		prev = m
 	}
 	return results, nil
+}
+
+// nextWindow is the window that continues the chain after prev: the one the chain's claim
+// names, whatever its length (a coordinator with other settings planned it, and it is
+// finished as planned), or else the next window of this run's length, if it is due.
+func (c *coordinator) nextWindow(ctx context.Context, prev *stored) (archive.Window, bool, error) {
+	cl, err := c.readClaim(ctx, c.slot(prev))
+	if err != nil {
+		return archive.Window{}, false, err
+	}
+	if cl != nil {
+		if d := cl.Window.End.Sub(cl.Window.Start); d != c.cfg.Window {
+			c.log.Warn("finishing the window that the chain's claim names, planned with another window length", "window", cl.Window.Start, "length", d.String())
+		}
+		return cl.Window, true, nil
+	}
+	next := c.next(prev)
+	if err := c.checkAligned(next); err != nil {
+		return archive.Window{}, false, err
+	}
+	windows := dueWindows(next, c.cfg.Window, c.cfg.Lateness, c.clock(), 1)
+	if len(windows) == 0 {
+		c.log.Info("no window is due yet", "next_window", next, "due_at", alignDown(next, c.cfg.Window).Add(c.cfg.Window+c.cfg.Lateness))
+		return archive.Window{}, false, nil
+	}
+	return windows[0], true, nil
 }
 
 // maxLookback bounds the search for the newest manifest of a pipeline that has no start.

@@ -73,8 +73,8 @@ func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.Piec
 }
 
 // manifest assembles the window's manifest from its plan and verified receipts, chained to
-// the manifest before it.
-func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt, prev *stored) *archive.Manifest {
+// the manifest before it and naming the chain's first.
+func (c *coordinator) manifest(ctx context.Context, plan *archive.Plan, receipts []*archive.Receipt, prev *stored) (*archive.Manifest, error) {
 	m := &archive.Manifest{
 		Format: archive.ManifestFormat, Pipeline: plan.Pipeline, Window: plan.Window, Objects: []archive.ManifestObject{},
 		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
@@ -91,6 +91,11 @@ func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt, 
 	if prev != nil {
 		m.Previous = &prev.ref
 	}
+	origin, err := c.origin(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	m.Origin = origin
 	slices.SortFunc(m.Objects, func(a, b archive.ManifestObject) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.First, b.First))
 	})
@@ -98,7 +103,44 @@ func (c *coordinator) manifest(plan *archive.Plan, receipts []*archive.Receipt, 
 		m.Partitions = append(m.Partitions, archive.PartitionRange{Topic: r.Topic, Partition: r.Partition, First: r.First, End: r.End,
 			Records: records[archive.TopicPartition{Topic: r.Topic, Partition: r.Partition}]})
 	}
-	return m
+	return m, nil
+}
+
+// origin is the manifest of the first window of the chain that prev belongs to: prev's
+// origin, or prev itself when it is the first, moved back over every backfill that has
+// since joined the chain before it (the claim of the slot before it names the backfill's
+// first window). Nil for a chain's first window, and for a chain whose manifests predate
+// the field.
+func (c *coordinator) origin(ctx context.Context, prev *stored) (*archive.ManifestRef, error) {
+	var o archive.ManifestRef
+	switch {
+	case prev == nil || prev.ref.Key == "":
+		return nil, nil
+	case prev.Origin != nil:
+		o = *prev.Origin
+	case prev.Previous == nil:
+		o = prev.ref
+	default:
+		return nil, nil
+	}
+	for {
+		w, ok := archive.ParseWindowDir(o.Key)
+		if !ok {
+			return nil, failure.Permanent(fmt.Errorf("manifest %s: origin %s is not a window's manifest", prev.ref.Key, o.Key))
+		}
+		cl, err := c.readClaim(ctx, archive.SlotFirstBefore(w))
+		if err != nil || cl == nil {
+			return &o, err
+		}
+		first, err := c.readManifest(ctx, archive.WindowDir(c.cfg.Pipeline, cl.Window.Start, cl.Window.End.Sub(cl.Window.Start))+archive.ManifestName)
+		if blob.IsNotFound(err) {
+			return &o, nil // the backfill has not committed its first window yet
+		}
+		if err != nil {
+			return nil, err
+		}
+		o = first.ref
+	}
 }
 
 // commit creates the manifest only if absent, and only while the lease holds. Losing the

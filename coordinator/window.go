@@ -16,7 +16,7 @@ import (
 // shards, verify, manifest. A window that is committed already is only read.
 func (c *coordinator) window(ctx context.Context, w archive.Window, prev *stored) (*stored, WindowResult, error) {
 	started := c.deps.Now()
-	dir := archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)
+	dir := archive.WindowDir(c.cfg.Pipeline, w.Start, w.End.Sub(w.Start))
 	log := c.log.With("window", w.Start)
 	if m, err := c.readManifest(ctx, dir+archive.ManifestName); err == nil {
 		log.Info("window committed already")
@@ -39,13 +39,17 @@ func (c *coordinator) window(ctx context.Context, w archive.Window, prev *stored
 	if err != nil {
 		return nil, WindowResult{}, err
 	}
-	m, committed, err := c.commit(ctx, dir, c.manifest(plan, receipts, prev))
+	m, err := c.manifest(ctx, plan, receipts, prev)
 	if err != nil {
 		return nil, WindowResult{}, err
 	}
-	res := resultOf(m.Manifest, c.deps.Now().Sub(started), committed)
+	stored, committed, err := c.commit(ctx, dir, m)
+	if err != nil {
+		return nil, WindowResult{}, err
+	}
+	res := resultOf(stored.Manifest, c.deps.Now().Sub(started), committed)
 	log.Info("window committed", "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes, "by_this_run", committed)
-	return m, res, nil
+	return stored, res, nil
 }
 
 func (c *coordinator) url(key string) string { return c.deps.StoreURL + "/" + key }
@@ -55,14 +59,23 @@ func resultOf(m *archive.Manifest, d time.Duration, committed bool) WindowResult
 }
 
 // plan adopts the window's plan if one exists, and otherwise resolves the window's offsets
-// and creates it. Adopting, never re-planning, makes every later step deterministic.
+// and creates it. Adopting, never re-planning, makes every later step deterministic; but an
+// adopted plan must continue the chain exactly (checkAdopted), and the window must hold the
+// chain's claim after prev, so that no other window is ever planned in its place.
 func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, prev *stored) (*archive.Plan, error) {
 	key := dir + archive.PlanName
 	if p, err := c.readPlan(ctx, key); err == nil || !blob.IsNotFound(err) {
-		if err == nil {
-			c.log.Info("adopting the existing plan", "window", w.Start, "plan_run_id", p.RunID)
+		if err != nil {
+			return nil, err
 		}
-		return p, err
+		c.log.Info("adopting the existing plan", "window", w.Start, "plan_run_id", p.RunID)
+		if err := c.checkAdopted(key, p, w, prev); err != nil {
+			return nil, err
+		}
+		return p, c.claim(ctx, w, prev)
+	}
+	if err := c.claim(ctx, w, prev); err != nil {
+		return nil, err
 	}
 	p, err := c.newPlan(ctx, w, prev)
 	if err != nil {

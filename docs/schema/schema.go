@@ -13,6 +13,7 @@ const (
 	Manifest     = "manifest.schema.json"
 	Batch        = "batch.schema.json"
 	Probe        = "probe.schema.json"
+	Claim        = "claim.schema.json"
 	Record       = "record.schema.json"
 	PlanOutput   = "plan-output.schema.json"
 	StatusOutput = "status-output.schema.json"

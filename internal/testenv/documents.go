@@ -100,6 +100,9 @@ func DocumentSchema(key string) string {
 	if archive.IsProbeMarkerKey(key) {
 		return schema.Probe
 	}
+	if archive.IsClaimKey(key) {
+		return schema.Claim
+	}
 	if _, ok := archive.ParseWindowDir(key); !ok {
 		return ""
 	}
@@ -118,7 +121,7 @@ func DocumentSchema(key string) string {
 // formatOf maps each schema of a stored document to the format tag karch writes in it.
 var formatOf = map[string]string{
 	schema.Plan: archive.PlanFormat, schema.Receipt: archive.ReceiptFormat, schema.Manifest: archive.ManifestFormat,
-	schema.Batch: archive.BatchFormat, schema.Probe: archive.ProbeFormat,
+	schema.Batch: archive.BatchFormat, schema.Probe: archive.ProbeFormat, schema.Claim: archive.ClaimFormat,
 }
 
 // CheckDocuments validates every plan, receipt and manifest in b against its schema in
