@@ -5,11 +5,21 @@ package archive
 // two ways.
 const maxNestingDepth = 10000
 
+// maxEmbedDepth is the deepest value embedded verbatim: a header value sits three levels
+// inside its line (the line, its headers, the header), and the line must stay within
+// maxNestingDepth for every JSON decoder that keeps encoding/json's limit, karch's own
+// included. Deeper values are written as text; one rule for keys, values and header values
+// (docs/FORMAT.md, "three encodings").
+const maxEmbedDepth = maxNestingDepth - 3
+
 // validJSON reports whether b is one JSON value with optional surrounding white space,
 // exactly as json.Valid does (FuzzValidJSON holds the two to the same answer), without
 // json.Valid's state machine of function values: deciding whether a record's value can be
 // embedded as is was a fifth of a shard's CPU time.
-func validJSON(b []byte) bool {
+func validJSON(b []byte) bool { return validJSONDepth(b, maxNestingDepth) }
+
+// validJSONDepth is validJSON with containers nested at most maxDepth deep.
+func validJSONDepth(b []byte, maxDepth int) bool {
 	var buf [64]byte
 	stack := buf[:0] // the open containers, '{' or '['
 	i := skipSpace(b, 0)
@@ -20,7 +30,7 @@ func validJSON(b []byte) bool {
 		switch c := b[i]; c {
 		case '{', '[':
 			stack = append(stack, c)
-			if len(stack) > maxNestingDepth {
+			if len(stack) > maxDepth {
 				return false
 			}
 			i = skipSpace(b, i+1)

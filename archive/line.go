@@ -145,8 +145,8 @@ func appendBytesField(dst []byte, name string, b []byte) []byte {
 }
 
 // isVerbatimJSON reports whether b can be embedded as is: a JSON object or array with no
-// surrounding white space (a decoder would drop it) and no raw line break (it would split the
-// line). The cheap checks run first so that text and binary never pay for json.Valid.
+// surrounding white space (a decoder would drop it), no raw line break (it would split the
+// line) and nested at most maxEmbedDepth deep (the line stays decodable). The cheap checks run first so that text and binary never pay for json.Valid.
 func isVerbatimJSON(b []byte) bool {
 	if len(b) < 2 {
 		return false
@@ -158,7 +158,7 @@ func isVerbatimJSON(b []byte) bool {
 	if bytes.IndexByte(b, '\n') >= 0 || bytes.IndexByte(b, '\r') >= 0 {
 		return false
 	}
-	return utf8.Valid(b) && validJSON(b)
+	return utf8.Valid(b) && validJSONDepth(b, maxEmbedDepth)
 }
 
 // isText reports whether b is valid UTF-8 free of control characters other than tab,

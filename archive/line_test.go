@@ -257,3 +257,19 @@ func TestAppendLayoutIsAppendFormat(t *testing.T) {
 		}
 	}
 }
+
+// A value nested as deep as encoding/json allows (10,000) is valid JSON, but embedded in a
+// line it would be one level deeper, and the line could not be decoded: one such record
+// would stop verify, cat, restore and every shard that adopts its piece. Every depth, as
+// key, value or header value, must round-trip.
+func TestDeeplyNestedValuesRoundTrip(t *testing.T) {
+	for _, depth := range []int{1, maxEmbedDepth - 1, maxEmbedDepth, maxEmbedDepth + 1, maxNestingDepth - 1, maxNestingDepth, maxNestingDepth + 1} {
+		for _, v := range [][]byte{
+			[]byte(strings.Repeat("[", depth) + strings.Repeat("]", depth)),
+			[]byte(strings.Repeat(`{"a":`, depth-1) + "{}" + strings.Repeat("}", depth-1)),
+		} {
+			r := Record{Topic: "t", Partition: 0, Offset: 7, Timestamp: time.UnixMilli(0).UTC(), Key: v, Value: v, Headers: []Header{{Key: "h", Value: v}}}
+			assertRoundTrip(t, r, AppendLine(nil, &r))
+		}
+	}
+}

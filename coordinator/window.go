@@ -74,11 +74,13 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 		}
 		return p, c.claim(ctx, w, prev)
 	}
-	if err := c.claim(ctx, w, prev); err != nil {
-		return nil, err
-	}
 	p, err := c.newPlan(ctx, w, prev)
 	if err != nil {
+		return nil, err
+	}
+	// Claimed once the window could be planned: a run that cannot reach Kafka (or is
+	// refused) leaves nothing behind, not a claim that would hold its window for later runs.
+	if err := c.claim(ctx, w, prev); err != nil {
 		return nil, err
 	}
 	data, err := json.MarshalIndent(p, "", "  ")
