@@ -34,6 +34,7 @@ func edgeCases(t *testing.T, addr, topic string) {
 		{Partition: 0, Key: []byte("json"), Value: []byte("{\"a\":\n1}")},
 		{Partition: 1, Key: []byte("hdr"), Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "b", Value: []byte{0, 1, 2}}, {Key: "b", Value: nil}, {Key: "a", Value: []byte{}}}},
 		{Partition: 0, Key: []byte("big"), Value: bytes.Repeat([]byte("0123456789"), 90_000)},
+		{Partition: 1, Key: []byte("deep"), Value: []byte(strings.Repeat("[", 10_000) + strings.Repeat("]", 10_000))},
 	}
 	for i := range 200 {
 		recs = append(recs, &kgo.Record{Partition: int32(i % 2), Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d}`, i)})
