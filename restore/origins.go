@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,42 +32,87 @@ func partitionCount(ctx context.Context, cl *kgo.Client, topic string) (int32, e
 }
 
 // scanOrigins reads the target topic through, at read_committed, up to its end when the
-// restore starts, and records for every route the last source offset it finds there.
-// Records without an origin header (not karch's) are passed over.
+// restore starts, and records for every route the source offsets it finds there. Records
+// without an origin header (not karch's) are passed over. It first waits until no
+// transaction is open below the end: a read_committed fetch stops at the first open one, so
+// an open transaction of a dead producer (or of another restore) would hide whatever was
+// written after it, and a rerun would write it again.
 func (r *restorer) scanOrigins(ctx context.Context) error {
 	adm := kadm.NewClient(r.cl)
-	ends, err := adm.ListEndOffsets(ctx, r.opts.ToTopic)
-	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", r.opts.ToTopic, err)
-	}
 	starts, err := adm.ListStartOffsets(ctx, r.opts.ToTopic)
 	if err != nil {
 		return fmt.Errorf("list start offsets of %s: %w", r.opts.ToTopic, err)
 	}
+	ends, err := r.stableEnds(ctx, adm)
+	if err != nil {
+		return err
+	}
 	todo := map[int32]kgo.Offset{}
 	left := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && o.Offset > s.Offset {
-			todo[o.Partition], left[o.Partition] = kgo.NewOffset().At(s.Offset), o.Offset
+	for p, end := range ends {
+		if s, ok := starts.Lookup(r.opts.ToTopic, p); ok && end > s.Offset {
+			todo[p], left[p] = kgo.NewOffset().At(s.Offset), end
 		}
-	})
+	}
 	if len(todo) == 0 {
 		return nil
 	}
 	return r.consume(ctx, todo, left)
 }
 
-// consume reads the given partitions from their offsets until each reaches its end, or
-// until the broker has nothing more to give (transaction markers end a partition's log
-// without a record to read).
+// stableEnds waits, up to opts.StableWait, until every partition's last stable offset is
+// its end (no transaction is open in it), and returns the ends.
+func (r *restorer) stableEnds(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
+	wait := cmp.Or(r.opts.StableWait, DefaultStableWait)
+	deadline := time.Now().Add(wait)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, r.opts.ToTopic)
+		if err != nil {
+			return nil, fmt.Errorf("list end offsets of %s: %w", r.opts.ToTopic, err)
+		}
+		stable, err := adm.ListCommittedOffsets(ctx, r.opts.ToTopic)
+		if err != nil {
+			return nil, fmt.Errorf("list last stable offsets of %s: %w", r.opts.ToTopic, err)
+		}
+		out, open := map[int32]int64{}, ""
+		ends.Each(func(o kadm.ListedOffset) {
+			out[o.Partition] = o.Offset
+			if s, ok := stable.Lookup(o.Topic, o.Partition); ok && s.Offset < o.Offset && open == "" {
+				open = fmt.Sprintf("partition %d: a transaction is open at offset %d, below the end %d", o.Partition, s.Offset, o.Offset)
+			}
+		})
+		if open == "" {
+			return out, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("topic %s %s for all of --stable-wait %s: what was written after it cannot be read, so what is there already cannot be known; run again once the transaction ends (its producer's transaction.timeout.ms)",
+				r.opts.ToTopic, open, wait)
+		}
+		r.log.Info("waiting for an open transaction in the target to end", "topic", r.opts.ToTopic, "detail", open)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// scanStall is how long the origin scan may read nothing before it gives up: a broker that
+// stays away this long is a retryable failure, never a scan that ends early.
+const scanStall = 2 * time.Minute
+
+// consume reads the given partitions from their offsets until each reaches its end. Control
+// records are kept, so that a partition whose log ends in a transaction marker is seen to
+// end too: the scan never stops on a guess.
 func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends map[int32]int64) error {
 	cl, err := kgo.NewClient(append(slices.Clone(r.opts.Client), kgo.SeedBrokers(r.opts.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(time.Second), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.ToTopic: from}))...)
+		kgo.KeepControlRecords(), kgo.FetchMaxWait(time.Second), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.ToTopic: from}))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	for idle := 0; len(ends) > 0 && idle < 3; {
+	progress := time.Now()
+	for len(ends) > 0 {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		fetches := cl.PollFetches(pctx)
 		cancel()
@@ -78,14 +124,16 @@ func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends 
 				return fmt.Errorf("read %s/%d for restored origins: %w", fe.Topic, fe.Partition, fe.Err)
 			}
 		}
-		idle++
 		fetches.EachRecord(func(rec *kgo.Record) {
-			idle = 0
+			progress = time.Now()
 			r.originOf(rec)
 			if rec.Offset+1 >= ends[rec.Partition] {
 				delete(ends, rec.Partition)
 			}
 		})
+		if time.Since(progress) > scanStall {
+			return fmt.Errorf("read %s for restored origins: nothing read for %s with %d partitions short of their end", r.opts.ToTopic, scanStall, len(ends))
+		}
 	}
 	r.log.Info("found what earlier restores wrote", "topic", r.opts.ToTopic, "routes", len(r.done))
 	return nil
@@ -106,8 +154,11 @@ func (r *restorer) originOf(rec *kgo.Record) {
 			return
 		}
 		rt := route{source: tp, target: rec.Partition}
-		if last, ok := r.done[rt]; !ok || off > last {
-			r.done[rt] = off
+		p, ok := r.done[rt]
+		if !ok {
+			p = &present{}
+			r.done[rt] = p
 		}
+		p.add(off)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/lock"
 )
 
 // OriginHeader names the header that carries a restored record's origin,
@@ -50,6 +51,13 @@ type Options struct {
 	Rate, RateBytes float64
 	// DryRun counts what would be written, and writes nothing.
 	DryRun bool
+	// Locker, when set, gives the restore a lease on its target topic: a second restore
+	// into the same topic at the same time is refused (ErrTargetBusy) instead of writing
+	// every record again. Nil: the caller vouches that no other restore writes there.
+	Locker lock.Locker
+	// StableWait bounds the wait for the target's open transactions to end before its
+	// records can be read; zero: DefaultStableWait.
+	StableWait time.Duration
 	// Progress, when set, is told how many records the windows hold, then of each record
 	// produced or passed over, with its size.
 	Progress Progress
@@ -60,6 +68,14 @@ type Progress interface {
 	Total(records int64)
 	Record(bytes int)
 }
+
+// DefaultStableWait is how long a restore waits for an open transaction in its target: a
+// little longer than Kafka's default transaction.timeout.ms (60 s), after which the broker
+// aborts a dead producer's transaction.
+const DefaultStableWait = 2 * time.Minute
+
+// ErrTargetBusy is returned when another restore holds the lease on the target topic.
+var ErrTargetBusy = errors.New("restore: another restore into the target topic is running")
 
 // Stats counts a restore.
 type Stats struct {
@@ -72,6 +88,9 @@ type Stats struct {
 // Run restores the committed windows of pipeline in b into opts.ToTopic.
 func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log *slog.Logger) (_ *Stats, err error) {
 	defer func() { err = classify(err) }()
+	if opts.StableWait <= 0 {
+		opts.StableWait = DefaultStableWait
+	}
 	windows, err := audit.Windows(ctx, b, pipeline, opts.From, opts.To)
 	if err != nil {
 		return nil, err
@@ -79,17 +98,26 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 	if len(windows) == 0 {
 		return nil, failure.Permanent(fmt.Errorf("no committed window of %s starts in the range given", pipeline))
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
-		kgo.MaxBufferedBytes(64<<20), kgo.ProducerLinger(5*time.Millisecond))...)
+	adm, err := kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...))...)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}
-	defer cl.Close()
-	r := &restorer{cl: cl, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}}
+	defer adm.Close()
+	ctx, release, err := leaseTarget(ctx, adm, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	r := &restorer{cl: adm, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}}
 	if err := r.prepare(ctx, windows); err != nil {
 		return nil, err
 	}
+	if r.cl, err = kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.ProducerBatchMaxBytes(r.maxBatch), kgo.MaxBufferedBytes(max(64<<20, 2*int(r.maxBatch))), kgo.ProducerLinger(5*time.Millisecond))...); err != nil {
+		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
+	}
+	defer r.cl.Close()
 	if opts.Progress != nil {
 		var total int64
 		for _, w := range windows {
@@ -108,13 +136,13 @@ type restorer struct {
 	stats *Stats
 	// partitions is the target topic's partition count.
 	partitions int32
+	// maxBatch is the largest record batch the target topic takes (max.message.bytes).
+	maxBatch int32
 	// byKey hashes keys as Kafka's Java producer does (murmur2).
 	byKey kgo.TopicPartitioner
-	// done is, per source partition and target partition, the last source offset already
-	// in the target. The records of one source partition reach one target partition in
-	// offset order, and the idempotent producer keeps that order, so everything below it
-	// is there too.
-	done map[route]int64
+	// done is, per source partition and target partition, the source offsets already in
+	// the target, exactly: a record is skipped only if that very record is there.
+	done map[route]*present
 	// seen hears of each record of the target that carries an origin, as scanOrigins
 	// reads it; nil: note it in done.
 	seen func(rec *kgo.Record, source archive.TopicPartition, offset int64)
@@ -134,14 +162,23 @@ func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
 		return err
 	}
 	r.partitions, r.byKey = n, kgo.StickyKeyPartitioner(nil).ForTopic(r.opts.ToTopic)
+	if r.maxBatch, err = maxMessageBytes(ctx, r.cl, r.opts.ToTopic); err != nil {
+		return err
+	}
 	if err := r.checkMapping(windows, n); err != nil {
 		return err
 	}
-	r.done = map[route]int64{}
+	r.done = map[route]*present{}
 	if r.opts.NoOrigin {
 		return nil
 	}
-	return r.scanOrigins(ctx)
+	if err := r.scanOrigins(ctx); err != nil {
+		return err
+	}
+	for _, p := range r.done {
+		p.settle()
+	}
+	return nil
 }
 
 // checkMapping insists that every source partition of the windows has a target partition.
@@ -240,7 +277,7 @@ func (r *restorer) one(ctx context.Context, limit limiters, rec *archive.Record,
 		r.opts.Progress.Record(len(rec.Key) + len(rec.Value))
 	}
 	rt := route{source: archive.TopicPartition{Topic: rec.Topic, Partition: rec.Partition}, target: r.partitionOf(rec)}
-	if last, ok := r.done[rt]; ok && rec.Offset <= last {
+	if p, ok := r.done[rt]; ok && p.has(rec.Offset) {
 		r.stats.Skipped++
 		return nil
 	}
@@ -248,6 +285,10 @@ func (r *restorer) one(ctx context.Context, limit limiters, rec *archive.Record,
 		return err
 	}
 	kr := r.record(rec, rt.target)
+	if size := batchSize(kr); size > int(r.maxBatch) {
+		return failure.Permanent(fmt.Errorf("record %s/%d@%d is %d bytes as a record batch, and topic %s takes at most %d (max.message.bytes): raise the topic's max.message.bytes, then run again",
+			rec.Topic, rec.Partition, rec.Offset, size, r.opts.ToTopic, r.maxBatch))
+	}
 	r.stats.Written[kr.Partition]++
 	if r.opts.DryRun {
 		return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/lock"
 	"github.com/karch-archive/karch/restore"
 )
 
@@ -30,19 +31,25 @@ Writes the records of the committed windows named back into a Kafka topic: key, 
 the null-ness of each, headers in order with duplicates, and the create timestamp, exactly
 as archived. Each record gets a header karch.origin = topic/partition/offset (unless
 --no-origin-header), by which a rerun after a crash finds what is there already and
-continues after it; with an idempotent producer, every record lands exactly once. The target
+writes only the records that are not there, exactly (a record is skipped only if that very
+record is there); with an idempotent producer, every record lands exactly once. Before it
+reads the target it waits (--stable-wait) until no transaction is open in it, and it holds a
+lease on the target topic in the pipeline's Redis, so a second restore into the same topic at
+the same time is refused, exit 1 (--no-lease when no other restore can run). The target
 topic must exist; by default each record keeps its partition number (the topic needs that
 many partitions; checked before anything is written), or --partition-map 0=3,1=4 maps them,
 or --by-key hashes keys as Kafka's default partitioner does. --dry-run counts, --to-stdout
 prints JSON Lines instead of writing.
-Exit codes: 0 done, 1 retryable, 3 permanent (no such window or topic, too few partitions).
+Exit codes: 0 done, 1 retryable (another restore into the topic is running, a transaction
+still open in it), 3 permanent (no such window or topic, too few partitions, a record larger
+than the topic's max.message.bytes, no redis without --no-lease).
 `
 
 type restoreFlags struct {
 	window, from, to, partitionMap, toBrokers string
 	toStdout                                  bool
 	group, groupOffsets                       string
-	commitGroup                               bool
+	commitGroup, noLease                      bool
 	opts                                      restore.Options
 }
 
@@ -58,6 +65,8 @@ func (f *restoreFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.opts.Rate, "rate", 0, "records per second at most (0: no bound)")
 	fs.Float64Var(&f.opts.RateBytes, "rate-mb", 0, "megabytes of keys and values per second at most (0: no bound)")
 	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "count what would be written, write nothing")
+	fs.BoolVar(&f.noLease, "no-lease", false, "restore without the target topic's lease in the pipeline's Redis: only when no other restore can write into that topic")
+	fs.DurationVar(&f.opts.StableWait, "stable-wait", restore.DefaultStableWait, "how long to wait for an open transaction in the target topic to end")
 	fs.BoolVar(&f.toStdout, "to-stdout", false, "print the records as JSON Lines instead of writing them")
 	f.opts.Filter.Partition = -1
 	fs.Func("partition", "only this source partition", func(v string) error {
@@ -158,6 +167,12 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 	if rf.toStdout {
 		return printRecords(ctx, stdout, bucket, cli.cfg.coord.Pipeline, rf.opts)
 	}
+	locker, closeLocker, err := restoreLocker(cli, &rf)
+	if err != nil {
+		return err
+	}
+	defer closeLocker()
+	rf.opts.Locker = locker
 	var bar *restoreBar
 	if onTerminal() {
 		bar = newRestoreBar()
@@ -171,6 +186,20 @@ func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 		printRestored(stdout, stats, rf.opts)
 	}
 	return err
+}
+
+// restoreLocker is the lease of the restore's target topic: the pipeline's Redis, unless
+// --no-lease or --dry-run. Without either, a restore with no Redis is refused: two restores
+// into one topic at once would write every record twice.
+func restoreLocker(cli *coordinatorCLI, rf *restoreFlags) (lock.Locker, func(), error) {
+	if rf.noLease || rf.opts.DryRun {
+		return nil, func() {}, nil
+	}
+	locker, closeLocker, err := redisLocker(cli.cfg, cli.logger)
+	if err == nil && locker == nil {
+		err = failure.Permanent(errors.New("redis: a restore takes a lease on its target topic in the pipeline's Redis, so that two restores never write into one topic at once; set redis, or give --no-lease when no other restore can run"))
+	}
+	return locker, closeLocker, err
 }
 
 // translateGroup prints, and with --commit commits, the target offsets of a consumer group.

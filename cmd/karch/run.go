@@ -138,27 +138,39 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	if err != nil {
 		return coordinator.Deps{}, nil, err
 	}
-	var locker lock.Locker = lock.NewLocal()
-	closeDeps := func() {}
-	if cfg.redis != "" {
-		password, err := redisPassword.read()
-		if err != nil {
-			return coordinator.Deps{}, nil, err
-		}
-		tlsConfig, err := cfg.redisTLS.config()
-		if err != nil {
-			return coordinator.Deps{}, nil, err
-		}
-		client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: password, TLSConfig: tlsConfig})
-		closeDeps = func() { client.Close() }
-		if locker, err = lock.NewRedis(client, cfg.coord.LeaseTTL, logger); err != nil {
-			return coordinator.Deps{}, nil, failure.Permanent(err)
-		}
+	locker, closeDeps, err := redisLocker(cfg, logger)
+	if err != nil {
+		return coordinator.Deps{}, nil, err
+	}
+	if locker == nil {
+		locker = lock.NewLocal()
 	}
 	return coordinator.Deps{
 		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, conn),
 		Logger: logger, Now: time.Now, Version: version,
 	}, closeDeps, nil
+}
+
+// redisLocker is the pipeline's Redis as a Locker, and what closes it; nil without redis.
+func redisLocker(cfg runConfig, logger *slog.Logger) (lock.Locker, func(), error) {
+	if cfg.redis == "" {
+		return nil, func() {}, nil
+	}
+	password, err := redisPassword.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	tlsConfig, err := cfg.redisTLS.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	client := redis.NewClient(&redis.Options{Addr: cfg.redis, Username: cfg.redisUser, Password: password, TLSConfig: tlsConfig})
+	locker, err := lock.NewRedis(client, cfg.coord.LeaseTTL, logger)
+	if err != nil {
+		client.Close()
+		return nil, nil, failure.Permanent(err)
+	}
+	return locker, func() { client.Close() }, nil
 }
 
 // newRunner returns the runner the configuration names: shards as local processes, or as an

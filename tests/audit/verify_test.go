@@ -134,7 +134,7 @@ func (a *archived) args(cmd []string) []string {
 func (a *archived) karch(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(karchBin, a.args(args)...)
-	cmd.Env = append(os.Environ(), a.env...)
+	cmd.Env = append(append(os.Environ(), "KARCH_REDIS="+testenv.Redis(t)), a.env...) // restore's lease
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
