@@ -17,7 +17,9 @@ import (
 // the committed window for good.
 func TestRunDeeplyNestedValues(t *testing.T) {
 	p := newRunPipeline(t, 1, 40)
-	deep := func(open, close string, n int) []byte { return []byte(strings.Repeat(open, n) + strings.Repeat(close, n)) }
+	deep := func(open, close string, n int) []byte {
+		return []byte(strings.Repeat(open, n) + strings.Repeat(close, n))
+	}
 	extra := []kafka.Message{
 		{Time: p.start.Add(time.Hour), Value: deep("[", "]", 10_000)},
 		{Time: p.start.Add(time.Hour), Key: deep("[", "]", 9_999), Value: deep(`{"a":`, "0}", 9_999)},
