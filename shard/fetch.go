@@ -13,6 +13,7 @@ import (
 	fetchapi "github.com/segmentio/kafka-go/protocol/fetch"
 
 	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/failure"
 )
 
 // Control record types (Kafka's ControlRecordType).
@@ -96,11 +97,18 @@ func (c *consumer) control(b *protocol.ControlBatch, next int64) (int64, error) 
 func (c *consumer) records(batch protocol.RecordReader, next int64, skip bool, h *batchHeader) (int64, error) {
 	for n := int32(0); ; n++ {
 		r, err := batch.ReadRecord()
+		if errors.Is(err, io.EOF) && h != nil && n != h.records {
+			// The batch is whole in the response (its header was read) and holds more
+			// records than kafka-go's decoder gave: it stopped at one it could not parse, as
+			// if the batch ended there. Reading on would skip the rest without a word.
+			err = fmt.Errorf("the batch announces %d records and only %d could be read", h.records, n)
+		}
 		if errors.Is(err, io.EOF) {
 			return h.passed(n, next), nil
 		}
 		if err != nil {
-			return next, fmt.Errorf("read %s/%d after offset %d: %w", c.topic, c.partition, next, err)
+			return next, failure.Permanent(fmt.Errorf("read %s/%d: the record batch at offset %d is corrupt (%w): it is not archived, nor anything after it; "+
+				"read the partition with another client to find the damage", c.topic, c.partition, batchBase(batch, next), err))
 		}
 		switch {
 		case r.Offset >= c.end:
@@ -263,14 +271,22 @@ func batchHeaders(b []byte) map[int64]*batchHeader {
 // nextOffset is the offset after the batch's last one.
 func (h *batchHeader) nextOffset() int64 { return h.base + int64(h.lastOffsetDelta) + 1 }
 
-// passed returns the position after a batch read to its end in n records: past the batch's
-// last offset when the header is known and every record it announces was read (kafka-go
-// stops early on a record it cannot parse, and then nothing may be skipped), else next.
+// passed returns the position after a batch read to its end: past the batch's last offset
+// when its header is known (records checked that every record it announces was read), else
+// next.
 func (h *batchHeader) passed(n int32, next int64) int64 {
 	if h == nil || n != h.records {
 		return next
 	}
 	return max(next, h.nextOffset())
+}
+
+// batchBase is a batch's first offset, or next where the batch does not say.
+func batchBase(batch protocol.RecordReader, next int64) int64 {
+	if b, ok := batch.(interface{ Offset() int64 }); ok {
+		return b.Offset()
+	}
+	return next
 }
 
 // abortTracker knows, for one fetch response, which producers are inside an aborted

@@ -151,14 +151,8 @@ func TestConsume(t *testing.T) {
 			},
 			end: 7, want: []int64{0, 4}, next: 7,
 		},
-		{
-			// kafka-go stops at a record it cannot parse: nothing past it may be skipped.
-			name: "batch with fewer records than its header announces",
-			res: func() *fetchedPartition {
-				return withHeaders(response(nil, dataBatch(-1, false, 0, 4)), batchHeader{base: 0, lastOffsetDelta: 9, records: 3})
-			},
-			end: 31, want: []int64{0, 4}, next: 5,
-		},
+		// A batch with fewer records than its header announces is corrupt:
+		// TestConsumeFailsOnACorruptBatch.
 		{
 			name: "no progress",
 			res:  func() *fetchedPartition { return response(nil, dataBatch(-1, false, 0, 4)) },
