@@ -15,7 +15,6 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/metrics"
-	"github.com/karch-archive/karch/shard"
 )
 
 func init() {
@@ -31,7 +30,8 @@ the plan; consecutive windows leave no hole in time or offsets (declared gaps ar
 and each manifest's record of the one before matches it. --deep also reads every object:
 every record decodes, lies in its piece's bounds in offset order, and the counts and
 SHA-256 match. --against-kafka also compares, for the ranges Kafka still holds, every
-archived record with Kafka's at read_committed (key, value, headers, timestamp), and checks
+archived record with Kafka's at read_committed (key, value, headers, timestamp), read with
+franz-go, a second client that shares no decoding with the shards' kafka-go, and checks
 that every partition of the topic is covered. Reads only; no lease.
 Exit codes: 0 clean, 1 retryable (the store failed), 3 anything missing, corrupt or
 mismatched.
@@ -90,16 +90,16 @@ func parseTimeFlag(name, s string) (time.Time, error) {
 }
 
 // kafkaSource is the source cluster as verify --against-kafka reads it: the coordinator's
-// view of partitions and offsets, and the shard's reader of records.
+// view of partitions and offsets, and records read with franz-go, a second client that shares
+// no decoding with the shards' kafka-go: a record one of them drops, the other still sees.
 type kafkaSource struct {
 	*coordinator.KafkaOffsets
-	*shard.KafkaReader
+	franz *audit.FranzReader
 }
 
-// ReadRange reads with the shard's reader, whose fetches are a shard's, not planning's small
-// ones: verify reads every archived record back.
+// ReadRange reads with franz-go, not with the kafka-go reader KafkaOffsets has.
 func (k kafkaSource) ReadRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error {
-	return k.KafkaReader.ReadRange(ctx, topic, partition, first, end, fn)
+	return k.franz.ReadRange(ctx, topic, partition, first, end, fn)
 }
 
 // errProblems makes verify exit 3 when the archive is not what its manifests say.
@@ -128,9 +128,11 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 		if err != nil {
 			return err
 		}
-		reader := shard.NewKafkaReader(cli.cfg.coord.Brokers, conn)
-		defer reader.Close()
-		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn), reader}
+		franz, err := cli.cfg.kafkaSec.franzOpts()
+		if err != nil {
+			return err
+		}
+		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn), audit.NewFranzReader(cli.cfg.coord.Brokers, franz...)}
 	}
 	var bar *verifyBar
 	if onTerminal() {
