@@ -71,7 +71,7 @@ type translation struct {
 	first, after map[route]int64
 }
 
-func (t *translation) seen(rec *kgo.Record, source archive.TopicPartition, offset int64) {
+func (t *translation) seen(rec *archive.Record, source archive.TopicPartition, offset int64) {
 	next, ok := t.committed[source]
 	if !ok {
 		return // a partition the group never consumed: not its business

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/karch-archive/karch/archive"
+	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/failure"
 )
 
@@ -47,11 +50,11 @@ func (r *restorer) scanOrigins(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	todo := map[int32]kgo.Offset{}
+	todo := map[int32]int64{}
 	left := map[int32]int64{}
 	for p, end := range ends {
 		if s, ok := starts.Lookup(r.opts.ToTopic, p); ok && end > s.Offset {
-			todo[p], left[p] = kgo.NewOffset().At(s.Offset), end
+			todo[p], left[p] = s.Offset, end
 		}
 	}
 	if len(todo) == 0 {
@@ -97,42 +100,18 @@ func (r *restorer) stableEnds(ctx context.Context, adm *kadm.Client) (map[int32]
 	}
 }
 
-// scanStall is how long the origin scan may read nothing before it gives up: a broker that
-// stays away this long is a retryable failure, never a scan that ends early.
-const scanStall = 2 * time.Minute
-
-// consume reads the given partitions from their offsets until each reaches its end. Control
-// records are kept, so that a partition whose log ends in a transaction marker is seen to
-// end too: the scan never stops on a guess.
-func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends map[int32]int64) error {
-	cl, err := kgo.NewClient(append(slices.Clone(r.opts.Client), kgo.SeedBrokers(r.opts.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(), kgo.FetchMaxWait(time.Second), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.opts.ToTopic: from}))...)
-	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
-	}
-	defer cl.Close()
-	progress := time.Now()
-	for len(ends) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		fetches := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		for _, fe := range fetches.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) {
-				return fmt.Errorf("read %s/%d for restored origins: %w", fe.Topic, fe.Partition, fe.Err)
-			}
-		}
-		fetches.EachRecord(func(rec *kgo.Record) {
-			progress = time.Now()
+// consume reads each partition from its offset to its end with audit's franz-go reader,
+// which reads through transaction markers to the end by offset: the scan never stops on a
+// guess, and a broker away too long is a retryable failure.
+func (r *restorer) consume(ctx context.Context, from, ends map[int32]int64) error {
+	reader := audit.NewFranzReader(r.opts.Brokers, r.opts.Client...)
+	for _, p := range slices.Sorted(maps.Keys(ends)) {
+		err := reader.ReadRange(ctx, r.opts.ToTopic, p, from[p], ends[p], func(rec *archive.Record) error {
 			r.originOf(rec)
-			if rec.Offset+1 >= ends[rec.Partition] {
-				delete(ends, rec.Partition)
-			}
+			return nil
 		})
-		if time.Since(progress) > scanStall {
-			return fmt.Errorf("read %s for restored origins: nothing read for %s with %d partitions short of their end", r.opts.ToTopic, scanStall, len(ends))
+		if err != nil {
+			return fmt.Errorf("read %s/%d for restored origins: %w", r.opts.ToTopic, p, err)
 		}
 	}
 	r.log.Info("found what earlier restores wrote", "topic", r.opts.ToTopic, "routes", len(r.done))
@@ -140,7 +119,7 @@ func (r *restorer) consume(ctx context.Context, from map[int32]kgo.Offset, ends 
 }
 
 // originOf notes the origin of one record of the target.
-func (r *restorer) originOf(rec *kgo.Record) {
+func (r *restorer) originOf(rec *archive.Record) {
 	for _, h := range rec.Headers {
 		if h.Key != OriginHeader {
 			continue

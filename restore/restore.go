@@ -145,7 +145,7 @@ type restorer struct {
 	done map[route]*present
 	// seen hears of each record of the target that carries an origin, as scanOrigins
 	// reads it; nil: note it in done.
-	seen func(rec *kgo.Record, source archive.TopicPartition, offset int64)
+	seen func(rec *archive.Record, source archive.TopicPartition, offset int64)
 }
 
 // route is where the records of one source partition go.

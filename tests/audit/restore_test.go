@@ -224,24 +224,7 @@ func TestRestoreTooFewPartitions(t *testing.T) {
 // originsIn reads topic through and counts its records, failing on an origin seen twice.
 func originsIn(t *testing.T, addr, topic string, partitions int) int {
 	t.Helper()
-	ends := testenv.EndOffsets(t, addr, topic, partitions)
-	seen := map[string]bool{}
-	for p, end := range ends {
-		if end == 0 {
-			continue
-		}
-		for _, m := range testenv.Consume(t, addr, topic, p, 0, end) {
-			for _, h := range m.Headers {
-				if h.Key == restore.OriginHeader {
-					if seen[string(h.Value)] {
-						t.Fatalf("origin %s twice in %s", h.Value, topic)
-					}
-					seen[string(h.Value)] = true
-				}
-			}
-		}
-	}
-	return len(seen)
+	return len(originSet(t, addr, topic, partitions))
 }
 
 func decodePiece(t *testing.T, data []byte) []archive.Record {
