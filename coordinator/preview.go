@@ -20,11 +20,15 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkAligned(c.next(prev)); err != nil {
-		return nil, err
-	}
 	var plans []*archive.Plan
-	for _, w := range dueWindows(c.next(prev), cfg.Window, cfg.Lateness, c.clock(), cfg.MaxWindows) {
+	for len(plans) < cfg.MaxWindows {
+		w, due, err := c.nextWindow(ctx, prev) // the chain's claim first, as a run follows it
+		if err != nil {
+			return nil, err
+		}
+		if !due {
+			break
+		}
 		p, err := c.previewWindow(ctx, w, prev)
 		if err != nil {
 			return nil, err
@@ -36,7 +40,7 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 }
 
 func (c *coordinator) previewWindow(ctx context.Context, w archive.Window, prev *stored) (*archive.Plan, error) {
-	p, err := c.readPlan(ctx, archive.WindowDir(c.cfg.Pipeline, w.Start, c.cfg.Window)+archive.PlanName)
+	p, err := c.readPlan(ctx, archive.WindowDir(c.cfg.Pipeline, w.Start, w.End.Sub(w.Start))+archive.PlanName)
 	if err == nil || !blob.IsNotFound(err) {
 		return p, err
 	}
