@@ -125,7 +125,25 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 		}
 		opts.Progress.Total(total)
 	}
-	return r.stats, r.write(ctx, b, windows)
+	err = r.write(ctx, b, windows)
+	if err != nil && !opts.DryRun {
+		r.settleInFlight(ctx)
+	}
+	return r.stats, err
+}
+
+// inFlightWait bounds how long a failed restore waits for the records it has sent.
+const inFlightWait = 30 * time.Second
+
+// settleInFlight waits, up to inFlightWait, until every record a failed restore handed the
+// producer has landed or failed, so that the lease is released only when nothing more of
+// this restore can reach the target: a restore taking the lease next must see all of it.
+func (r *restorer) settleInFlight(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inFlightWait)
+	defer cancel()
+	if err := r.cl.Flush(fctx); err != nil {
+		r.log.Warn("records of the failed restore may still be in flight", "topic", r.opts.ToTopic, "err", err)
+	}
 }
 
 // restorer is one restore under way.
@@ -162,7 +180,7 @@ func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
 		return err
 	}
 	r.partitions, r.byKey = n, kgo.StickyKeyPartitioner(nil).ForTopic(r.opts.ToTopic)
-	if r.maxBatch, err = maxMessageBytes(ctx, r.cl, r.opts.ToTopic); err != nil {
+	if r.maxBatch, err = maxMessageBytes(ctx, r.cl, r.opts.ToTopic, r.log); err != nil {
 		return err
 	}
 	if err := r.checkMapping(windows, n); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/karch-archive/karch/failure"
@@ -39,7 +40,7 @@ func leaseTarget(ctx context.Context, cl *kgo.Client, opts Options, log *slog.Lo
 
 // maxMessageBytes is the largest record batch topic takes: its max.message.bytes, which
 // defaults to the broker's message.max.bytes.
-func maxMessageBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
+func maxMessageBytes(ctx context.Context, cl *kgo.Client, topic string, log *slog.Logger) (int32, error) {
 	configs, err := kadm.NewClient(cl).DescribeTopicConfigs(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("read the configuration of topic %s: %w", topic, err)
@@ -47,6 +48,12 @@ func maxMessageBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, 
 	c, err := configs.On(topic, nil)
 	if err == nil {
 		err = c.Err
+	}
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		// Credentials that may write but not describe configs: Kafka's default, and a record
+		// past the topic's real limit fails at the broker, naming it all the same.
+		log.Warn("may not read the target topic's max.message.bytes (DescribeConfigs); assuming Kafka's default", "topic", topic, "default", defaultMaxMessageBytes)
+		return defaultMaxMessageBytes, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("read the configuration of topic %s: %w", topic, err)
@@ -60,8 +67,11 @@ func maxMessageBytes(ctx context.Context, cl *kgo.Client, topic string) (int32, 
 			return int32(n), nil
 		}
 	}
-	return 1 << 20, nil // Kafka's default
+	return defaultMaxMessageBytes, nil
 }
+
+// defaultMaxMessageBytes is Kafka's default max.message.bytes.
+const defaultMaxMessageBytes = 1048588
 
 // batchSize is the size of a record batch that holds kr alone: the batch header (61 bytes)
 // and the record with its length varints, an upper bound of what the broker compares with
