@@ -32,7 +32,8 @@ func CheckPieceMetadata(key string, md map[string]string, first, end int64) erro
 }
 
 // Matches checks that the receipt lists exactly the shard's planned pieces, in plan order,
-// that no piece claims more records than it has offsets, and that its totals add up.
+// that no piece claims more records than it has offsets, that each piece of a v2 receipt
+// accounts for every one of its offsets, and that its totals add up.
 func (r *Receipt) Matches(s ShardPlan) error {
 	if r.Shard != s.Index || len(r.Pieces) != len(s.Pieces) {
 		return fmt.Errorf("receipt of shard %d with %d pieces %w (shard %d, %d pieces)", r.Shard, len(r.Pieces), ErrPlanMismatch, s.Index, len(s.Pieces))
@@ -45,6 +46,11 @@ func (r *Receipt) Matches(s ShardPlan) error {
 		}
 		if got.Records < 0 || got.Records > got.End-got.First {
 			return fmt.Errorf("receipt piece %s claims %d records in %d offsets", got.Key, got.Records, got.End-got.First)
+		}
+		if r.Format != ReceiptFormatV1 {
+			if err := got.checkAccount(); err != nil {
+				return err
+			}
 		}
 		records, raw, stored = records+got.Records, raw+got.RawBytes, stored+got.Bytes
 	}

@@ -1,9 +1,18 @@
 package archive
 
-import "fmt"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
 
-// ReceiptFormat is the format tag of a shard receipt.
-const ReceiptFormat = "karch.receipt/v1"
+// ReceiptFormat is the format tag of the shard receipts karch writes. v2 added each piece's
+// account of its offsets (Control, Aborted, Compacted).
+const ReceiptFormat = "karch.receipt/v2"
+
+// ReceiptFormatV1 is the receipt format before v2, still read: archives written before v2
+// hold it. Its pieces have no account of their offsets.
+const ReceiptFormatV1 = "karch.receipt/v1"
 
 // Receipt is what a shard proves it stored: written after all of its pieces, so its presence
 // means the shard is done. It holds nothing that differs between attempts (no clock, no pod),
@@ -29,6 +38,12 @@ type PieceResult struct {
 	First     int64  `json:"first"`
 	End       int64  `json:"end"`
 	Records   int64  `json:"records"`
+	// Control, Aborted and Compacted account, with Records, for every offset of [First,
+	// End) (v2; zero in a v1 receipt): the offsets that hold a transaction marker, a record
+	// of an aborted transaction, and no record at all (removed by the log cleaner).
+	Control   int64 `json:"control"`
+	Aborted   int64 `json:"aborted"`
+	Compacted int64 `json:"compacted"`
 	// RawBytes is the size of the uncompressed JSON Lines, Bytes of the stored object.
 	RawBytes int64 `json:"raw_bytes"`
 	Bytes    int64 `json:"bytes"`
@@ -47,14 +62,49 @@ func (r *Receipt) Add(p PieceResult) {
 	r.Bytes += p.Bytes
 }
 
-// DecodeReceipt decodes a receipt, rejecting unknown fields and other formats.
+// DecodeReceipt decodes a receipt of format v2 or v1, rejecting unknown fields, other
+// formats, and a piece whose account of its offsets is missing (v2) or present (v1).
 func DecodeReceipt(data []byte) (*Receipt, error) {
 	var r Receipt
 	if err := decodeStrict(data, &r); err != nil {
 		return nil, fmt.Errorf("decode receipt: %w", err)
 	}
-	if r.Format != ReceiptFormat {
-		return nil, fmt.Errorf("decode receipt: format %q, want %q", r.Format, ReceiptFormat)
+	if r.Format != ReceiptFormat && r.Format != ReceiptFormatV1 {
+		return nil, fmt.Errorf("decode receipt: format %q, want %q or %q", r.Format, ReceiptFormat, ReceiptFormatV1)
+	}
+	if err := checkAccountFields(data, r.Format == ReceiptFormat); err != nil {
+		return nil, fmt.Errorf("decode receipt of format %s: %w", r.Format, err)
 	}
 	return &r, nil
+}
+
+// accountFields are the piece fields that v2 added, each always present in v2.
+var accountFields = []string{"control", "aborted", "compacted"}
+
+// checkAccountFields checks that every piece has all of accountFields (want) or none.
+func checkAccountFields(data []byte, want bool) error {
+	var doc struct{ Pieces []map[string]json.RawMessage }
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	for i, p := range doc.Pieces {
+		for _, f := range accountFields {
+			if _, ok := p[f]; ok != want {
+				return fmt.Errorf("piece %d: field %q present %v, want %v", i, f, ok, want)
+			}
+		}
+	}
+	return nil
+}
+
+// errUnaccounted is wrapped by a v2 receipt piece whose account does not add up.
+var errUnaccounted = errors.New("does not account for every offset")
+
+// checkAccount checks that a v2 piece accounts for each of its offsets exactly once.
+func (p *PieceResult) checkAccount() error {
+	if p.Control < 0 || p.Aborted < 0 || p.Compacted < 0 || p.Records+p.Control+p.Aborted+p.Compacted != p.End-p.First {
+		return fmt.Errorf("receipt piece %s %w: %d records, %d control, %d aborted and %d compacted in %d offsets",
+			p.Key, errUnaccounted, p.Records, p.Control, p.Aborted, p.Compacted, p.End-p.First)
+	}
+	return nil
 }

@@ -143,8 +143,16 @@ func fullBatch() *archive.Batch {
 func fullReceipt() *archive.Receipt {
 	r := &archive.Receipt{Format: archive.ReceiptFormat, Pipeline: "cdr", RunID: "01JDQ3Z6Y8", Shard: 0, Pieces: []archive.PieceResult{}}
 	r.Add(archive.PieceResult{Key: archive.PieceKey("cdr", 3, 120), Topic: "cdr", Partition: 3, First: 120, End: 180,
-		Records: 58, RawBytes: 9000, Bytes: 1200, SHA256: strings.Repeat("ab", 32), Checksum: "sha256:q83vEjRWeJA=-2"})
+		Records: 58, Control: 1, Compacted: 1, RawBytes: 9000, Bytes: 1200, SHA256: strings.Repeat("ab", 32), Checksum: "sha256:q83vEjRWeJA=-2"})
 	return r
+}
+
+// receiptV1 is fullReceipt as karch.receipt/v1 wrote it: no account of the offsets.
+func receiptV1(m map[string]any) {
+	m["format"] = archive.ReceiptFormatV1
+	for _, f := range []string{"control", "aborted", "compacted"} {
+		delete(firstOf(m, "pieces"), f)
+	}
 }
 
 func fullManifest() *archive.Manifest {
@@ -213,10 +221,11 @@ func firstOf(m map[string]any, field string) map[string]any {
 // another format version is accepted.
 func TestSchemasAgreeWithDecoders(t *testing.T) {
 	decoders := map[string]func([]byte) error{
-		schema.Plan:     func(b []byte) error { _, err := archive.DecodePlan(b); return err },
-		schema.Receipt:  func(b []byte) error { _, err := archive.DecodeReceipt(b); return err },
-		schema.Manifest: func(b []byte) error { _, err := archive.DecodeManifest(b); return err },
-		schema.Batch:    func(b []byte) error { _, err := archive.DecodeBatch(b); return err },
+		schema.Plan:      func(b []byte) error { _, err := archive.DecodePlan(b); return err },
+		schema.Receipt:   func(b []byte) error { _, err := archive.DecodeReceipt(b); return err },
+		schema.ReceiptV1: func(b []byte) error { _, err := archive.DecodeReceipt(b); return err },
+		schema.Manifest:  func(b []byte) error { _, err := archive.DecodeManifest(b); return err },
+		schema.Batch:     func(b []byte) error { _, err := archive.DecodeBatch(b); return err },
 	}
 	for _, tc := range []struct {
 		name, schema string
@@ -235,8 +244,15 @@ func TestSchemasAgreeWithDecoders(t *testing.T) {
 		}), false},
 		{"plan with a gap without reason", schema.Plan, edit(t, fullPlan(), func(m map[string]any) { delete(firstOf(m, "gaps"), "reason") }), false},
 		{"receipt", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) {}), true},
-		{"receipt of a newer version", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { m["format"] = "karch.receipt/v2" }), false},
+		{"receipt of a newer version", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { m["format"] = "karch.receipt/v3" }), false},
 		{"receipt with an unknown field", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { m["pod"] = "x" }), false},
+		{"receipt piece without its account", schema.Receipt, edit(t, fullReceipt(), func(m map[string]any) { delete(firstOf(m, "pieces"), "aborted") }), false},
+		{"receipt v1", schema.ReceiptV1, edit(t, fullReceipt(), receiptV1), true},
+		{"receipt v1 with an account", schema.ReceiptV1, edit(t, fullReceipt(), func(m map[string]any) {
+			receiptV1(m)
+			firstOf(m, "pieces")["control"] = 1
+		}), false},
+		{"receipt v1 with an unknown field", schema.ReceiptV1, edit(t, fullReceipt(), func(m map[string]any) { receiptV1(m); m["pod"] = "x" }), false},
 		{"batch", schema.Batch, edit(t, fullBatch(), func(m map[string]any) {}), true},
 		{"batch with an unknown field", schema.Batch, edit(t, fullBatch(), func(m map[string]any) { m["job"] = "x" }), false},
 		{"batch task of no window's plan", schema.Batch, edit(t, fullBatch(), func(m map[string]any) {

@@ -46,8 +46,8 @@ func TestConsumeFailsOnACorruptBatch(t *testing.T) {
 		records := slices.Concat(corruptThirdRecord(t, sealed), wireBatch(t, 15, 0, 0, 6, valueAt(6)))
 		res, _, err := exchange(11, fetchFrame(1, 16, records))
 		if !sealed {
-			// kafka-go checks the CRC of every batch it decodes: the response fails whole.
-			if err == nil || !strings.Contains(err.Error(), "crc32") {
+			// A wrong CRC fails the whole response.
+			if err == nil || !strings.Contains(strings.ToLower(err.Error()), "crc") {
 				t.Errorf("a batch with a wrong CRC: %v; want the response refused", err)
 			}
 			continue

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go/protocol"
@@ -27,11 +29,17 @@ const controlAbort = 0
 // transactions is reached, and leaves it at that transaction's abort marker; a transactional
 // batch of a producer in the set is dropped.
 func consume(res *fetchedPartition, topic string, partition int32, pos, end int64, fn func(*archive.Record) error) (int64, error) {
+	return consumeCounting(res, topic, partition, pos, end, fn, &Tally{})
+}
+
+// consumeCounting is consume that adds each offset it passes, from pos to the offset it
+// returns, to one category of tally.
+func consumeCounting(res *fetchedPartition, topic string, partition int32, pos, end int64, fn func(*archive.Record) error, tally *Tally) (int64, error) {
 	stream, ok := res.Records.Records.(*protocol.RecordStream)
 	if !ok {
 		return pos, nil
 	}
-	c := &consumer{topic: topic, partition: partition, end: end, fn: fn,
+	c := &consumer{topic: topic, partition: partition, end: end, fn: fn, tally: tally,
 		aborted: newAbortTracker(res.AbortedTransactions), headers: res.Records.headers}
 	next := pos
 	for _, batch := range stream.Records {
@@ -52,6 +60,35 @@ type consumer struct {
 	fn        func(*archive.Record) error
 	aborted   *abortTracker
 	headers   map[int64]*batchHeader // v2 batch headers by base offset
+	tally     *Tally
+}
+
+// Tally accounts for the offsets of a range: each one holds a record that was archived, a
+// transaction marker (a control record), a record of an aborted transaction, or nothing
+// (the log cleaner removed its record, or emptied the batch that held it).
+type Tally struct {
+	Records, Control, Aborted, Compacted int64
+}
+
+// Offsets is how many offsets the tally accounts for.
+func (t Tally) Offsets() int64 { return t.Records + t.Control + t.Aborted + t.Compacted }
+
+// count moves the position from next past offset, which holds a record of category cat;
+// the offsets between hold nothing.
+func (c *consumer) count(next, offset int64, cat *int64) int64 {
+	c.tally.Compacted += offset - next
+	*cat++
+	return offset + 1
+}
+
+// pass moves the position from next to to (at most the range's end) over offsets that hold
+// nothing, and returns it.
+func (c *consumer) pass(next, to int64) int64 {
+	if to = min(to, c.end); to > next {
+		c.tally.Compacted += to - next
+		return to
+	}
+	return next
 }
 
 func (c *consumer) batch(batch protocol.RecordReader, next int64) (int64, error) {
@@ -84,10 +121,13 @@ func (c *consumer) control(b *protocol.ControlBatch, next int64) (int64, error) 
 	case cr.Type == controlAbort:
 		c.aborted.markerSeen(b.ProducerID)
 	}
-	if h := c.headers[b.BaseOffset]; h != nil {
-		return max(next, h.nextOffset()), nil
+	if err == nil && b.BaseOffset >= next && b.BaseOffset < c.end {
+		next = c.count(next, b.BaseOffset, &c.tally.Control)
 	}
-	return max(next, b.BaseOffset+1), nil // a marker batch held one record when written
+	if h := c.headers[b.BaseOffset]; h != nil {
+		return c.pass(next, h.nextOffset()), nil
+	}
+	return c.pass(next, b.BaseOffset+1), nil // a marker batch held one record when written
 }
 
 // records reads every record of one batch; those before next were seen in an earlier
@@ -97,29 +137,25 @@ func (c *consumer) control(b *protocol.ControlBatch, next int64) (int64, error) 
 func (c *consumer) records(batch protocol.RecordReader, next int64, skip bool, h *batchHeader) (int64, error) {
 	for n := int32(0); ; n++ {
 		r, err := batch.ReadRecord()
-		if errors.Is(err, io.EOF) && h != nil && n != h.records {
-			// The batch is whole in the response (its header was read) and holds more
-			// records than kafka-go's decoder gave: it stopped at one it could not parse, as
-			// if the batch ended there. Reading on would skip the rest without a word.
-			err = fmt.Errorf("the batch announces %d records and only %d could be read", h.records, n)
-		}
 		if errors.Is(err, io.EOF) {
-			return h.passed(n, next), nil
+			return c.passed(h, n, next)
 		}
 		if err != nil {
-			return next, failure.Permanent(fmt.Errorf("read %s/%d: the record batch at offset %d is corrupt (%w): it is not archived, nor anything after it; "+
-				"read the partition with another client to find the damage", c.topic, c.partition, batchBase(batch, next), err))
+			return next, fmt.Errorf("read %s/%d after offset %d: %w", c.topic, c.partition, next, err)
 		}
 		switch {
 		case r.Offset >= c.end:
 			release(r)
-			return c.end, nil
-		case r.Offset < next || skip:
-			next = max(next, r.Offset+1)
+			return c.pass(next, c.end), nil
+		case r.Offset < next: // seen in an earlier response
+			release(r)
+			continue
+		case skip:
+			next = c.count(next, r.Offset, &c.tally.Aborted)
 			release(r)
 			continue
 		}
-		next = r.Offset + 1
+		next = c.count(next, r.Offset, &c.tally.Records)
 		if err := c.emit(r, h); err != nil {
 			return next, err
 		}
@@ -216,10 +252,49 @@ func (s *recordSet) ReadFrom(r io.Reader) (int64, error) {
 	if n, err := io.CopyN(buf, r, size); err != nil {
 		return 4 + n, fmt.Errorf("read a record set of %d bytes: %w", size, err)
 	}
-	s.headers, s.size = batchHeaders(buf.Bytes()[4:]), size
+	raw := buf.Bytes()[4:]
+	var spans []batchSpan
+	s.headers, spans = batchHeaders(raw)
+	s.size = size
 	_, err := s.RecordSet.ReadFrom(buf) // a *bytes.Buffer: kafka-go peeks through Bytes
-	return 4 + size, err
+	return 4 + size, checkDecoded(raw, spans, s.RecordSet, err)
 }
+
+// ErrCorruptBatch is wrapped by every error about a record batch that a broker sent whole
+// but that cannot be read in full. It is permanent: the log (or the broker) is damaged, and
+// reading on would skip its records.
+var ErrCorruptBatch = errors.New("shard: corrupt record batch")
+
+// checkDecoded holds kafka-go's decoding of a record set to every whole batch in it. kafka-go
+// ends the record set silently at the first batch it cannot decode (a bad CRC, say) once an
+// earlier one decoded, and returns the error only when none did; either way the batch that
+// failed is named, and the failure is permanent. A v0/v1 message set is left to kafka-go.
+func checkDecoded(raw []byte, spans []batchSpan, rs protocol.RecordSet, decodeErr error) error {
+	decoded := 0
+	if stream, ok := rs.Records.(*protocol.RecordStream); ok && decodeErr == nil {
+		decoded = len(stream.Records)
+	}
+	if decoded >= len(spans) || slices.ContainsFunc(spans, func(s batchSpan) bool { return !s.v2 }) {
+		return decodeErr
+	}
+	sp := spans[decoded]
+	return failure.Permanent(fmt.Errorf("%w: the batch at offset %d %s", ErrCorruptBatch, sp.base, whyUnread(raw[sp.at:sp.at+sp.size], decodeErr)))
+}
+
+// whyUnread says why kafka-go could not read a whole v2 batch.
+func whyUnread(b []byte, decodeErr error) string {
+	computed, stored := crc32.Checksum(b[batchAttributesAt:], castagnoli), binary.BigEndian.Uint32(b[batchCRCAt:])
+	switch {
+	case computed != stored:
+		return fmt.Sprintf("fails its CRC-32C check (computed %08x, stored %08x)", computed, stored)
+	case decodeErr != nil:
+		return fmt.Sprintf("does not decode: %v", decodeErr)
+	default:
+		return "does not decode"
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // batchHeader holds the fields of a v2 record batch header that kafka-go's decoder reads and
 // drops (protocol/record_v2.go marks them "unused").
@@ -235,6 +310,7 @@ type batchHeader struct {
 const (
 	batchLengthAt       = 8 // int32: the bytes after this field
 	batchMagicAt        = 16
+	batchCRCAt          = 17 // uint32: CRC-32C of the bytes from the attributes on
 	batchAttributesAt   = 21
 	batchLastDeltaAt    = 23
 	batchMaxTimestampAt = 35
@@ -244,16 +320,26 @@ const (
 	timestampTypeLogAppend = 0x08
 )
 
-// batchHeaders reads the header of every v2 batch in a record set. A batch cut short by the
-// fetch size ends the scan, as it ends kafka-go's decoding.
-func batchHeaders(b []byte) map[int64]*batchHeader {
+// batchSpan is where one whole batch lies in a record set.
+type batchSpan struct {
+	base     int64
+	at, size int
+	v2       bool
+}
+
+// batchHeaders reads the header of every v2 batch in a record set, and where each whole batch
+// lies. A batch cut short by the fetch size ends the scan, as it ends kafka-go's decoding.
+func batchHeaders(raw []byte) (map[int64]*batchHeader, []batchSpan) {
 	hs := map[int64]*batchHeader{}
-	for len(b) > batchMagicAt {
+	var spans []batchSpan
+	for b := raw; len(b) > batchMagicAt; {
 		size := 12 + int64(int32(binary.BigEndian.Uint32(b[batchLengthAt:])))
 		if size <= batchMagicAt || size > int64(len(b)) {
 			break
 		}
-		if b[batchMagicAt] == 2 && size >= batchHeaderSize {
+		v2 := b[batchMagicAt] == 2 && size >= batchHeaderSize
+		spans = append(spans, batchSpan{base: int64(binary.BigEndian.Uint64(b)), at: len(raw) - len(b), size: int(size), v2: v2})
+		if v2 {
 			h := &batchHeader{
 				base:            int64(binary.BigEndian.Uint64(b)),
 				lastOffsetDelta: int32(binary.BigEndian.Uint32(b[batchLastDeltaAt:])),
@@ -265,28 +351,26 @@ func batchHeaders(b []byte) map[int64]*batchHeader {
 		}
 		b = b[size:]
 	}
-	return hs
+	return hs, spans
 }
 
 // nextOffset is the offset after the batch's last one.
 func (h *batchHeader) nextOffset() int64 { return h.base + int64(h.lastOffsetDelta) + 1 }
 
-// passed returns the position after a batch read to its end: past the batch's last offset
-// when its header is known (records checked that every record it announces was read), else
-// next.
-func (h *batchHeader) passed(n int32, next int64) int64 {
-	if h == nil || n != h.records {
-		return next
+// passed returns the position after a batch read to its end in n records: past the batch's
+// last offset, which compaction may have emptied, when the header is known (v2), else next.
+// A batch that yields fewer records than its header announces is corrupt: kafka-go ends a
+// batch silently at the first record it cannot parse, and passing over the rest would lose
+// them.
+func (c *consumer) passed(h *batchHeader, n int32, next int64) (int64, error) {
+	if h == nil {
+		return next, nil
 	}
-	return max(next, h.nextOffset())
-}
-
-// batchBase is a batch's first offset, or next where the batch does not say.
-func batchBase(batch protocol.RecordReader, next int64) int64 {
-	if b, ok := batch.(interface{ Offset() int64 }); ok {
-		return b.Offset()
+	if n != h.records {
+		return next, failure.Permanent(fmt.Errorf("read %s/%d: %w: the batch at offset %d yields %d records, its header says %d",
+			c.topic, c.partition, ErrCorruptBatch, h.base, n, h.records))
 	}
-	return next
+	return c.pass(next, h.nextOffset()), nil
 }
 
 // abortTracker knows, for one fetch response, which producers are inside an aborted

@@ -161,12 +161,16 @@ func TestConsume(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []int64
-			next, err := consume(tc.res(), "t", 0, tc.pos, tc.end, func(r *archive.Record) error {
+			var tally Tally
+			next, err := consumeCounting(tc.res(), "t", 0, tc.pos, tc.end, func(r *archive.Record) error {
 				got = append(got, r.Offset)
 				return nil
-			})
+			}, &tally)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tally.Records != int64(len(got)) || tally.Offsets() != next-tc.pos {
+				t.Fatalf("tally %+v of %d records, from %d to %d", tally, len(got), tc.pos, next)
 			}
 			if !slices.Equal(got, tc.want) || next != tc.next {
 				t.Fatalf("got offsets %v next %d, want %v next %d", got, next, tc.want, tc.next)

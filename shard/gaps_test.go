@@ -13,6 +13,7 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/internal/testenv"
+	"github.com/karch-archive/karch/shard"
 )
 
 // txnProducer is a test-only transactional producer: kafka-go has none.
@@ -78,10 +79,17 @@ func TestShardTransactionalTopic(t *testing.T) {
 	endTxn(t, b, kgo.TryCommit)
 	want = append(want, values("b2", 30)...)
 
-	end := testenv.EndOffsets(t, addr, topic, 1)[0] // just past the last commit marker
-	got := archiveAll(t, addr, topic, []int64{end}, 40)
+	// 190 records, 50 of them aborted, and 4 markers (a: commit, abort; b: two commits). The
+	// broker may write a marker after EndTransaction returns: wait for the last one, so that
+	// the range ends just past it.
+	const end = 194
+	testenv.WaitFor(t, "the last commit marker", 30*time.Second, func() bool { return testenv.EndOffsets(t, addr, topic, 1)[0] == end })
+	got, tally := archiveAllTally(t, addr, topic, []int64{end}, 40)
 	if len(got[0]) != len(want) {
 		t.Fatalf("archived %d records of [0, %d), want the %d committed ones", len(got[0]), end, len(want))
+	}
+	if wantTally := (shard.Tally{Records: int64(len(want)), Control: 4, Aborted: 50}); tally != wantTally || end != tally.Offsets() {
+		t.Fatalf("the receipt accounts for [0, %d) as %+v, want %+v", end, tally, wantTally)
 	}
 	for i, r := range got[0] {
 		if string(r.Value) != want[i] {
@@ -107,9 +115,13 @@ func TestShardCompactedTopic(t *testing.T) {
 	end := testenv.EndOffsets(t, addr, topic, 1)[0]
 	kafkaHolds := waitCompacted(t, addr, topic, end)
 
-	got := archiveAll(t, addr, topic, []int64{end}, 400)[0]
+	all, tally := archiveAllTally(t, addr, topic, []int64{end}, 400)
+	got := all[0]
 	if len(got) != len(kafkaHolds) || int64(len(got)) >= end {
 		t.Fatalf("archived %d records of [0, %d); Kafka holds %d", len(got), end, len(kafkaHolds))
+	}
+	if want := (shard.Tally{Records: int64(len(got)), Compacted: end - int64(len(got))}); tally != want {
+		t.Fatalf("the receipt accounts for [0, %d) as %+v, want %+v", end, tally, want)
 	}
 	for i, w := range kafkaHolds {
 		compareWithKafka(t, got[i], w)
@@ -138,6 +150,13 @@ func waitCompacted(t *testing.T, addr, topic string, end int64) []kafka.Message 
 // directory and returns the archived records by partition, in offset order.
 func archiveAll(t *testing.T, addr, topic string, ends []int64, per int64) map[int32][]archive.Record {
 	t.Helper()
+	got, _ := archiveAllTally(t, addr, topic, ends, per)
+	return got
+}
+
+// archiveAllTally is archiveAll that also returns the sum of the receipt's accounts.
+func archiveAllTally(t *testing.T, addr, topic string, ends []int64, per int64) (map[int32][]archive.Record, shard.Tally) {
+	t.Helper()
 	b := testenv.LocalBucket(t)
 	planKey := putPlan(t, b, planRanges(topic, ends, per, 1, addr))
 	r, err := runShard(t, b, planKey, 0)
@@ -148,7 +167,11 @@ func archiveAll(t *testing.T, addr, topic string, ends []int64, per int64) map[i
 	for p := range got {
 		sortByOffset(got[p])
 	}
-	return got
+	var sum shard.Tally
+	for _, pc := range r.Pieces {
+		sum.Records, sum.Control, sum.Aborted, sum.Compacted = sum.Records+pc.Records, sum.Control+pc.Control, sum.Aborted+pc.Aborted, sum.Compacted+pc.Compacted
+	}
+	return got, sum
 }
 
 // Kubernetes may run two pods for one index: both finish, and agree on one receipt.

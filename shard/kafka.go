@@ -113,12 +113,31 @@ func (k *KafkaReader) Close() { k.transport.CloseIdleConnections() }
 // offsets that hold transaction markers, aborted records or compacted-away records are passed
 // over, so the count of records may be smaller than end-first.
 func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error {
+	_, err := k.ReadRangeTally(ctx, topic, partition, first, end, fn)
+	return err
+}
+
+// ReadRangeTally is ReadRange that also accounts for every offset of [first, end): a batch it
+// cannot read in full is a permanent ErrCorruptBatch, never a gap.
+func (k *KafkaReader) ReadRangeTally(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) (Tally, error) {
+	var tally Tally
 	if first >= end {
-		return nil
+		return tally, nil
 	}
 	if err := k.checkPartition(ctx, topic, partition); err != nil {
-		return err
+		return tally, err
 	}
+	if err := k.readRange(ctx, topic, partition, first, end, fn, &tally); err != nil {
+		return tally, err
+	}
+	if tally.Offsets() != end-first {
+		return tally, failure.Permanent(fmt.Errorf("read %s/%d [%d, %d): accounted for %d offsets (%+v), not %d",
+			topic, partition, first, end, tally.Offsets(), tally, end-first))
+	}
+	return tally, nil
+}
+
+func (k *KafkaReader) readRange(ctx context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error, tally *Tally) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var ahead *prefetch
 	defer func() {
@@ -142,7 +161,7 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 		if guess, ok := after(res); ok && guess > pos && guess < end {
 			ahead = k.prefetch(ctx, topic, partition, guess)
 		}
-		next, err := consume(res, topic, partition, pos, end, fn)
+		next, err := consumeCounting(res, topic, partition, pos, end, fn, tally)
 		if err != nil {
 			return err
 		}
@@ -150,6 +169,7 @@ func (k *KafkaReader) ReadRange(ctx context.Context, topic string, partition int
 			if next, err = k.passGap(ctx, topic, partition, pos, end, res); err != nil {
 				return err
 			}
+			tally.Compacted += next - pos // a batch whose records were all removed
 		}
 		if ahead != nil && ahead.pos != next {
 			ahead.wait() // a wrong guess (compaction emptied the last batch's tail): fetch again

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"reflect"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -60,7 +62,7 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, re
 		return failure.Permanent(fmt.Errorf("start compressor: %w", err))
 	}
 	var line []byte
-	err = w.reader.ReadRange(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
+	tally, err := w.reader.ReadRangeTally(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
 		line = archive.AppendLine(line[:0], r)
 		res.Records++
 		res.RawBytes += int64(len(line))
@@ -70,8 +72,30 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, re
 	if cerr := zw.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && tally.Records != res.Records {
+		err = fmt.Errorf("the reader counted %d records, %d were written", tally.Records, res.Records)
+	}
 	if err != nil {
 		return fmt.Errorf("archive %s/%d [%d, %d): %w", pc.Topic, pc.Partition, pc.First, pc.End, err)
+	}
+	res.Control, res.Aborted, res.Compacted = tally.Control, tally.Aborted, tally.Compacted
+	return nil
+}
+
+// account gives a piece that an earlier attempt stored the account of its offsets, which is
+// not stored with it: the range is read from Kafka again, counting only. The stored records
+// are final, so offsets that held a record then and hold none now (the log cleaner ran in
+// between) count as compacted.
+func (w *worker) account(ctx context.Context, res *archive.PieceResult) error {
+	tally, err := w.reader.ReadRangeTally(ctx, res.Topic, res.Partition, res.First, res.End, func(*archive.Record) error { return nil })
+	if err != nil {
+		return fmt.Errorf("account for the offsets of stored piece %s: %w", res.Key, err)
+	}
+	res.Control, res.Aborted = tally.Control, tally.Aborted
+	res.Compacted = res.End - res.First - res.Records - tally.Control - tally.Aborted
+	if res.Compacted < 0 {
+		return failure.Permanent(fmt.Errorf("stored piece %s holds %d records, and Kafka now has %d markers and %d aborted records in its %d offsets",
+			res.Key, res.Records, tally.Control, tally.Aborted, res.End-res.First))
 	}
 	return nil
 }
@@ -141,7 +165,9 @@ func classifyRead(err error) error {
 }
 
 // writeReceipt creates the receipt only if absent. An existing one (a concurrent pod for
-// this index) must be byte-identical, since a receipt holds nothing that varies by attempt.
+// this index) must be byte-identical, since a receipt holds nothing that varies by attempt
+// reading the same log; but the log cleaner may have run between the two attempts, so one
+// that differs only in the accounts of its pieces' offsets is taken as final (sameStored).
 func (w *worker) writeReceipt(ctx context.Context, r *archive.Receipt) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -160,10 +186,23 @@ func (w *worker) writeReceipt(ctx context.Context, r *archive.Receipt) error {
 	if err != nil {
 		return fmt.Errorf("read receipt %s after losing a create race: %w", key, err)
 	}
-	if !bytes.Equal(stored, data) {
-		return failure.Permanent(fmt.Errorf("receipt %s exists with other content", key))
+	if theirs, err := archive.DecodeReceipt(stored); bytes.Equal(stored, data) || err == nil && sameStored(theirs, r) {
+		return nil
 	}
-	return nil
+	return failure.Permanent(fmt.Errorf("receipt %s exists with other content", key))
+}
+
+// sameStored reports whether two receipts list the same stored objects, whatever their
+// accounts of the offsets say.
+func sameStored(a, b *archive.Receipt) bool {
+	strip := func(r archive.Receipt) archive.Receipt {
+		r.Pieces = slices.Clone(r.Pieces)
+		for i := range r.Pieces {
+			r.Pieces[i].Control, r.Pieces[i].Aborted, r.Pieces[i].Compacted = 0, 0, 0
+		}
+		return r
+	}
+	return reflect.DeepEqual(strip(*a), strip(*b))
 }
 
 // countingHash counts and hashes what is written to it.

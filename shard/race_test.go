@@ -21,15 +21,17 @@ import (
 // compacted partition at one moment.
 type fixedReader []int64
 
-func (f fixedReader) ReadRange(_ context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) error {
+func (f fixedReader) ReadRangeTally(_ context.Context, topic string, partition int32, first, end int64, fn func(*archive.Record) error) (shard.Tally, error) {
+	t := shard.Tally{Compacted: end - first}
 	for _, off := range f {
 		if off >= first && off < end {
 			if err := fn(&archive.Record{Topic: topic, Partition: partition, Offset: off, Timestamp: windowStart, Value: fmt.Appendf(nil, "v%d", off)}); err != nil {
-				return err
+				return t, err
 			}
+			t.Records, t.Compacted = t.Records+1, t.Compacted-1
 		}
 	}
-	return nil
+	return t, nil
 }
 
 // lateHead answers NotFound to the first Head of key: the attempt looked before the winner

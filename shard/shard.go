@@ -113,6 +113,9 @@ func (w *worker) piece(ctx context.Context, pc archive.Piece) (archive.PieceResu
 	case err == nil:
 		res, err := w.adopt(ctx, pc, info)
 		if err == nil {
+			err = w.account(ctx, &res)
+		}
+		if err == nil {
 			log.Info("piece exists; adopted", "records", res.Records, "bytes", res.Bytes)
 		}
 		return res, err
@@ -146,11 +149,14 @@ func (w *worker) adoptRace(ctx context.Context, pc archive.Piece, mine archive.P
 	if err != nil {
 		return archive.PieceResult{}, err
 	}
-	if theirs.SHA256 != mine.SHA256 {
-		w.log.Warn("lost the create race to an attempt that read other records; adopting the stored piece",
-			"key", pc.Key, "records", theirs.Records, "my_records", mine.Records, "sha256", theirs.SHA256, "my_sha256", mine.SHA256)
+	if theirs.SHA256 == mine.SHA256 {
+		// The same records: this attempt's account is the winner's.
+		theirs.Control, theirs.Aborted, theirs.Compacted = mine.Control, mine.Aborted, mine.Compacted
+		return theirs, nil
 	}
-	return theirs, nil
+	w.log.Warn("lost the create race to an attempt that read other records; adopting the stored piece",
+		"key", pc.Key, "records", theirs.Records, "my_records", mine.Records, "sha256", theirs.SHA256, "my_sha256", mine.SHA256)
+	return theirs, w.account(ctx, &theirs)
 }
 
 // existingReceipt returns the shard's receipt when an earlier attempt completed it.

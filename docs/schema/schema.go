@@ -10,6 +10,7 @@ import "embed"
 const (
 	Plan         = "plan.schema.json"
 	Receipt      = "receipt.schema.json"
+	ReceiptV1    = "receipt-v1.schema.json" // read in archives written before karch.receipt/v2
 	Manifest     = "manifest.schema.json"
 	Batch        = "batch.schema.json"
 	Probe        = "probe.schema.json"
