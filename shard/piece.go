@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/karch-archive/karch/archive"
@@ -88,6 +89,15 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, re
 // between) count as compacted.
 func (w *worker) account(ctx context.Context, res *archive.PieceResult) error {
 	tally, err := w.reader.ReadRangeTally(ctx, res.Topic, res.Partition, res.First, res.End, func(*archive.Record) error { return nil })
+	if errors.Is(err, kafka.OffsetOutOfRange) {
+		// Retention deleted offsets of the range since the piece was stored: the piece is
+		// final, and refusing it would wedge the window for good. What Kafka no longer says
+		// is counted as offsets that hold no record now.
+		w.log.Warn("Kafka no longer holds the range of a stored piece; its offsets without a stored record count as compacted",
+			"key", res.Key, "first", res.First, "end", res.End, "err", err)
+		res.Control, res.Aborted, res.Compacted = 0, 0, res.End-res.First-res.Records
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("account for the offsets of stored piece %s: %w", res.Key, err)
 	}
