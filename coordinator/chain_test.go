@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
@@ -73,33 +71,6 @@ func waitPartitions(t *testing.T, c *kafka.Client, topic string, n int) {
 	}
 }
 
-// deleteRecords moves a partition's log start offset to offset, as retention would.
-func deleteRecords(t *testing.T, addr, topic string, partition int32, offset int64) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrDeleteRecordsRequest()
-	rt := kmsg.NewDeleteRecordsRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
-	rp.Partition, rp.Offset = partition, offset
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 10000
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err == nil {
-		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
-			err = fmt.Errorf("error code %d", code)
-		}
-	}
-	if err != nil {
-		t.Fatalf("delete records of %s/%d below %d: %v", topic, partition, offset, err)
-	}
-}
-
 // A partition added to the topic after the chain began is archived from its log start
 // offset, whatever its records' timestamps: here 20 records stamped before the next window,
 // which a start by time would leave in no window, ever.
@@ -136,7 +107,7 @@ func TestRetentionPastTheChain(t *testing.T) {
 		t.Fatalf("first window: %d committed, %v", len(res), err)
 	}
 	chainEnd := manifests(t, p)[0].Partitions[0].End
-	deleteRecords(t, addr, topic, 0, chainEnd+7)
+	testenv.DeleteRecords(t, addr, topic, 0, chainEnd+7)
 	now := t0.Add(2*time.Hour + 2*time.Minute)
 	_, err := p.runAt(now)
 	want := fmt.Sprintf("offsets [%d, %d) were deleted by retention", chainEnd, chainEnd+7)

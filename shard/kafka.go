@@ -43,6 +43,9 @@ type KafkaOptions struct {
 	// set, authenticates each connection after its TLS handshake.
 	TLS  *tls.Config
 	SASL sasl.Mechanism
+	// dial, when set, opens the broker connections instead of kafka-go's dialer: tests put a
+	// fault between the real reader and a real broker with it.
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // DefaultKafkaOptions suit pieces of hundreds of MiB: few round trips, bounded memory.
@@ -83,7 +86,7 @@ func NewKafkaReader(brokers []string, opts KafkaOptions) *KafkaReader {
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = DefaultKafkaOptions().RequestTimeout
 	}
-	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute, TLS: opts.TLS, SASL: opts.SASL}
+	t := &kafka.Transport{ClientID: opts.ClientID, DialTimeout: opts.DialTimeout, MetadataTTL: time.Minute, TLS: opts.TLS, SASL: opts.SASL, Dial: opts.dial}
 	k := &KafkaReader{
 		client:    &kafka.Client{Addr: kafka.TCP(brokers...), Transport: t, Timeout: opts.RequestTimeout},
 		transport: t,

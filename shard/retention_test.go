@@ -1,15 +1,12 @@
 package shard_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/internal/testenv"
@@ -37,7 +34,7 @@ func TestAdoptedPieceAfterRetention(t *testing.T) {
 	if err := os.Remove(receipt); err != nil {
 		t.Fatalf("remove the receipt, as a kill before it would have left the store: %v", err)
 	}
-	deleteRecordsBelow(t, addr, topic, 40)
+	testenv.DeleteRecords(t, addr, topic, 0, 40)
 	second, err := runShard(t, b, planKey, 0)
 	if err != nil {
 		t.Fatalf("rerun after retention deleted the stored piece's offsets: %v", err)
@@ -49,29 +46,5 @@ func TestAdoptedPieceAfterRetention(t *testing.T) {
 		if sum := pc.Records + pc.Control + pc.Aborted + pc.Compacted; sum != pc.End-pc.First {
 			t.Fatalf("piece %s accounts for %d of its %d offsets", pc.Key, sum, pc.End-pc.First)
 		}
-	}
-}
-
-// deleteRecordsBelow has Kafka delete partition 0's records below offset, as retention does.
-func deleteRecordsBelow(t *testing.T, addr, topic string, offset int64) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrDeleteRecordsRequest()
-	rt := kmsg.NewDeleteRecordsRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
-	rp.Partition, rp.Offset = 0, offset
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics, req.TimeoutMillis = append(req.Topics, rt), 10000
-	resp, err := req.RequestWith(context.Background(), cl)
-	if err == nil && resp.Topics[0].Partitions[0].ErrorCode != 0 {
-		err = fmt.Errorf("error code %d", resp.Topics[0].Partitions[0].ErrorCode)
-	}
-	if err != nil {
-		t.Fatalf("delete records of %s/0 below %d: %v", topic, offset, err)
 	}
 }
