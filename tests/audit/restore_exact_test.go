@@ -138,7 +138,7 @@ func TestRestoreTwoAtOnce(t *testing.T) {
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer
 	for range 2 {
-		cmd := exec.Command(karchBin, a.args([]string{"restore", "--from", window(0), "--to", window(3), "--to-topic", dst, "--rate", "600"})...)
+		cmd := exec.Command(karchBin, a.args([]string{"restore", "--from", window(0), "--to", window(3), "--to-topic", dst, "--rate", "100"})...) // 3 s: both run at once
 		cmd.Env = append(os.Environ(), "KARCH_REDIS="+testenv.Redis(t))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
