@@ -74,19 +74,24 @@ func checkLink(cur, prev *window) {
 
 // checkOutsideLink checks the first window's record of its predecessor against the store.
 func checkOutsideLink(ctx context.Context, b blob.Bucket, first *window) ([]Problem, error) {
-	ref := first.manifest.Previous
+	return checkStoredRef(ctx, b, first, first.manifest.Previous, "the manifest before it")
+}
+
+// checkStoredRef checks a manifest that w records as what against the store: it is there,
+// with the digest recorded.
+func checkStoredRef(ctx context.Context, b blob.Bucket, w *window, ref *archive.ManifestRef, what string) ([]Problem, error) {
 	if ref == nil {
 		return nil, nil
 	}
 	data, err := blob.ReadAll(ctx, b, ref.Key)
 	if blob.IsNotFound(err) {
-		return []Problem{{Key: ref.Key, What: fmt.Sprintf("is missing, and %s records it as the manifest before it", first.report.Manifest)}}, nil
+		return []Problem{{Key: ref.Key, What: fmt.Sprintf("is missing, and %s records it as %s", w.report.Manifest, what)}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", ref.Key, err)
 	}
 	if got := archive.RefOf(ref.Key, data); got.SHA256 != ref.SHA256 {
-		first.problem(first.report.Manifest, "records sha256 %s for %s, which now has %s: that manifest was altered", ref.SHA256, ref.Key, got.SHA256)
+		w.problem(w.report.Manifest, "records sha256 %s for %s (%s), which now has %s: that manifest was altered", ref.SHA256, ref.Key, what, got.SHA256)
 	}
 	return nil, nil
 }
@@ -125,19 +130,8 @@ func checkOrigin(ctx context.Context, b blob.Bucket, windows []*window) ([]Probl
 			newest = w
 		}
 	}
-	if newest == nil || newest.manifest.Origin == nil {
+	if newest == nil {
 		return nil, nil
 	}
-	ref := newest.manifest.Origin
-	data, err := blob.ReadAll(ctx, b, ref.Key)
-	if blob.IsNotFound(err) {
-		return []Problem{{Key: ref.Key, What: fmt.Sprintf("is missing, and %s records it as the chain's first window", newest.report.Manifest)}}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", ref.Key, err)
-	}
-	if got := archive.RefOf(ref.Key, data); got.SHA256 != ref.SHA256 {
-		newest.problem(newest.report.Manifest, "records sha256 %s for the chain's first window %s, which now has %s: that manifest was altered", ref.SHA256, ref.Key, got.SHA256)
-	}
-	return nil, nil
+	return checkStoredRef(ctx, b, newest, newest.manifest.Origin, "the chain's first window")
 }

@@ -50,17 +50,13 @@ func (r *restorer) scanOrigins(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	todo := map[int32]int64{}
-	left := map[int32]int64{}
+	from := map[int32]int64{}
 	for p, end := range ends {
 		if s, ok := starts.Lookup(r.opts.ToTopic, p); ok && end > s.Offset {
-			todo[p], left[p] = s.Offset, end
+			from[p] = s.Offset
 		}
 	}
-	if len(todo) == 0 {
-		return nil
-	}
-	return r.consume(ctx, todo, left)
+	return r.consume(ctx, from, ends)
 }
 
 // stableEnds waits, up to opts.StableWait, until every partition's last stable offset is
@@ -105,7 +101,7 @@ func (r *restorer) stableEnds(ctx context.Context, adm *kadm.Client) (map[int32]
 // guess, and a broker away too long is a retryable failure.
 func (r *restorer) consume(ctx context.Context, from, ends map[int32]int64) error {
 	reader := audit.NewFranzReader(r.opts.Brokers, r.opts.Client...)
-	for _, p := range slices.Sorted(maps.Keys(ends)) {
+	for _, p := range slices.Sorted(maps.Keys(from)) {
 		err := reader.ReadRange(ctx, r.opts.ToTopic, p, from[p], ends[p], func(rec *archive.Record) error {
 			r.originOf(rec)
 			return nil
