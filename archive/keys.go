@@ -39,6 +39,11 @@ func PieceKey(topic string, partition int32, first int64) string {
 	return fmt.Sprintf("data/%s/%d/%020d.jsonl.zst", topic, partition, first)
 }
 
+// ParquetKey returns the key of a piece's Parquet object, beside its JSON Lines.
+func ParquetKey(topic string, partition int32, first int64) string {
+	return fmt.Sprintf("data/%s/%d/%020d.parquet", topic, partition, first)
+}
+
 // ReceiptKey returns the key of a shard's receipt, relative to its window's folder.
 func ReceiptKey(index int) string {
 	return fmt.Sprintf("receipts/shard-%05d.json", index)

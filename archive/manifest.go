@@ -42,8 +42,11 @@ type Manifest struct {
 	// digest can so prove that no window was removed from the chain's old end either.
 	Origin *ManifestRef `json:"origin,omitempty"`
 	// Gaps are the plan's declared holes in the chain before this window (Plan.Gaps).
-	Gaps  []Gap             `json:"gaps,omitempty"`
-	Extra map[string]string `json:"extra,omitempty"`
+	Gaps []Gap `json:"gaps,omitempty"`
+	// Formats and ValueColumns are the plan's: absent formats mean JSON Lines alone.
+	Formats      []string          `json:"formats,omitempty"`
+	ValueColumns []ValueColumn     `json:"value_columns,omitempty"`
+	Extra        map[string]string `json:"extra,omitempty"`
 }
 
 // ManifestRef points at a committed manifest: its key relative to the destination prefix
@@ -80,6 +83,8 @@ type ManifestObject struct {
 	RawBytes  int64  `json:"raw_bytes"`
 	SHA256    string `json:"sha256"`
 	Checksum  string `json:"checksum,omitempty"`
+	// Parquet is the piece's Parquet object, when the window's formats include parquet.
+	Parquet *ParquetObject `json:"parquet,omitempty"`
 }
 
 // DecodeManifest decodes a manifest; unknown fields are allowed (the format may grow), other

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,7 +29,15 @@ type Plan struct {
 	// planned only with the operator's explicit consent (accept_data_loss); the manifest
 	// repeats them so that the audit trail shows the loss.
 	Gaps []Gap `json:"gaps,omitempty"`
+	// Formats are the formats each piece is stored in; absent means JSON Lines alone. With
+	// FormatParquet, every piece has a Parquet object too (ParquetKey), with the typed
+	// ValueColumns.
+	Formats      []string      `json:"formats,omitempty"`
+	ValueColumns []ValueColumn `json:"value_columns,omitempty"`
 }
+
+// Parquet reports whether the plan's pieces have a Parquet object each.
+func (p *Plan) Parquet() bool { return slices.Contains(p.Formats, FormatParquet) }
 
 // Gap is a declared hole in the chain: the records of partition Partition with offsets in
 // [First, End) are in no window.
@@ -105,6 +114,17 @@ func (p *Plan) Validate() error {
 		return bad("no brokers")
 	case !p.Window.End.After(p.Window.Start):
 		return bad("window end %s is not after start %s", p.Window.End, p.Window.Start)
+	}
+	if p.Formats != nil {
+		if err := CheckFormats(p.Formats); err != nil {
+			return bad("formats: %v", err)
+		}
+	}
+	if len(p.ValueColumns) > 0 && !p.Parquet() {
+		return bad("value_columns without the parquet format")
+	}
+	if err := CheckValueColumns(p.ValueColumns); err != nil {
+		return bad("value_columns: %v", err)
 	}
 	for _, r := range p.Ranges {
 		if r.Topic == "" || r.Partition < 0 || r.First < 0 || r.End < r.First {

@@ -52,6 +52,42 @@ type PieceResult struct {
 	// Checksum is the store's own checksum of the object (blob.ObjectInfo.Checksum), which
 	// a verifier compares with a HEAD without reading the object.
 	Checksum string `json:"checksum"`
+	// Parquet is the piece's Parquet object, present exactly when the plan's formats
+	// include parquet. It holds the same records as the JSON Lines.
+	Parquet *ParquetObject `json:"parquet,omitempty"`
+}
+
+// ParquetObject is a piece's Parquet object (ParquetKey): its offset bounds are the piece's.
+type ParquetObject struct {
+	Key     string `json:"key"`
+	Records int64  `json:"records"`
+	Bytes   int64  `json:"bytes"`
+	// SHA256 is the hex digest of the stored bytes, Checksum the store's own.
+	SHA256   string `json:"sha256"`
+	Checksum string `json:"checksum"`
+	// Nulls counts, for each typed column that has any, the records whose column is null:
+	// the value is not JSON, lacks the field, or holds another type there (or JSON null).
+	Nulls map[string]int64 `json:"nulls,omitempty"`
+}
+
+// CheckFormats checks that each piece has the objects of the plan's formats: a Parquet
+// object at its key, with as many records as the JSON Lines, exactly when parquet is on.
+func (r *Receipt) CheckFormats(p *Plan) error {
+	for _, pc := range r.Pieces {
+		q := pc.Parquet
+		switch {
+		case q == nil && p.Parquet():
+			return fmt.Errorf("receipt piece %s has no Parquet object, and the plan's formats are %v", pc.Key, p.Formats)
+		case q == nil:
+		case !p.Parquet():
+			return fmt.Errorf("receipt piece %s has a Parquet object, and the plan's formats are %v", pc.Key, p.Formats)
+		case q.Key != ParquetKey(pc.Topic, pc.Partition, pc.First):
+			return fmt.Errorf("receipt piece %s has the Parquet object %s, want %s", pc.Key, q.Key, ParquetKey(pc.Topic, pc.Partition, pc.First))
+		case q.Records != pc.Records:
+			return fmt.Errorf("receipt piece %s: its Parquet object holds %d records and its JSON Lines %d", pc.Key, q.Records, pc.Records)
+		}
+	}
+	return nil
 }
 
 // Add appends a piece and keeps the totals.

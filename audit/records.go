@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +13,16 @@ import (
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/shard"
 )
 
 // Filter selects records of a window: one partition (Partition >= 0) and offsets in
-// [FromOffset, ToOffset) (ToOffset 0: no bound).
+// [FromOffset, ToOffset) (ToOffset 0: no bound). Format is the copy they are read from:
+// archive.FormatJSONL (or empty), or archive.FormatParquet.
 type Filter struct {
 	Partition            int32
 	FromOffset, ToOffset int64
+	Format               string
 }
 
 func (f Filter) object(o archive.ManifestObject) bool {
@@ -32,13 +37,59 @@ func (f Filter) record(r *archive.Record) bool {
 // the folder dir, that f selects: partition by partition in the manifest's order, in offset
 // order within each. It streams: one object is open at a time.
 func Records(ctx context.Context, b blob.Bucket, dir string, m *archive.Manifest, f Filter, fn func(*archive.Record) error) error {
+	parquet := f.Format == archive.FormatParquet
+	switch {
+	case f.Format != "" && f.Format != archive.FormatJSONL && !parquet:
+		return failure.Permanent(fmt.Errorf("format %q: karch reads jsonl or parquet", f.Format))
+	case parquet && !(&archive.Plan{Formats: m.Formats}).Parquet():
+		return failure.Permanent(fmt.Errorf("window %s has no Parquet copy: its formats are %v", dir, m.Formats))
+	}
 	for _, o := range m.Objects {
 		if !f.object(o) {
 			continue
 		}
-		if err := objectRecords(ctx, b, dir+o.Key, f, fn); err != nil {
+		var err error
+		if parquet {
+			err = parquetRecords(ctx, b, dir, m, o, f, fn)
+		} else {
+			err = objectRecords(ctx, b, dir+o.Key, f, fn)
+		}
+		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// parquetRecords reads the Parquet copy of object o, which must be the one its manifest
+// describes: the file is spooled to disk (its footer comes last) and its digest checked
+// before any record of it is given out.
+func parquetRecords(ctx context.Context, b blob.Bucket, dir string, m *archive.Manifest, o archive.ManifestObject, f Filter, fn func(*archive.Record) error) error {
+	if o.Parquet == nil {
+		return failure.Permanent(fmt.Errorf("object %s of %s has no Parquet copy in the manifest", o.Key, dir))
+	}
+	key := dir + o.Parquet.Key
+	digest := sha256.New()
+	tf, err := blob.Spool(ctx, b, key, digest)
+	if blob.IsNotFound(err) {
+		return failure.Permanent(fmt.Errorf("read %s: the manifest names it, the store does not have it", key))
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer tf.Close()
+	if sum := hex.EncodeToString(digest.Sum(nil)); sum != o.Parquet.SHA256 {
+		return failure.Permanent(fmt.Errorf("read %s: its sha256 is %s, the manifest says %s", key, sum, o.Parquet.SHA256))
+	}
+	pc := archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}
+	_, err = shard.ScanParquet(pc, tf, tf.Size, m.ValueColumns, func(r *archive.Record) error {
+		if !f.record(r) {
+			return nil
+		}
+		return fn(r)
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
 	}
 	return nil
 }

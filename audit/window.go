@@ -49,6 +49,7 @@ func checkWindow(ctx context.Context, b blob.Bucket, f *folder, opts Options) (*
 	w.report.Objects, w.report.Records, w.report.Bytes, w.report.Gaps = len(m.Objects), m.Records, m.Bytes, m.Gaps
 	w.checkTotals()
 	w.checkTiling()
+	w.checkFormats()
 	if err := w.checkReceipts(ctx, b); err != nil {
 		return nil, err
 	}
@@ -173,6 +174,8 @@ func (w *window) compareReceipts(inReceipts map[string]archive.PieceResult) {
 		case pc.First != o.First || pc.End != o.End || pc.Records != o.Records || pc.Bytes != o.Bytes || pc.RawBytes != o.RawBytes || pc.SHA256 != o.SHA256:
 			w.problem(key, "object %s: the manifest says [%d, %d) %d records %d bytes sha256 %s, its receipt [%d, %d) %d records %d bytes sha256 %s",
 				o.Key, o.First, o.End, o.Records, o.Bytes, o.SHA256, pc.First, pc.End, pc.Records, pc.Bytes, pc.SHA256)
+		case !sameParquet(pc.Parquet, o.Parquet):
+			w.problem(key, "object %s: the manifest and its receipt describe its Parquet object differently: %+v and %+v", o.Key, o.Parquet, pc.Parquet)
 		}
 	}
 	for k := range inReceipts {
@@ -216,33 +219,45 @@ func (w *window) checkObject(ctx context.Context, b blob.Bucket, o archive.Manif
 	if err := archive.CheckPieceMetadata(o.Key, info.Metadata, o.First, o.End); err != nil {
 		w.problem(key, "%v", err)
 	}
+	readable := o.Parquet != nil
+	if readable {
+		if readable, err = w.headParquet(ctx, b, o); err != nil {
+			return err
+		}
+	}
 	if !deep {
 		return nil
 	}
-	return w.readObject(ctx, b, key, o)
+	jsonl, err := w.readObject(ctx, b, key, o)
+	if err != nil || !readable {
+		return err
+	}
+	return w.readParquet(ctx, b, o, jsonl)
 }
 
 // readObject reads an object through and compares what it holds with its manifest entry.
-func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o archive.ManifestObject) error {
+// It returns the digest of its records' lines, which a Parquet copy must match.
+func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o archive.ManifestObject) (string, error) {
 	rc, err := b.Get(ctx, key)
 	if blob.IsNotFound(err) {
-		return nil // Head reported it
+		return "", nil // Head reported it
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
+		return "", fmt.Errorf("read %s: %w", key, err)
 	}
 	defer rc.Close()
-	got, err := shard.ScanPiece(archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}, rc)
+	lines := newLineDigest()
+	got, err := shard.ScanPieceFunc(archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}, rc, lines.add)
 	if failure.IsPermanent(err) {
 		w.problem(key, "%v", err)
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
+		return "", fmt.Errorf("read %s: %w", key, err)
 	}
 	if got.Records != o.Records || got.Bytes != o.Bytes || got.RawBytes != o.RawBytes || got.SHA256 != o.SHA256 {
 		w.problem(key, "holds %d records, %d bytes (%d raw) with sha256 %s; the manifest says %d, %d (%d raw), %s",
 			got.Records, got.Bytes, got.RawBytes, got.SHA256, o.Records, o.Bytes, o.RawBytes, o.SHA256)
 	}
-	return nil
+	return lines.sum(), nil
 }

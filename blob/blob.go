@@ -5,7 +5,9 @@ package blob
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"time"
 )
 
@@ -77,4 +79,40 @@ func ReadAll(ctx context.Context, b Bucket, key string) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// Spool copies an object into a temporary file, for readers that need random access (a
+// Parquet footer is at the end), and writes every byte to tee as well (a digest). Memory
+// stays bounded; the disk holds one object. The caller closes the file, which removes it.
+func Spool(ctx context.Context, b Bucket, key string, tee io.Writer) (*TempFile, error) {
+	rc, err := b.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp("", "karch-spool-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", key, err)
+	}
+	t := &TempFile{File: f}
+	if t.Size, err = io.Copy(io.MultiWriter(f, tee), rc); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("spool %s: %w", key, err)
+	}
+	return t, nil
+}
+
+// TempFile is a spooled object, removed on Close.
+type TempFile struct {
+	*os.File
+	Size int64
+}
+
+// Close closes and removes the file.
+func (t *TempFile) Close() error {
+	err := t.File.Close()
+	if rerr := os.Remove(t.Name()); err == nil {
+		err = rerr
+	}
+	return err
 }

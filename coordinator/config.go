@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
+
+	"github.com/karch-archive/karch/archive"
 )
 
 // Config is one pipeline. Every field has a name that errors use.
@@ -41,6 +44,10 @@ type Config struct {
 	Parallelism int
 	Retries     int
 	LeaseTTL    time.Duration
+	// Formats are the formats of every piece (archive.Plan.Formats); nil: JSON Lines.
+	Formats []string
+	// ValueColumns are the typed columns of the Parquet pieces.
+	ValueColumns []archive.ValueColumn
 }
 
 // DefaultConfig returns the defaults that flags, environment and files override.
@@ -88,6 +95,16 @@ func (c Config) Validate() error {
 		return bad("retries", "%d is negative", c.Retries)
 	case c.LeaseTTL < time.Second:
 		return bad("lease_ttl", "%s: want at least 1s", c.LeaseTTL)
+	case len(c.ValueColumns) > 0 && !slices.Contains(c.Formats, archive.FormatParquet):
+		return bad("value_columns", "typed columns are Parquet's: set formats to jsonl,parquet")
+	}
+	if c.Formats != nil {
+		if err := archive.CheckFormats(c.Formats); err != nil {
+			return bad("formats", "%v", err)
+		}
+	}
+	if err := archive.CheckValueColumns(c.ValueColumns); err != nil {
+		return bad("value_columns", "%v", err)
 	}
 	return nil
 }

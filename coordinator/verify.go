@@ -27,9 +27,17 @@ func verify(ctx context.Context, b blob.Bucket, dir string, plan *archive.Plan) 
 		if err := r.Matches(s); err != nil {
 			return nil, failure.Permanent(fmt.Errorf("verify shard %d: %w", s.Index, err))
 		}
+		if err := r.CheckFormats(plan); err != nil {
+			return nil, failure.Permanent(fmt.Errorf("verify shard %d: %w", s.Index, err))
+		}
 		for _, pc := range r.Pieces {
 			if err := verifyPiece(ctx, b, dir, pc); err != nil {
 				return nil, err
+			}
+			if q := pc.Parquet; q != nil {
+				if err := verifyObject(ctx, b, dir, q.Key, q.Bytes, q.Checksum, pc.First, pc.End); err != nil {
+					return nil, err
+				}
 			}
 		}
 		receipts[i] = r
@@ -53,20 +61,25 @@ func readReceipt(ctx context.Context, b blob.Bucket, key string) (*archive.Recei
 }
 
 func verifyPiece(ctx context.Context, b blob.Bucket, dir string, pc archive.PieceResult) error {
-	info, err := b.Head(ctx, dir+pc.Key)
+	return verifyObject(ctx, b, dir, pc.Key, pc.Bytes, pc.Checksum, pc.First, pc.End)
+}
+
+// verifyObject checks one stored object of a piece, of any format, against its receipt.
+func verifyObject(ctx context.Context, b blob.Bucket, dir, key string, size int64, checksum string, first, end int64) error {
+	info, err := b.Head(ctx, dir+key)
 	if blob.IsNotFound(err) {
-		return failure.Permanent(fmt.Errorf("verify: piece %s is in a receipt but not in the store", pc.Key))
+		return failure.Permanent(fmt.Errorf("verify: piece %s is in a receipt but not in the store", key))
 	}
 	if err != nil {
-		return fmt.Errorf("verify piece %s: %w", pc.Key, err)
+		return fmt.Errorf("verify piece %s: %w", key, err)
 	}
-	if info.Checksum != pc.Checksum {
-		return failure.Permanent(fmt.Errorf("verify: piece %s has checksum %q, its receipt says %q", pc.Key, info.Checksum, pc.Checksum))
+	if info.Checksum != checksum {
+		return failure.Permanent(fmt.Errorf("verify: piece %s has checksum %q, its receipt says %q", key, info.Checksum, checksum))
 	}
-	if info.Size != pc.Bytes {
-		return failure.Permanent(fmt.Errorf("verify: piece %s is %d bytes, its receipt says %d", pc.Key, info.Size, pc.Bytes))
+	if info.Size != size {
+		return failure.Permanent(fmt.Errorf("verify: piece %s is %d bytes, its receipt says %d", key, info.Size, size))
 	}
-	if err := archive.CheckPieceMetadata(pc.Key, info.Metadata, pc.First, pc.End); err != nil {
+	if err := archive.CheckPieceMetadata(key, info.Metadata, first, end); err != nil {
 		return failure.Permanent(fmt.Errorf("verify: %w", err))
 	}
 	return nil
@@ -78,12 +91,13 @@ func (c *coordinator) manifest(ctx context.Context, plan *archive.Plan, receipts
 	m := &archive.Manifest{
 		Format: archive.ManifestFormat, Pipeline: plan.Pipeline, Window: plan.Window, Objects: []archive.ManifestObject{},
 		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
+		Formats: plan.Formats, ValueColumns: plan.ValueColumns,
 	}
 	records := map[archive.TopicPartition]int64{}
 	for _, r := range receipts {
 		for _, p := range r.Pieces {
 			m.Objects = append(m.Objects, archive.ManifestObject{Key: p.Key, Topic: p.Topic, Partition: p.Partition, First: p.First,
-				End: p.End, Records: p.Records, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256, Checksum: p.Checksum})
+				End: p.End, Records: p.Records, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256, Checksum: p.Checksum, Parquet: p.Parquet})
 			records[archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}] += p.Records
 			m.Records, m.Bytes, m.RawBytes = m.Records+p.Records, m.Bytes+p.Bytes, m.RawBytes+p.RawBytes
 		}

@@ -117,7 +117,8 @@ func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *store
 		c.log.Warn("planning past records that retention deleted, as accept_data_loss allows", "window", w.Start,
 			"topic", g.Topic, "partition", g.Partition, "first", g.First, "end", g.End)
 	}
-	p := BuildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers, Gaps: gaps}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
+	p := BuildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers, Gaps: gaps,
+		Formats: c.cfg.Formats, ValueColumns: c.cfg.ValueColumns}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
 	return &p, nil
 }
 

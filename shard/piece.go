@@ -18,60 +18,69 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/columnar"
 	"github.com/karch-archive/karch/compress"
 	"github.com/karch-archive/karch/failure"
 )
 
-// write streams one piece from Kafka to its key: records are encoded and compressed by one
-// goroutine while the bucket uploads the compressed stream from the other end of a pipe, so
-// memory stays bounded by the compressor's frames and the upload's parts in flight.
+// write streams one piece from Kafka to its objects, one per format of the plan: records
+// are encoded by one goroutine while the bucket uploads each object from the other end of
+// a pipe, so memory stays bounded by the compressor's frames, a Parquet row group and the
+// uploads' parts in flight.
 func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
 	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
-	pr, pw := io.Pipe()
-	stored := &countingHash{h: sha256.New()}
 	g, gctx := errgroup.WithContext(ctx)
+	jsonl := w.upload(gctx, g, pc, pc.Key, jsonlContentType)
+	uploads := []*upload{jsonl}
+	var pq *upload
+	var columns io.Writer // nil, not a nil *upload, when the plan has no Parquet
+	if w.plan.Parquet() {
+		pq = w.upload(gctx, g, pc, w.parquetKey(pc), parquetContentType)
+		uploads, columns = append(uploads, pq), pq
+	}
 	g.Go(func() error {
-		err := w.encode(gctx, pc, io.MultiWriter(pw, stored), &res)
-		pw.CloseWithError(err)
-		return err
-	})
-	g.Go(func() error {
-		info, err := w.bucket.Put(gctx, w.key(pc.Key), pr, blob.PutOptions{
-			IfAbsent:    true,
-			ContentType: "application/zstd",
-			Metadata:    archive.PieceMetadata(pc.First, pc.End),
-		})
-		pr.CloseWithError(err) // a failed upload must not leave the encoder blocked on the pipe
-		if err != nil {
-			return fmt.Errorf("put piece %s: %w", pc.Key, err)
+		err := w.encode(gctx, pc, jsonl, columns, &res)
+		for _, u := range uploads {
+			u.pw.CloseWithError(err)
 		}
-		res.Checksum = info.Checksum
-		return nil
+		return err
 	})
 	err := g.Wait()
 	// A lost create race fails only at the commit, after every byte went through the
 	// hash: the caller compares this result with the winner's.
-	res.Bytes, res.SHA256 = stored.n, hex.EncodeToString(stored.h.Sum(nil))
+	res.Bytes, res.SHA256, res.Checksum = jsonl.hash.n, jsonl.hash.sum(), jsonl.info.Checksum
+	if pq != nil && res.Parquet != nil {
+		res.Parquet.Bytes, res.Parquet.SHA256, res.Parquet.Checksum = pq.hash.n, pq.hash.sum(), pq.info.Checksum
+	}
 	return res, err
 }
 
-// encode reads the piece's range and writes it, compressed, to out. It fills in the record
-// count and the uncompressed size.
-func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, res *archive.PieceResult) error {
-	zw, err := compress.NewWriter(ctx, out, w.compress)
+// encode reads the piece's range and writes it, compressed, to out, and as Parquet to pq
+// when pq is not nil. It fills in the record counts and the uncompressed size.
+func (w *worker) encode(ctx context.Context, pc archive.Piece, out, pq io.Writer, res *archive.PieceResult) error {
+	lines, err := newLineSink(ctx, out, w.compress)
 	if err != nil {
-		return failure.Permanent(fmt.Errorf("start compressor: %w", err))
-	}
-	var line []byte
-	tally, err := w.reader.ReadRangeTally(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
-		line = archive.AppendLine(line[:0], r)
-		res.Records++
-		res.RawBytes += int64(len(line))
-		_, err := zw.Write(line)
 		return err
+	}
+	sinks := []recordSink{lines}
+	var columns *columnar.Writer
+	if pq != nil {
+		columns = columnar.NewWriter(pq, w.plan.ValueColumns)
+		sinks = append(sinks, columns)
+	}
+	tally, err := w.reader.ReadRangeTally(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
+		res.Records++
+		for _, s := range sinks {
+			if err := s.Write(r); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	if cerr := zw.Close(); err == nil {
-		err = cerr
+	for _, s := range sinks {
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err == nil && tally.Records != res.Records {
 		err = fmt.Errorf("the reader counted %d records, %d were written", tally.Records, res.Records)
@@ -79,8 +88,80 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out io.Writer, re
 	if err != nil {
 		return fmt.Errorf("archive %s/%d [%d, %d): %w", pc.Topic, pc.Partition, pc.First, pc.End, err)
 	}
+	res.RawBytes = lines.raw
 	res.Control, res.Aborted, res.Compacted = tally.Control, tally.Aborted, tally.Compacted
+	if columns != nil {
+		res.Parquet = &archive.ParquetObject{Key: w.parquetKey(pc), Records: columns.Records(), Nulls: columns.Nulls()}
+	}
 	return nil
+}
+
+// recordSink is one format's encoder of a piece's records.
+type recordSink interface {
+	Write(*archive.Record) error
+	Close() error
+}
+
+// lineSink encodes records as compressed JSON Lines, counting the uncompressed bytes.
+type lineSink struct {
+	zw   io.WriteCloser
+	line []byte
+	raw  int64
+}
+
+func newLineSink(ctx context.Context, out io.Writer, opts compress.Options) (*lineSink, error) {
+	zw, err := compress.NewWriter(ctx, out, opts)
+	if err != nil {
+		return nil, failure.Permanent(fmt.Errorf("start compressor: %w", err))
+	}
+	return &lineSink{zw: zw}, nil
+}
+
+func (s *lineSink) Write(r *archive.Record) error {
+	s.line = archive.AppendLine(s.line[:0], r)
+	s.raw += int64(len(s.line))
+	_, err := s.zw.Write(s.line)
+	return err
+}
+
+func (s *lineSink) Close() error { return s.zw.Close() }
+
+const (
+	jsonlContentType   = "application/zstd"
+	parquetContentType = "application/vnd.apache.parquet"
+)
+
+// upload is one object of a piece going up: what is written to it is hashed and piped to
+// a conditional create of key.
+type upload struct {
+	pw   *io.PipeWriter
+	hash *countingHash
+	info blob.ObjectInfo
+}
+
+func (w *worker) upload(ctx context.Context, g *errgroup.Group, pc archive.Piece, key, contentType string) *upload {
+	pr, pw := io.Pipe()
+	u := &upload{pw: pw, hash: &countingHash{h: sha256.New()}}
+	g.Go(func() error {
+		info, err := w.bucket.Put(ctx, w.key(key), pr, blob.PutOptions{
+			IfAbsent:    true,
+			ContentType: contentType,
+			Metadata:    archive.PieceMetadata(pc.First, pc.End),
+		})
+		pr.CloseWithError(err) // a failed upload must not leave the encoder blocked on the pipe
+		if err != nil {
+			return fmt.Errorf("put piece %s: %w", key, err)
+		}
+		u.info = info
+		return nil
+	})
+	return u
+}
+
+func (u *upload) Write(p []byte) (int, error) {
+	n, err := u.pw.Write(p)
+	u.hash.Write(p[:n])
+	return n, err
 }
 
 // account gives a piece that an earlier attempt stored the account of its offsets, which is
@@ -135,6 +216,11 @@ func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectIn
 // piece's bounds, in offset order. Adopting shards and verifiers share it. Corruption is
 // permanent; an error reading the stream is not (the network may fail mid-read).
 func ScanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
+	return ScanPieceFunc(pc, r, nil)
+}
+
+// ScanPieceFunc is ScanPiece, giving each record to fn when fn is not nil.
+func ScanPieceFunc(pc archive.Piece, r io.Reader, fn func(*archive.Record) error) (archive.PieceResult, error) {
 	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
 	stored := &countingHash{h: sha256.New()}
 	zr, err := compress.NewReader(io.TeeReader(r, stored))
@@ -158,6 +244,11 @@ func ScanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
 		}
 		prev = rec.Offset
 		res.Records++
+		if fn != nil {
+			if err := fn(&rec); err != nil {
+				return res, err
+			}
+		}
 	}
 	// Drain what the decoder did not need, so the digest covers every stored byte.
 	if _, err := io.Copy(io.Discard, io.TeeReader(r, stored)); err != nil {
@@ -225,6 +316,8 @@ func (c *countingHash) Write(p []byte) (int, error) {
 	c.n += int64(len(p))
 	return c.h.Write(p)
 }
+
+func (c *countingHash) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
 
 // counter counts what is written to it.
 type counter int64

@@ -105,34 +105,52 @@ func (w *worker) run(ctx context.Context) (*archive.Receipt, error) {
 	return receipt, nil
 }
 
-// piece stores one piece, or adopts it when an earlier or concurrent attempt stored it.
+// piece stores one piece in every format of the plan, or adopts what an earlier or
+// concurrent attempt stored of it.
 func (w *worker) piece(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
 	log := w.log.With("topic", pc.Topic, "partition", pc.Partition, "first", pc.First, "end", pc.End, "key", pc.Key)
-	info, err := w.bucket.Head(ctx, w.key(pc.Key))
-	switch {
-	case err == nil:
-		res, err := w.adopt(ctx, pc, info)
-		if err == nil {
-			err = w.account(ctx, &res)
-		}
-		if err == nil {
-			log.Info("piece exists; adopted", "records", res.Records, "bytes", res.Bytes)
-		}
-		return res, err
-	case !blob.IsNotFound(err):
-		return archive.PieceResult{}, fmt.Errorf("head piece %s: %w", pc.Key, err)
-	}
-	res, err := w.write(ctx, pc)
-	if blob.IsExists(err) {
-		// Another pod for this index finished the same piece first (Kubernetes may run
-		// two): the content is fixed by the offsets, so equal bytes mean success.
-		return w.adoptRace(ctx, pc, res)
-	}
+	stored, err := w.anyStored(ctx, pc)
 	if err != nil {
 		return archive.PieceResult{}, err
 	}
-	log.Info("piece stored", "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes)
+	if stored {
+		res, err := w.complete(ctx, pc)
+		if err == nil {
+			log.Info("piece exists; adopted", "records", res.Records, "bytes", res.Bytes, "parquet", res.Parquet != nil)
+		}
+		return res, err
+	}
+	res, err := w.write(ctx, pc)
+	switch {
+	case blob.IsExists(err) && w.plan.Parquet():
+		// Another pod for this index stored one object of the piece first: take what it
+		// stored, and derive from it what it did not.
+		log.Info("lost a create race for an object of the piece; adopting what is stored")
+		return w.complete(ctx, pc)
+	case blob.IsExists(err):
+		// Another pod for this index finished the same piece first (Kubernetes may run
+		// two): the content is fixed by the offsets, so equal bytes mean success.
+		return w.adoptRace(ctx, pc, res)
+	case err != nil:
+		return archive.PieceResult{}, err
+	}
+	log.Info("piece stored", "records", res.Records, "raw_bytes", res.RawBytes, "bytes", res.Bytes, "parquet", res.Parquet != nil)
 	return res, nil
+}
+
+// anyStored reports whether any object of the piece is stored.
+func (w *worker) anyStored(ctx context.Context, pc archive.Piece) (bool, error) {
+	keys := []string{pc.Key}
+	if w.plan.Parquet() {
+		keys = append(keys, w.parquetKey(pc))
+	}
+	for _, k := range keys {
+		info, err := w.head(ctx, k)
+		if info != nil || err != nil {
+			return info != nil, err
+		}
+	}
+	return false, nil
 }
 
 // adoptRace takes the piece that won the create race in place of this attempt's. Two
@@ -174,6 +192,9 @@ func (w *worker) existingReceipt(ctx context.Context) (*archive.Receipt, error) 
 		return nil, failure.Permanent(fmt.Errorf("read receipt %s: %w", key, err))
 	}
 	if err := r.Matches(w.shard); err != nil {
+		return nil, failure.Permanent(fmt.Errorf("receipt %s: %w", key, err))
+	}
+	if err := r.CheckFormats(w.plan); err != nil {
 		return nil, failure.Permanent(fmt.Errorf("receipt %s: %w", key, err))
 	}
 	w.log.Info("shard already done; its receipt exists", "records", r.Records)

@@ -17,12 +17,13 @@ func init() {
 	commands["cat"] = command{"print a committed window's records as JSON Lines", runCat}
 }
 
-const catUsage = `usage: karch cat [--config file.yaml] --window T [--partition N] [--from-offset N] [--to-offset N] [--raw-values] [flags]
+const catUsage = `usage: karch cat [--config file.yaml] --window T [--partition N] [--from-offset N] [--to-offset N] [--raw-values] [--format jsonl|parquet] [flags]
 
 Prints the records of the committed window that starts at T as JSON Lines on stdout, in
 the archive's own line format (docs/FORMAT.md), partition by partition and in offset order
 within each, streaming. --raw-values prints each record's value bytes and a newline
-instead (a tombstone prints an empty line), for jq.
+instead (a tombstone prints an empty line), for jq. --format parquet reads the records from
+the window's Parquet copies instead of its JSON Lines: the output is the same.
 `
 
 type catFlags struct {
@@ -41,6 +42,7 @@ func (c *catFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.filter.FromOffset, "from-offset", 0, "only records at or after this offset")
 	fs.Int64Var(&c.filter.ToOffset, "to-offset", 0, "only records before this offset (0: no bound)")
 	fs.BoolVar(&c.rawValues, "raw-values", false, "print values only")
+	fs.StringVar(&c.filter.Format, "format", archive.FormatJSONL, "the copy to read: jsonl or parquet")
 }
 
 func runCat(ctx context.Context, args []string, stdout io.Writer) error {
@@ -51,6 +53,9 @@ func runCat(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	start, err := parseTimeFlag("window", cf.window)
 	if err != nil {
+		return err
+	}
+	if err := checkFormatFlag(cf.filter.Format); err != nil {
 		return err
 	}
 	bucket, err := blob.Open(ctx, cli.cfg.store, cli.cfg.s3)
@@ -76,4 +81,12 @@ func runCat(ctx context.Context, args []string, stdout io.Writer) error {
 		err = ferr
 	}
 	return err
+}
+
+// checkFormatFlag checks --format, which names the copy of the windows to read.
+func checkFormatFlag(v string) error {
+	if v != archive.FormatJSONL && v != archive.FormatParquet {
+		return failure.Permanent(fmt.Errorf("--format %q: want jsonl or parquet", v))
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/coordinator/kube"
@@ -91,6 +92,15 @@ var settings = []setting{
 	{"piece_records", "most offsets per piece", func(c *runConfig, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		c.coord.PieceRecords = n
+		return err
+	}},
+	{"formats", "formats each piece is stored in: jsonl, or jsonl,parquet (a typed, columnar copy in the same commit)", func(c *runConfig, v string) error {
+		c.coord.Formats = splitList(v)
+		return archive.CheckFormats(c.coord.Formats)
+	}},
+	{"value_columns", "typed Parquet columns from each record's JSON value, comma-separated name:type or name=path.to.field:type; types string, int64, double, bool, timestamp, date", func(c *runConfig, v string) error {
+		cols, err := archive.ParseValueColumns(splitList(v))
+		c.coord.ValueColumns = cols
 		return err
 	}},
 	{"parallelism", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},

@@ -150,6 +150,12 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"lock mode without retention", nil, nil, []string{"--s3-object-lock-mode", "COMPLIANCE"}, "s3_object_lock_retention"},
 		{"retention of no days", nil, map[string]string{"KARCH_S3_OBJECT_LOCK_RETENTION": "0d"}, nil, "s3_object_lock_retention"},
 		{"secret files without a directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "karch-s3:/etc/s3"}, nil, "shard_secret_files"},
+		{"unknown format", nil, nil, []string{"--formats", "jsonl,avro"}, `formats: "jsonl,avro"`},
+		{"unknown column type", nil, nil, []string{"--formats", "jsonl,parquet", "--value-columns", "cell:text"}, `value_columns: "cell:text"`},
+		{"duplicate column", map[string]string{"formats": "[jsonl, parquet]", "value_columns": "[cell:string, cell=site.cell:string]"}, nil, nil, "value_columns"},
+		{"column named like the envelope", nil, map[string]string{"KARCH_FORMATS": "jsonl,parquet", "KARCH_VALUE_COLUMNS": "offset=call.offset:int64"}, nil, "value_columns"},
+		{"empty path step", nil, nil, []string{"--formats", "jsonl,parquet", "--value-columns", "cell=site..id:string"}, "value_columns"},
+		{"typed columns without parquet", nil, nil, []string{"--value-columns", "cell:string"}, "value_columns"},
 		{"two secrets in one directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "a=/etc/k,b=/etc/k/"}, nil, "directory /etc/k is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -79,6 +79,7 @@ func (f *restoreFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.commitGroup, "commit", false, "with --translate-group: commit the translated offsets for the group on the target topic")
 	fs.Int64Var(&f.opts.Filter.FromOffset, "from-offset", 0, "only records at or after this source offset")
 	fs.Int64Var(&f.opts.Filter.ToOffset, "to-offset", 0, "only records before this source offset (0: no bound)")
+	fs.StringVar(&f.opts.Filter.Format, "format", archive.FormatJSONL, "the copy to read the records from: jsonl or parquet (the windows must have it)")
 }
 
 // resolve checks the flags and fills the options' range and mapping.
@@ -103,6 +104,9 @@ func (f *restoreFlags) resolve(pipelineBrokers []string) error {
 		if f.opts.To, err = parseTimeFlag("to", f.to); err != nil {
 			return err
 		}
+	}
+	if err := checkFormatFlag(f.opts.Filter.Format); err != nil {
+		return err
 	}
 	if f.opts.ToTopic == "" && !f.toStdout {
 		return failure.Permanent(errors.New("--to-topic is required (or --to-stdout)"))

@@ -91,13 +91,16 @@ func produceHours(t *testing.T, addr string) string {
 }
 
 // archiveTopic has a coordinator archive the first windows of topic, from t0, into st,
-// under a pipeline of its own.
-func archiveTopic(t *testing.T, addr, topic string, st store, windows int) *archived {
+// under a pipeline of its own, with the configuration changes configure makes.
+func archiveTopic(t *testing.T, addr, topic string, st store, windows int, configure ...func(*coordinator.Config)) *archived {
 	t.Helper()
 	a := &archived{store: st, pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: topic, brokers: addr}
 	cfg := coordinator.DefaultConfig()
 	cfg.Pipeline, cfg.Brokers, cfg.Topic, cfg.Start, cfg.PieceRecords = a.pipeline, []string{addr}, topic, t0, 40
 	cfg.Until = t0.Add(time.Duration(windows) * time.Hour)
+	for _, f := range configure {
+		f(&cfg)
+	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	_, err := coordinator.Run(context.Background(), cfg, coordinator.Deps{
 		Bucket: a.bucket, StoreURL: a.url, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"}),

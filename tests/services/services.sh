@@ -29,6 +29,7 @@ CRICTL_VERSION=v1.37.0
 KUBE_GENERATION=3
 PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
 DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audit; versions must match
+PYARROW_VERSION=26.0.1 # beside DuckDB: an independent reader of the Parquet pieces
 
 : "${KARCHDEV_CACHE:=$HOME/.cache/karch}"
 : "${KARCHDEV_STATE:=$KARCHDEV_CACHE/state}"
@@ -338,22 +339,23 @@ install_promtool() {
 
 # --- DuckDB -------------------------------------------------------------------------------
 # Not a server: DuckDB in a virtualenv of its own, with the httpfs extension from its PyPI
-# package (no extension download at run time), so tests read the archive as users will.
+# package (no extension download at run time), so tests read the archive as users will;
+# pyarrow beside it reads the Parquet pieces with Apache Arrow's own reader.
 
 install_duckdb() {
   local venv=$KARCHDEV_CACHE/duckdb-$DUCKDB_VERSION
-  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb, duckdb_extension_httpfs' 2>/dev/null; then
+  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb, duckdb_extension_httpfs, pyarrow' 2>/dev/null; then
     if ! python3 -m venv --help >/dev/null 2>&1; then
       ensure_cmd python3 python3
       apt-get install -y -qq python3-venv >&2 || die "could not install python3-venv; as root: apt-get install python3-venv"
     fi
-    log "installing DuckDB $DUCKDB_VERSION and its httpfs extension from PyPI into $venv"
+    log "installing DuckDB $DUCKDB_VERSION, its httpfs extension and pyarrow $PYARROW_VERSION from PyPI into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" >&2
+    "$venv/bin/pip" install -q "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" "pyarrow==$PYARROW_VERSION" >&2
   fi
   ln -sfn "$(basename "$venv")" "$KARCHDEV_CACHE/duckdb" # KARCH_TEST_DUCKDB_PYTHON in the Makefile
-  log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION)"
+  log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION, pyarrow $PYARROW_VERSION)"
 }
 
 # --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler --
@@ -745,11 +747,12 @@ case "${1:-}" in
     ;;
   status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do status_one "$s"; done ;;
   tools) install_promtool; install_duckdb ;;
+  duckdb) install_duckdb ;;
   import)
     [[ -f ${2:-} ]] || die "usage: $0 import IMAGE.tar"
     if ! node_healthy; then log "node: not running (make kube-up starts it); $2 not imported"; exit 0; fi
     ctr_ images import "$2" >"$(node_dir)/import.log" 2>&1 || { cat "$(node_dir)/import.log" >&2; die "node: importing $2 failed"; }
     log "node: imported $2"
     ;;
-  *) die "usage: $0 up [kube]|down [node]|status|tools|import IMAGE.tar" ;;
+  *) die "usage: $0 up [kube]|down [node]|status|tools|duckdb|import IMAGE.tar" ;;
 esac
