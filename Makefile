@@ -47,7 +47,7 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-peers bench-node
+.PHONY: help demo duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-peers bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -63,7 +63,7 @@ help:
 	@echo "make bench-peers    the same topic archived by karch, OSO's kafka-backup engine and kcat | zstd | aws"
 	@echo "make bench-node     the kind bench's workload as a CronJob run on the local node (make kube-up)"
 
-demo: services-up build
+demo: services-up build duckdb
 	tests/demo/demo.sh
 
 test: services-up kube-up chaos-up tools vet
@@ -107,6 +107,10 @@ kube-up:
 # What the tests use beside the servers: promtool (the alert rules' tests), DuckDB.
 tools:
 	tests/services/services.sh tools
+
+# DuckDB and pyarrow in a virtualenv: the demo's query, and the tests' independent readers.
+duckdb:
+	tests/services/services.sh duckdb
 
 services-down:
 	tests/services/services.sh down

@@ -18,6 +18,9 @@ export KARCH_PIPELINE="$pipeline" KARCH_TOPIC="$pipeline" KARCH_BROKERS="$broker
 export KARCH_STORE="s3://$KARCHDEV_S3_BUCKET/archive" KARCH_S3_ENDPOINT="http://127.0.0.1:$KARCHDEV_S3_PORT" KARCH_S3_PATH_STYLE=true
 export KARCH_REDIS="127.0.0.1:$KARCHDEV_REDIS_PORT" KARCH_WINDOW=1h KARCH_LATENESS=1m KARCH_SHARDS=4 KARCH_PARALLELISM=2
 export KARCH_PIECE_RECORDS=100000 KARCH_START="$(date -u -d '-3 hours' +%Y-%m-%dT%H:00:00Z)" KARCH_LOG_LEVEL=warn
+# Every piece in two formats in one commit: JSON Lines, and Parquet with typed columns.
+export KARCH_FORMATS=jsonl,parquet
+export KARCH_VALUE_COLUMNS=caller:string,callee:string,cell:string,start:timestamp,duration_ms:int64,result:string,imsi:string
 export AWS_ACCESS_KEY_ID="$KARCHDEV_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$KARCHDEV_S3_SECRET_KEY"
 
 echo "== 2. the configuration checked against the servers, before the first run (karch doctor)"
@@ -42,7 +45,10 @@ zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"
 echo "   ($(wc -l <"$piece.jsonl") lines in that piece)"
 rm -f "$piece" "$piece.jsonl"
-echo "== 7. every window checked against the store, every object read through (karch verify --deep)"
+echo "== 7. every window checked against the store, every object of both formats read through (karch verify --deep)"
 bin/karch verify --deep
+
+echo "== 8. an analyst's query of the Parquet pieces, by DuckDB straight from MinIO"
+"${KARCHDEV_CACHE:-$HOME/.cache/karch}/duckdb/bin/python" tests/demo/query.py "s3://$KARCHDEV_S3_BUCKET/archive/$pipeline/*/*/data/*/*/*.parquet"
 
 echo "done: the current hour is archived by the next run, once it has ended and 1m has passed."
