@@ -38,7 +38,7 @@ func NewWriter(out io.Writer, cols []archive.ValueColumn) *Writer {
 	w := &Writer{
 		cols: cols,
 		pw: parquet.NewWriter(out, schema,
-			parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+			parquet.Compression(&zstd.Codec{Level: zstd.SpeedFastest}),
 			parquet.DataPageStatistics(true),
 			parquet.KeyValueMetadata(archive.ParquetFormatKey, archive.ParquetFormat),
 			parquet.SortingWriterConfig(parquet.SortingColumns(parquet.Ascending("offset"))),
