@@ -47,7 +47,7 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-peers bench-node
+.PHONY: help demo duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-query bench-peers bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
@@ -60,6 +60,7 @@ help:
 	@echo "make image          karch's container image as an OCI archive, bin/karch-image.tar (imported into the local node when it runs)"
 	@echo "make bench          Go benchmarks of the codec and compressor (bench/)"
 	@echo "make bench-shard    one shard over 2 GB of call records on the local servers"
+	@echo "make bench-query    DuckDB queries over JSON Lines and over Parquet (after make bench-shard BENCH_SHARD_FLAGS=-parquet)"
 	@echo "make bench-peers    the same topic archived by karch, OSO's kafka-backup engine and kcat | zstd | aws"
 	@echo "make bench-node     the kind bench's workload as a CronJob run on the local node (make kube-up)"
 
@@ -130,6 +131,12 @@ bench-shard: services-up build
 # piped through zstd into the AWS CLI, alternating; the table and chart go to bench/results.
 # The first run builds the OSO peer with cargo (minutes); never part of make test.
 BENCH_PEERS_FLAGS ?= -gb 2 -runs 3 -results bench/results
+# Three analyst queries by DuckDB over the JSON Lines and over the Parquet pieces of the
+# newest archive that bench-shard with -parquet left in the local MinIO, alternating.
+BENCH_QUERY_FLAGS ?= --runs 3
+bench-query: services-up duckdb
+	$(TEST_ENV) $(KARCHDEV_CACHE)/duckdb/bin/python bench/query/query.py $(BENCH_QUERY_FLAGS)
+
 bench-peers: services-up build
 	peers=$$(bench/peers/setup.sh) && eval "$$peers" && $(TEST_ENV) go run ./bench/shardbench -peers -oso "$$OSO" -kcat "$$KCAT" $(BENCH_PEERS_FLAGS)
 

@@ -34,6 +34,7 @@ type options struct {
 	results  string
 	profile  string
 	memMiB   int
+	parquet  bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.results, "results", "", "with -peers: a folder to write peers.md and peers.png to")
 	flag.StringVar(&o.profile, "cpu-profile", "", "write the first single-shard run's CPU profile to this file (karch shard --cpu-profile)")
 	flag.IntVar(&o.memMiB, "memory-limit-mib", 0, "the shards' soft heap limit (karch shard --memory-limit-mib); 0: karch's default")
+	flag.BoolVar(&o.parquet, "parquet", false, "alternate runs of JSON Lines alone and of JSON Lines with Parquet (the demo's typed columns), and compare them")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "shardbench:", err)
@@ -81,9 +83,12 @@ func run(ctx context.Context, o options) error {
 		}
 		return runPeers(ctx, o, data)
 	}
+	if o.parquet {
+		return runParquet(ctx, o, data)
+	}
 	var results []result
 	for i := range o.runs {
-		r, err := runShards(ctx, o, data, 1, i)
+		r, err := runShards(ctx, o, data, 1, i, false)
 		if err != nil {
 			return err
 		}
@@ -94,5 +99,36 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	printTable(os.Stdout, results, base)
+	return nil
+}
+
+// runParquet alternates single-shard runs of JSON Lines alone and of both formats, and
+// prints both tables and the ratios of their medians.
+func runParquet(ctx context.Context, o options, data dataset) error {
+	var jsonl, both []result
+	for i := range o.runs {
+		for _, parquet := range []bool{false, true} {
+			r, err := runShards(ctx, o, data, 1, i, parquet)
+			if err != nil {
+				return err
+			}
+			if parquet {
+				both = append(both, r)
+			} else {
+				jsonl = append(jsonl, r)
+			}
+		}
+	}
+	base, err := baseline(ctx, o, data)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\nJSON Lines alone:")
+	printTable(os.Stdout, jsonl, base)
+	fmt.Printf("\nJSON Lines and Parquet (typed columns %s):\n", benchColumns)
+	printTable(os.Stdout, both, base)
+	j, b := median(jsonl), median(both)
+	fmt.Printf("\nboth formats / JSON Lines alone, medians: %.2fx the CPU s/GB, %.2fx the records/s, %.2fx the peak RSS; Parquet is %.0f MB (%.3f of the JSON Lines in)\n",
+		b.cpuPerGB()/j.cpuPerGB(), b.recsPerSec()/j.recsPerSec(), maxRSS(both)/maxRSS(jsonl), float64(b.parquetBytes)/1e6, float64(b.parquetBytes)/float64(b.rawBytes))
 	return nil
 }

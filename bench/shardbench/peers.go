@@ -34,8 +34,8 @@ func runPeers(ctx context.Context, o options, d dataset) error {
 		return fmt.Errorf("-peers needs -oso (the OSO peer binary) and -kcat (Debian's kcat)")
 	}
 	cs := []contender{
-		{"karch, 1 shard", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 1, i) }},
-		{"karch, 2 shards", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 2, i) }},
+		{"karch, 1 shard", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 1, i, false) }},
+		{"karch, 2 shards", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 2, i, false) }},
 		{"OSO kafka-backup-core 0.25.2", func(ctx context.Context, i int) (result, error) { return runOSO(ctx, o, d, i) }},
 		{"kcat -J | zstd -3 | aws s3 cp", func(ctx context.Context, i int) (result, error) { return runKcat(ctx, o, d, i) }},
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -28,8 +29,12 @@ type result struct {
 	cpu             float64 // user and system seconds, summed over the run's processes
 	records         int64
 	rawBytes, bytes int64
+	parquetBytes    int64
 	peakRSS         int64 // bytes, of the largest process
 }
+
+// benchColumns are the demo's typed columns of the call records.
+const benchColumns = "caller:string,callee:string,cell:string,start:timestamp,duration_ms:int64,result:string,imsi:string"
 
 func (r result) mbPerSec() float64   { return float64(r.rawBytes) / 1e6 / r.seconds }
 func (r result) recsPerSec() float64 { return float64(r.records) / r.seconds }
@@ -71,7 +76,7 @@ func s3Config() blob.S3Config {
 // fresh window folder and runs `karch shard` for each as a child process, all at once,
 // whose CPU time and peak RSS the kernel reports at exit. Records and bytes are the
 // receipts'.
-func runShards(ctx context.Context, o options, d dataset, n, i int) (result, error) {
+func runShards(ctx context.Context, o options, d dataset, n, i int, parquet bool) (result, error) {
 	b, base, err := store(ctx, o)
 	if err != nil {
 		return result{}, err
@@ -80,6 +85,14 @@ func runShards(ctx context.Context, o options, d dataset, n, i int) (result, err
 	p := &archive.Plan{
 		Format: archive.PlanFormat, Pipeline: fmt.Sprintf("bench-%d-%d-%d", time.Now().Unix(), n, i), RunID: "bench",
 		Brokers: []string{o.brokers}, Window: archive.Window{Start: start, End: start.Add(time.Hour)},
+	}
+	if parquet {
+		cols, err := archive.ParseValueColumns(strings.Split(benchColumns, ","))
+		if err != nil {
+			return result{}, err
+		}
+		p.Formats, p.ValueColumns = []string{archive.FormatJSONL, archive.FormatParquet}, cols
+		p.Pipeline += "-parquet"
 	}
 	for s := range n {
 		p.Shards = append(p.Shards, archive.ShardPlan{Index: s})
@@ -100,7 +113,7 @@ func runShards(ctx context.Context, o options, d dataset, n, i int) (result, err
 	t0 := time.Now()
 	for s := range n {
 		args := []string{"shard", "--plan", base + "/" + planKey, "--index", fmt.Sprint(s), "--zstd-level", fmt.Sprint(o.level), "--log-level", "warn"}
-		if o.profile != "" && n == 1 && i == 0 {
+		if o.profile != "" && n == 1 && i == 0 && parquet == o.parquet {
 			args = append(args, "--cpu-profile", o.profile)
 		}
 		if o.memMiB > 0 {
@@ -130,6 +143,11 @@ func runShards(ctx context.Context, o options, d dataset, n, i int) (result, err
 		r.records += rc.Records
 		r.rawBytes += rc.RawBytes
 		r.bytes += rc.Bytes
+		for _, pc := range rc.Pieces {
+			if pc.Parquet != nil {
+				r.parquetBytes += pc.Parquet.Bytes
+			}
+		}
 	}
 	if r.records != d.records {
 		return result{}, fmt.Errorf("the shards' receipts count %d records, the topic holds %d", r.records, d.records)
