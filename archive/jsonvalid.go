@@ -191,3 +191,6 @@ func skipDigits(b []byte, i int) int {
 	}
 	return i
 }
+
+// ValidJSON reports whether b is one JSON value, as json.Valid does.
+func ValidJSON(b []byte) bool { return validJSON(b) }

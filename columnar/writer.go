@@ -26,6 +26,7 @@ type Writer struct {
 	row       parquet.Row
 	perColumn [][]parquet.Value
 	typed     []parquet.Value
+	extract   *extractor
 	pending   int64
 	records   int64
 	nulls     []int64
@@ -44,9 +45,10 @@ func NewWriter(out io.Writer, cols []archive.ValueColumn) *Writer {
 			parquet.SortingWriterConfig(parquet.SortingColumns(parquet.Ascending("offset"))),
 			parquet.CreatedBy("karch", "", ""),
 		),
-		layout: layoutOf(schema, cols),
-		typed:  make([]parquet.Value, len(cols)),
-		nulls:  make([]int64, len(cols)),
+		layout:  layoutOf(schema, cols),
+		typed:   make([]parquet.Value, len(cols)),
+		extract: newExtractor(cols),
+		nulls:   make([]int64, len(cols)),
 	}
 	w.perColumn = make([][]parquet.Value, w.layout.columns)
 	return w
@@ -81,7 +83,7 @@ func (w *Writer) Write(r *archive.Record) error {
 		put(l.headerValue, optionalBytes(h.Value), rep, defOf(h.Value != nil, l.headerValue.maxDef))
 		size += int64(len(h.Key) + len(h.Value))
 	}
-	typedValues(w.cols, r.Value, w.typed)
+	w.extract.values(r.Value, w.typed)
 	for i, v := range w.typed {
 		def := 1
 		if v.IsNull() {
