@@ -117,16 +117,10 @@ func ScanParquet(pc archive.Piece, r io.ReaderAt, size int64, cols []archive.Val
 		if err != nil {
 			return nil, failure.Permanent(err)
 		}
-		if rec.Topic != pc.Topic || rec.Partition != pc.Partition || rec.Offset <= prev || rec.Offset >= pc.End {
-			return nil, failure.Permanent(fmt.Errorf("record %s/%d@%d after offset %d: outside the piece or out of order", rec.Topic, rec.Partition, rec.Offset, prev))
+		if err := acceptRecord(pc, &prev, &rec, fn); err != nil {
+			return nil, err
 		}
-		prev = rec.Offset
 		obj.Records++
-		if fn != nil {
-			if err := fn(&rec); err != nil {
-				return nil, err
-			}
-		}
 	}
 	obj.Nulls = rd.Nulls()
 	return obj, nil

@@ -239,16 +239,10 @@ func ScanPieceFunc(pc archive.Piece, r io.Reader, fn func(*archive.Record) error
 		if err != nil {
 			return res, classifyRead(err)
 		}
-		if rec.Topic != pc.Topic || rec.Partition != pc.Partition || rec.Offset <= prev || rec.Offset >= pc.End {
-			return res, failure.Permanent(fmt.Errorf("record %s/%d@%d after offset %d: outside the piece or out of order", rec.Topic, rec.Partition, rec.Offset, prev))
+		if err := acceptRecord(pc, &prev, &rec, fn); err != nil {
+			return res, err
 		}
-		prev = rec.Offset
 		res.Records++
-		if fn != nil {
-			if err := fn(&rec); err != nil {
-				return res, err
-			}
-		}
 	}
 	// Drain what the decoder did not need, so the digest covers every stored byte.
 	if _, err := io.Copy(io.Discard, io.TeeReader(r, stored)); err != nil {
@@ -256,6 +250,19 @@ func ScanPieceFunc(pc archive.Piece, r io.Reader, fn func(*archive.Record) error
 	}
 	res.RawBytes, res.Bytes, res.SHA256 = int64(raw), stored.n, hex.EncodeToString(stored.h.Sum(nil))
 	return res, nil
+}
+
+// acceptRecord checks that a stored record lies in its piece's bounds after the record at prev,
+// then gives it to fn when fn is not nil: every scan of a stored piece, in either format.
+func acceptRecord(pc archive.Piece, prev *int64, rec *archive.Record, fn func(*archive.Record) error) error {
+	if rec.Topic != pc.Topic || rec.Partition != pc.Partition || rec.Offset <= *prev || rec.Offset >= pc.End {
+		return failure.Permanent(fmt.Errorf("record %s/%d@%d after offset %d: outside the piece or out of order", rec.Topic, rec.Partition, rec.Offset, *prev))
+	}
+	*prev = rec.Offset
+	if fn == nil {
+		return nil
+	}
+	return fn(rec)
 }
 
 func classifyRead(err error) error {

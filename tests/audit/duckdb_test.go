@@ -2,9 +2,6 @@ package audit
 
 import (
 	"encoding/json"
-	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,10 +15,7 @@ import (
 // and window, read_json with zstd, from the local directory and from MinIO over S3. Its
 // counts per window (and of distinct partition/offset pairs) equal the manifests'.
 func TestDuckDBReadsTheArchive(t *testing.T) {
-	python := os.Getenv("KARCH_TEST_DUCKDB_PYTHON")
-	if python == "" {
-		t.Fatal("KARCH_TEST_DUCKDB_PYTHON is not set: run this test with `make test`, which installs DuckDB and sets it")
-	}
+	duckPython(t) // fails at once where make test did not install DuckDB
 	for _, tc := range []struct {
 		name  string
 		store func(*testing.T) store
@@ -37,7 +31,7 @@ func TestDuckDBReadsTheArchive(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := testenv.Kafka(t)
 			a := archiveTopic(t, addr, produceHours(t, addr), tc.store(t), 3)
-			got := duckCounts(t, python, tc.glob(a), a.env)
+			got := duckCounts(t, tc.glob(a), a.env)
 			want := map[string][2]int64{}
 			for _, m := range a.ms {
 				dir := archive.WindowDir(a.pipeline, m.Window.Start, time.Hour)
@@ -57,27 +51,9 @@ func TestDuckDBReadsTheArchive(t *testing.T) {
 	}
 }
 
-func duckCounts(t *testing.T, python, glob string, env []string) map[string][2]int64 {
+func duckCounts(t *testing.T, glob string, env []string) map[string][2]int64 {
 	t.Helper()
-	cmd := exec.Command(python, "testdata/duckdb_counts.py", glob)
-	cmd.Env = append(os.Environ(), env...)
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "KARCH_S3_ENDPOINT="); ok {
-			u, err := url.Parse(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Env = append(cmd.Env, "DUCKDB_S3_ENDPOINT="+u.Host)
-		}
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("duckdb: %v\n%s", err, stderr)
-	}
+	out := runPython(t, env, "testdata/duckdb_counts.py", glob)
 	got := map[string][2]int64{}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("duckdb printed %q: %v", out, err)

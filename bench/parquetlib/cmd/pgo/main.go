@@ -65,7 +65,7 @@ func main() {
 			Topic: "cdr", Partition: 0, Offset: rec.Offset, Timestamp: rec.Timestamp,
 			TimestampType: "create", Key: rec.Key, Value: rec.Value,
 			Headers: []Header{{Key: "trace", Value: rec.Trace}, {Key: "source", Value: source}},
-			Caller: c.Caller, Callee: c.Callee, Cell: c.Cell, Start: startMs,
+			Caller:  c.Caller, Callee: c.Callee, Cell: c.Cell, Start: startMs,
 			DurationMs: c.DurationMs, Result: c.Result, IMSI: c.IMSI,
 		})
 		kv += int64(len(rec.Key) + len(rec.Value))
