@@ -47,7 +47,9 @@ type kubeSettings struct {
 	namespace, image, serviceAccount, secret string
 	secretFiles                              []kube.SecretFiles
 	cpu, memory                              resource.Quantity
-	hostNetwork                              bool
+	// tmp is the size of a shard pod's /tmp; zero: shardTmp's default.
+	tmp         resource.Quantity
+	hostNetwork bool
 	// startTimeout is how long a shard pod may stay unstarted before the run fails.
 	startTimeout time.Duration
 }
@@ -124,6 +126,7 @@ var settings = []setting{
 	}},
 	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
 	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
+	{"shard_tmp", "size of a shard pod's /tmp; with parquet it must hold the largest Parquet piece, which a shard copies there to adopt or derive it (default 64Mi, 2Gi with parquet)", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.tmp })},
 	{"shard_host_network", "shard pods use the node's network namespace (true where Kafka, Redis or S3 are reachable only from the node, as on karch's test node)", func(c *runConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.kube.hostNetwork = b

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/coordinator/kube"
 	"github.com/karch-archive/karch/failure"
@@ -50,7 +52,7 @@ func newKubeRunner(ctx context.Context, cfg runConfig, kubeconfig string, logger
 		Env: envVars(append(shardEnv(cfg), memoryLimitEnv(cfg.kube.memory))), CredentialsSecret: cfg.kube.secret,
 		SecretFiles: cfg.kube.secretFiles,
 		Parallelism: int32(cfg.coord.Parallelism), BackoffLimitPerIndex: int32(cfg.coord.Retries),
-		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: resource.MustParse("64Mi"),
+		MaxFailedIndexes: int32(cfg.coord.Shards), TTLAfterFinished: 24 * time.Hour, TmpSize: shardTmp(cfg),
 		HostNetwork: cfg.kube.hostNetwork,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: cfg.kube.cpu, corev1.ResourceMemory: cfg.kube.memory},
@@ -138,4 +140,18 @@ func envVars(kv []string) []corev1.EnvVar {
 		out = append(out, corev1.EnvVar{Name: k, Value: v})
 	}
 	return out
+}
+
+// shardTmp is the size of a shard pod's /tmp. A shard keeps nothing there unless it must
+// read a stored Parquet piece (adopting it after a kill, or deriving its JSON Lines from
+// it): Parquet is read from its footer, so the piece is copied to /tmp first, and a /tmp
+// smaller than the piece would have the pod evicted at every retry and wedge the window.
+func shardTmp(cfg runConfig) resource.Quantity {
+	switch {
+	case !cfg.kube.tmp.IsZero():
+		return cfg.kube.tmp
+	case slices.Contains(cfg.coord.Formats, archive.FormatParquet):
+		return resource.MustParse("2Gi")
+	}
+	return resource.MustParse("64Mi")
 }

@@ -6,6 +6,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -48,5 +49,27 @@ func TestShardOwner(t *testing.T) {
 	t.Setenv(envOwnerJob, "")
 	if owner, err := shardOwner(context.Background(), client, "karch"); owner != nil || err != nil {
 		t.Errorf("outside a Job: owner %+v, %v; want none", owner, err)
+	}
+}
+
+// A shard pod's /tmp holds a Parquet piece when Parquet is on (a shard copies a stored one
+// there to adopt or derive it): 2Gi unless shard_tmp says otherwise, 64Mi without Parquet.
+func TestShardTmp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "64Mi"},
+		{[]string{"--formats", "jsonl,parquet"}, "2Gi"},
+		{[]string{"--formats", "jsonl,parquet", "--shard-tmp", "5Gi"}, "5Gi"},
+		{[]string{"--shard-tmp", "128Mi"}, "128Mi"},
+	} {
+		c, err := loadWith(t, nil, nil, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := shardTmp(c); got.Cmp(resource.MustParse(tc.want)) != 0 {
+			t.Errorf("%v: /tmp of %s, want %s", tc.args, &got, tc.want)
+		}
 	}
 }
