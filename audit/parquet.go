@@ -72,26 +72,17 @@ func (w *window) headParquet(ctx context.Context, b blob.Bucket, o archive.Manif
 func (w *window) readParquet(ctx context.Context, b blob.Bucket, o archive.ManifestObject, jsonl string) error {
 	q := o.Parquet
 	key := w.folder.dir + q.Key
-	digest := sha256.New()
-	f, err := blob.Spool(ctx, b, key, digest)
-	if blob.IsNotFound(err) {
-		return nil // headParquet reported it
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
-	defer f.Close()
 	lines := newLineDigest()
-	pc := archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}
-	got, err := shard.ScanParquet(pc, f, f.Size, w.manifest.ValueColumns, lines.add)
-	if failure.IsPermanent(err) {
+	got, err := shard.ReadParquet(ctx, b, key, pieceOf(o), w.manifest.ValueColumns, "", lines.add)
+	switch {
+	case blob.IsNotFound(err):
+		return nil // headParquet reported it
+	case failure.IsPermanent(err):
 		w.problem(key, "%v", err)
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("read %s: %w", key, err)
 	}
-	got.Bytes, got.SHA256 = f.Size, hex.EncodeToString(digest.Sum(nil))
 	switch {
 	case got.Records != q.Records || got.Bytes != q.Bytes || got.SHA256 != q.SHA256:
 		w.problem(key, "holds %d records, %d bytes with sha256 %s; the manifest says %d, %d, %s",

@@ -2,8 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -69,29 +67,24 @@ func parquetRecords(ctx context.Context, b blob.Bucket, dir string, m *archive.M
 		return failure.Permanent(fmt.Errorf("object %s of %s has no Parquet copy in the manifest", o.Key, dir))
 	}
 	key := dir + o.Parquet.Key
-	digest := sha256.New()
-	tf, err := blob.Spool(ctx, b, key, digest)
+	_, err := shard.ReadParquet(ctx, b, key, pieceOf(o), m.ValueColumns, o.Parquet.SHA256, func(r *archive.Record) error {
+		if !f.record(r) {
+			return nil
+		}
+		return fn(r)
+	})
 	if blob.IsNotFound(err) {
 		return failure.Permanent(fmt.Errorf("read %s: the manifest names it, the store does not have it", key))
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", key, err)
 	}
-	defer tf.Close()
-	if sum := hex.EncodeToString(digest.Sum(nil)); sum != o.Parquet.SHA256 {
-		return failure.Permanent(fmt.Errorf("read %s: its sha256 is %s, the manifest says %s", key, sum, o.Parquet.SHA256))
-	}
-	pc := archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}
-	_, err = shard.ScanParquet(pc, tf, tf.Size, m.ValueColumns, func(r *archive.Record) error {
-		if !f.record(r) {
-			return nil
-		}
-		return fn(r)
-	})
-	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
-	}
 	return nil
+}
+
+// pieceOf is the planned piece of a manifest's object.
+func pieceOf(o archive.ManifestObject) archive.Piece {
+	return archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}
 }
 
 func objectRecords(ctx context.Context, b blob.Bucket, key string, f Filter, fn func(*archive.Record) error) error {

@@ -247,7 +247,7 @@ func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o ar
 	}
 	defer rc.Close()
 	lines := newLineDigest()
-	got, err := shard.ScanPieceFunc(archive.Piece{Key: o.Key, Topic: o.Topic, Partition: o.Partition, First: o.First, End: o.End}, rc, lines.add)
+	got, err := shard.ScanPieceFunc(pieceOf(o), rc, lines.add)
 	if failure.IsPermanent(err) {
 		w.problem(key, "%v", err)
 		return "", nil

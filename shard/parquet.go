@@ -35,19 +35,11 @@ func (w *worker) head(ctx context.Context, key string) (*blob.ObjectInfo, error)
 // complete finishes a piece of which an earlier or concurrent attempt stored one object
 // or more: each stored object is checked and adopted, and a missing one is derived from a
 // stored one rather than read from Kafka again, so that every format holds the same
-// records even when the log cleaner ran in between.
-func (w *worker) complete(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
-	jsonl, err := w.head(ctx, pc.Key)
-	if err != nil {
-		return archive.PieceResult{}, err
-	}
-	var pq *blob.ObjectInfo
-	if w.plan.Parquet() {
-		if pq, err = w.head(ctx, w.parquetKey(pc)); err != nil {
-			return archive.PieceResult{}, err
-		}
-	}
+// records even when the log cleaner ran in between. jsonl and pq describe the stored
+// objects (stored), nil where there is none.
+func (w *worker) complete(ctx context.Context, pc archive.Piece, jsonl, pq *blob.ObjectInfo) (archive.PieceResult, error) {
 	var res archive.PieceResult
+	var err error
 	switch {
 	case jsonl != nil:
 		res, err = w.adopt(ctx, pc, *jsonl)
@@ -80,17 +72,33 @@ func (w *worker) adoptParquet(ctx context.Context, pc archive.Piece, info blob.O
 	if err := archive.CheckPieceMetadata(key, info.Metadata, pc.First, pc.End); err != nil {
 		return nil, failure.Permanent(err)
 	}
-	hash := &countingHash{h: sha256.New()}
-	f, err := blob.Spool(ctx, w.bucket, w.key(key), hash)
-	if err != nil {
-		return nil, fmt.Errorf("read piece %s: %w", key, err)
-	}
-	defer f.Close()
-	obj, err := ScanParquet(pc, f, f.Size, w.plan.ValueColumns, nil)
+	obj, err := ReadParquet(ctx, w.bucket, w.key(key), pc, w.plan.ValueColumns, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("check stored piece %s: %w", key, err)
 	}
-	obj.Bytes, obj.SHA256, obj.Checksum = hash.n, hash.sum(), info.Checksum
+	obj.Checksum = info.Checksum
+	return obj, nil
+}
+
+// ReadParquet reads the stored Parquet piece of pc at key through ScanParquet, copying it
+// to a temporary file first (Parquet is read from its footer, at the end). The result has
+// the stored object's size and SHA-256; when wantSHA256 is not empty, another digest is a
+// permanent error before any record reaches fn.
+func ReadParquet(ctx context.Context, b blob.Bucket, key string, pc archive.Piece, cols []archive.ValueColumn, wantSHA256 string, fn func(*archive.Record) error) (*archive.ParquetObject, error) {
+	hash := &countingHash{h: sha256.New()}
+	f, err := blob.Spool(ctx, b, key, hash)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if sum := hash.sum(); wantSHA256 != "" && sum != wantSHA256 {
+		return nil, failure.Permanent(fmt.Errorf("its sha256 is %s, want %s", sum, wantSHA256))
+	}
+	obj, err := ScanParquet(pc, f, f.Size, cols, fn)
+	if err != nil {
+		return nil, err
+	}
+	obj.Bytes, obj.SHA256 = hash.n, hash.sum()
 	return obj, nil
 }
 
@@ -179,16 +187,14 @@ func (w *worker) adoptStoredParquet(ctx context.Context, pc archive.Piece) (*arc
 func (w *worker) deriveJSONL(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
 	key := w.parquetKey(pc)
 	_, err := w.store(ctx, pc, pc.Key, jsonlContentType, func(out io.Writer) error {
-		f, err := blob.Spool(ctx, w.bucket, w.key(key), io.Discard)
-		if err != nil {
-			return fmt.Errorf("read piece %s: %w", key, err)
-		}
-		defer f.Close()
 		lines, err := newLineSink(ctx, out, w.compress)
 		if err != nil {
 			return err
 		}
-		_, err = ScanParquet(pc, f, f.Size, w.plan.ValueColumns, lines.Write)
+		_, err = ReadParquet(ctx, w.bucket, w.key(key), pc, w.plan.ValueColumns, "", lines.Write)
+		if err != nil {
+			err = fmt.Errorf("read piece %s: %w", key, err)
+		}
 		if cerr := lines.Close(); err == nil {
 			err = cerr
 		}

@@ -109,12 +109,12 @@ func (w *worker) run(ctx context.Context) (*archive.Receipt, error) {
 // concurrent attempt stored of it.
 func (w *worker) piece(ctx context.Context, pc archive.Piece) (archive.PieceResult, error) {
 	log := w.log.With("topic", pc.Topic, "partition", pc.Partition, "first", pc.First, "end", pc.End, "key", pc.Key)
-	stored, err := w.anyStored(ctx, pc)
+	jsonl, pq, err := w.stored(ctx, pc)
 	if err != nil {
 		return archive.PieceResult{}, err
 	}
-	if stored {
-		res, err := w.complete(ctx, pc)
+	if jsonl != nil || pq != nil {
+		res, err := w.complete(ctx, pc, jsonl, pq)
 		if err == nil {
 			log.Info("piece exists; adopted", "records", res.Records, "bytes", res.Bytes, "parquet", res.Parquet != nil)
 		}
@@ -126,7 +126,10 @@ func (w *worker) piece(ctx context.Context, pc archive.Piece) (archive.PieceResu
 		// Another pod for this index stored one object of the piece first: take what it
 		// stored, and derive from it what it did not.
 		log.Info("lost a create race for an object of the piece; adopting what is stored")
-		return w.complete(ctx, pc)
+		if jsonl, pq, err = w.stored(ctx, pc); err != nil {
+			return archive.PieceResult{}, err
+		}
+		return w.complete(ctx, pc, jsonl, pq)
 	case blob.IsExists(err):
 		// Another pod for this index finished the same piece first (Kubernetes may run
 		// two): the content is fixed by the offsets, so equal bytes mean success.
@@ -138,19 +141,14 @@ func (w *worker) piece(ctx context.Context, pc archive.Piece) (archive.PieceResu
 	return res, nil
 }
 
-// anyStored reports whether any object of the piece is stored.
-func (w *worker) anyStored(ctx context.Context, pc archive.Piece) (bool, error) {
-	keys := []string{pc.Key}
-	if w.plan.Parquet() {
-		keys = append(keys, w.parquetKey(pc))
+// stored describes the piece's stored objects, JSON Lines and (when the plan has it)
+// Parquet: nil where there is none.
+func (w *worker) stored(ctx context.Context, pc archive.Piece) (jsonl, pq *blob.ObjectInfo, err error) {
+	if jsonl, err = w.head(ctx, pc.Key); err != nil || !w.plan.Parquet() {
+		return jsonl, nil, err
 	}
-	for _, k := range keys {
-		info, err := w.head(ctx, k)
-		if info != nil || err != nil {
-			return info != nil, err
-		}
-	}
-	return false, nil
+	pq, err = w.head(ctx, w.parquetKey(pc))
+	return jsonl, pq, err
 }
 
 // adoptRace takes the piece that won the create race in place of this attempt's. Two
