@@ -19,6 +19,10 @@ export KARCHDEV_S3_SECRET_KEY ?= karchtest-secret
 export KARCHDEV_S3_BUCKET ?= karch-test
 export KARCHDEV_S3_LOCKED_BUCKET ?= karch-test-locked
 export KARCHDEV_S3_KMS_KEY ?= karch-test-key
+export KARCHDEV_PG_PORT ?= 15432
+export KARCHDEV_PG_USER ?= karch
+export KARCHDEV_PG_PASSWORD ?= karch-pg-secret
+export KARCHDEV_ICEBERG_REST_PORT ?= 18181
 export KARCHDEV_CACHE ?= $(HOME)/.cache/karch
 export KARCHDEV_STATE ?= $(KARCHDEV_CACHE)/state
 
@@ -36,6 +40,8 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 	KARCH_TEST_S3_KMS_KEY=$(KARCHDEV_S3_KMS_KEY) \
 	KARCH_TEST_S3_ACCESS_KEY=$(KARCHDEV_S3_ACCESS_KEY) \
 	KARCH_TEST_S3_SECRET_KEY=$(KARCHDEV_S3_SECRET_KEY) \
+	KARCH_TEST_ICEBERG_SQL='postgres://$(KARCHDEV_PG_USER):$(KARCHDEV_PG_PASSWORD)@127.0.0.1:$(KARCHDEV_PG_PORT)/karch_iceberg?sslmode=disable' \
+	KARCH_TEST_ICEBERG_REST=http://127.0.0.1:$(KARCHDEV_ICEBERG_REST_PORT) \
 	KARCH_TEST_KUBECONFIG=$(KARCHDEV_STATE)/kube/admin.kubeconfig \
 	KARCH_TEST_NODE=$(KARCHDEV_STATE)/node \
 	KARCH_TEST_CTR=$(KARCHDEV_CACHE)/bin/ctr \
@@ -53,7 +59,7 @@ help:
 	@echo "make demo           archive a million synthetic call records end to end on local servers"
 	@echo "make test           start the local servers, then go vet and go test ./..."
 	@echo "make chaos          every chaos scenario with 3 seeds on private servers; writes tests/chaos/results"
-	@echo "make services-up    start (or reuse) Kafka, Redis and MinIO on 127.0.0.1"
+	@echo "make services-up    start (or reuse) Kafka, Redis, MinIO, PostgreSQL and an Iceberg REST catalog on 127.0.0.1"
 	@echo "make kube-up        the same, and a local Kubernetes control plane (etcd, apiserver, controllers)"
 	@echo "make services-down  stop the servers that services-up and kube-up started"
 	@echo "make build          build bin/karch"
@@ -96,14 +102,15 @@ image:
 	go run ./tools/image -binary bin/linux/karch -name docker.io/library/karch:dev -out bin/karch-image.tar
 	tests/services/services.sh import bin/karch-image.tar
 
+# PostgreSQL (iceberg-go's SQL catalog) and an Iceberg REST catalog beside the three: `up iceberg`.
 services-up:
-	tests/services/services.sh up
+	tests/services/services.sh up iceberg
 
 # The Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
 # and a node (a kubelet with containerd and runc) that the Kubernetes tests need, beside the
 # servers above; built once (about 20 minutes cold).
 kube-up:
-	tests/services/services.sh up kube
+	tests/services/services.sh up iceberg kube
 
 # What the tests use beside the servers: promtool (the alert rules' tests), DuckDB.
 tools:

@@ -6,6 +6,10 @@
 #   services.sh up kube   the same, and a Kubernetes control plane (etcd, kube-apiserver,
 #                         kube-controller-manager, kube-scheduler) and a node (kubelet,
 #                         containerd, runc) for the Kubernetes tests
+#   services.sh up iceberg   the same, and PostgreSQL (an Iceberg SQL catalog's database) and
+#                         an Iceberg REST catalog server; `up iceberg kube` starts both sets.
+#                         Not in a plain `up`: the chaos tests' private set runs that, with
+#                         the shared ports exported by make, and needs neither
 #   services.sh down   stop only the servers this script started (by their PID files), and the
 #                      node's pods; undo the node's changes to the host and check them
 #   services.sh down node   only the node, the same way
@@ -28,8 +32,14 @@ CRICTL_VERSION=v1.37.0
 # a control plane that an older script started.
 KUBE_GENERATION=3
 PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
-DUCKDB_VERSION=1.5.5 # DuckDB and its httpfs extension from PyPI, for tests/audit; versions must match
+DUCKDB_VERSION=1.5.5 # DuckDB and its extensions (httpfs, iceberg, avro) from PyPI, for tests/audit; versions must match
 PYARROW_VERSION=26.0.1 # beside DuckDB: an independent reader of the Parquet pieces
+PYICEBERG_VERSION=0.12.0 # beside DuckDB: an independent reader and writer of Iceberg tables
+ICEBERG_VERSION=1.10.0 # the REST catalog server's Iceberg (iceberg-rest-pom.xml)
+ICEBERG_AWSSDK_VERSION=2.33.13 # S3FileIO's AWS SDK: iceberg-aws leaves its version to us; one of 1.10's time
+JETTY_VERSION=11.0.26 # the servlet container Iceberg's REST servlet is built for (Jakarta, Jetty 11)
+PGJDBC_VERSION=42.7.8 # the REST catalog's JdbcCatalog talks to Postgres with it
+SLF4J_VERSION=2.0.17
 
 : "${KARCHDEV_CACHE:=$HOME/.cache/karch}"
 : "${KARCHDEV_STATE:=$KARCHDEV_CACHE/state}"
@@ -66,6 +76,12 @@ PYARROW_VERSION=26.0.1 # beside DuckDB: an independent reader of the Parquet pie
 : "${KARCHDEV_KAFKA_SASL_USER:=karch}"
 : "${KARCHDEV_KAFKA_SASL_PASSWORD:=karch-kafka-secret}"
 : "${KARCHDEV_REDIS_TLS_PORT:=}"
+# PostgreSQL, for `up iceberg`: one login role owning the SQL catalog's database
+# (karch_iceberg) and the REST catalog's (karch_rest).
+: "${KARCHDEV_PG_PORT:=15432}"
+: "${KARCHDEV_PG_USER:=karch}"
+: "${KARCHDEV_PG_PASSWORD:=karch-pg-secret}"
+: "${KARCHDEV_ICEBERG_REST_PORT:=18181}"
 
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -317,6 +333,133 @@ up_minio() {
   make_buckets
 }
 
+# --- PostgreSQL ---------------------------------------------------------------------------
+# For `up iceberg`: the database of iceberg-go's SQL catalog (karch_iceberg) and the store of
+# the REST catalog below (karch_rest). Debian's server binaries, a cluster of our own in the
+# state directory, TCP on 127.0.0.1 only with password (SCRAM) logins; the superuser has only
+# the Unix socket, in a directory only root and the server's user can enter.
+
+PG_DATABASES=(karch_iceberg karch_rest)
+
+pg_bin() { echo "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/$1"; }
+pg_socket_dir() { echo "$KARCHDEV_STATE/postgres/run"; }
+pg_ready() { "$(pg_bin pg_isready)" -q -h 127.0.0.1 -p "$KARCHDEV_PG_PORT"; }
+
+# Postgres refuses to run as root: it runs as the postgres user that Debian's package makes.
+# The state directory may lie under a home only root can enter (/root is 0700), so it keeps
+# one capability across exec, CAP_DAC_READ_SEARCH, to walk there; it writes only the
+# directories it owns.
+PG_AS=(setpriv --reuid=postgres --regid=postgres --clear-groups
+  --inh-caps=+dac_read_search --ambient-caps=+dac_read_search --)
+
+install_postgres() {
+  ensure_cmd "$(pg_bin postgres)" postgresql # preinstalled on these machines
+  [[ -x $(pg_bin postgres) ]] || die "postgresql installed, but no /usr/lib/postgresql/*/bin/postgres"
+  id -u postgres >/dev/null 2>&1 || die "no postgres user; Debian's postgresql-common makes it"
+}
+
+# pg_databases makes the login role and its databases, or sets the password again: cheap, so
+# it runs on every up, as make_buckets does.
+pg_databases() {
+  "$(pg_bin psql)" -X -q -v ON_ERROR_STOP=1 -h "$(pg_socket_dir)" -p "$KARCHDEV_PG_PORT" -U postgres -d postgres \
+    -v user="$KARCHDEV_PG_USER" -v password="$KARCHDEV_PG_PASSWORD" -v dbs="${PG_DATABASES[*]}" >/dev/null <<'SQL' \
+    || die "postgres: making role $KARCHDEV_PG_USER and databases ${PG_DATABASES[*]} failed"
+SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
+ALTER ROLE :"user" LOGIN PASSWORD :'password';
+SELECT format('CREATE DATABASE %I OWNER %I', d, :'user') FROM unnest(string_to_array(:'dbs', ' ')) AS d
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d) \gexec
+SQL
+}
+
+up_postgres() {
+  local dir="$KARCHDEV_STATE/postgres"
+  if ours postgres && pg_ready; then log "postgres: reusing 127.0.0.1:$KARCHDEV_PG_PORT"; pg_databases; return; fi
+  down_one postgres
+  port_open "$KARCHDEV_PG_PORT" && die "port $KARCHDEV_PG_PORT is taken by a process this script did not start"
+  install_postgres
+  mkdir -p "$dir/run"
+  chown postgres: "$dir/run" && chmod 700 "$dir/run"
+  if [[ ! -f $dir/data/PG_VERSION ]]; then
+    rm -rf "$dir/data" && mkdir -p "$dir/data" && chown postgres: "$dir/data"
+    "${PG_AS[@]}" "$(pg_bin initdb)" -D "$dir/data" -U postgres -E UTF8 --no-locale \
+      --auth-local=trust --auth-host=scram-sha-256 >"$dir/initdb.log" 2>&1 ||
+      { cat "$dir/initdb.log" >&2; die "postgres: initdb failed"; }
+  fi
+  # synchronous_commit off: a test database may lose its last commits in a crash, never its
+  # consistency, and commits stop waiting on the disk.
+  start postgres "${PG_AS[@]}" "$(pg_bin postgres)" -D "$dir/data" -c listen_addresses=127.0.0.1 \
+    -c port="$KARCHDEV_PG_PORT" -c unix_socket_directories="$(pg_socket_dir)" -c synchronous_commit=off
+  wait_ready postgres pg_ready
+  pg_databases
+}
+
+# --- Iceberg REST catalog -----------------------------------------------------------------
+# For `up iceberg`, after Postgres and MinIO: Iceberg's own REST catalog servlet (Java, jars
+# from Maven Central by iceberg-rest-pom.xml) behind our launcher, IcebergRest.java, which
+# binds 127.0.0.1. Its catalog is a JdbcCatalog in karch_rest; table metadata goes to MinIO
+# under s3://$KARCHDEV_S3_BUCKET/iceberg-rest through S3FileIO, where clients (iceberg-go,
+# pyiceberg) write data and manifests with their own S3 clients.
+
+iceberg_rest_home() { echo "$KARCHDEV_CACHE/iceberg-rest-$ICEBERG_VERSION"; }
+iceberg_rest_url() { echo "http://127.0.0.1:$KARCHDEV_ICEBERG_REST_PORT"; }
+iceberg_rest_ready() { curl -fs -o /dev/null "$(iceberg_rest_url)/v1/config"; }
+
+# iceberg_rest_stamp names what the jars were fetched for: a changed pom or version fetches
+# them again.
+iceberg_rest_stamp() {
+  echo "$ICEBERG_VERSION $ICEBERG_AWSSDK_VERSION $JETTY_VERSION $PGJDBC_VERSION $SLF4J_VERSION" \
+    "$(sha256sum <"$here/iceberg-rest-pom.xml")"
+}
+
+install_iceberg_rest() {
+  local home; home=$(iceberg_rest_home)
+  if [[ $(cat "$home/libs/.complete" 2>/dev/null) != "$(iceberg_rest_stamp)" ]]; then
+    ensure_cmd java openjdk-17-jre-headless
+    ensure_cmd mvn maven
+    log "fetching Iceberg $ICEBERG_VERSION's REST catalog jars from Maven Central into $home/libs"
+    rm -rf "$home/libs" && mkdir -p "$home/libs"
+    mvn -q -B -f "$here/iceberg-rest-pom.xml" -Diceberg.version="$ICEBERG_VERSION" \
+      -Dawssdk.version="$ICEBERG_AWSSDK_VERSION" -Djetty.version="$JETTY_VERSION" \
+      -Dpgjdbc.version="$PGJDBC_VERSION" -Dslf4j.version="$SLF4J_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$home/libs" >&2
+    iceberg_rest_stamp >"$home/libs/.complete"
+  fi
+  # The launcher is compiled again whenever its source differs from the one compiled last.
+  if ! cmp -s "$here/IcebergRest.java" "$home/classes/IcebergRest.java"; then
+    ensure_cmd javac openjdk-17-jdk-headless
+    rm -rf "$home/classes" && mkdir -p "$home/classes"
+    javac -d "$home/classes" -cp "$home/libs/*" "$here/IcebergRest.java" >&2
+    cp "$here/IcebergRest.java" "$home/classes/"
+  fi
+}
+
+up_iceberg_rest() {
+  local dir="$KARCHDEV_STATE/iceberg-rest"
+  # The state directory keeps the launcher's source the running server was started from: one
+  # started from an older launcher is restarted.
+  if ours iceberg-rest && iceberg_rest_ready && cmp -s "$here/IcebergRest.java" "$dir/IcebergRest.java"; then
+    log "iceberg-rest: reusing $(iceberg_rest_url)"; return
+  fi
+  if ours iceberg-rest; then log "iceberg-rest: restarting it with the current launcher"; down_one iceberg-rest; fi
+  port_open "$KARCHDEV_ICEBERG_REST_PORT" && die "port $KARCHDEV_ICEBERG_REST_PORT is taken by a process this script did not start"
+  install_iceberg_rest
+  local home; home=$(iceberg_rest_home)
+  mkdir -p "$dir" && cp "$here/IcebergRest.java" "$dir/"
+  # The catalog's properties (see IcebergRest.java). The metadata service off and the region
+  # given: the AWS SDK never looks beyond 127.0.0.1 for credentials or a region.
+  AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1 \
+    CATALOG_CATALOG__IMPL=org.apache.iceberg.jdbc.JdbcCatalog \
+    CATALOG_URI="jdbc:postgresql://127.0.0.1:$KARCHDEV_PG_PORT/karch_rest" \
+    CATALOG_JDBC_USER="$KARCHDEV_PG_USER" CATALOG_JDBC_PASSWORD="$KARCHDEV_PG_PASSWORD" \
+    CATALOG_JDBC_SCHEMA__VERSION=V1 \
+    CATALOG_WAREHOUSE="s3://$KARCHDEV_S3_BUCKET/iceberg-rest" \
+    CATALOG_IO__IMPL=org.apache.iceberg.aws.s3.S3FileIO \
+    CATALOG_S3_ENDPOINT="$(s3_url)" CATALOG_S3_PATH__STYLE__ACCESS=true CATALOG_CLIENT_REGION=us-east-1 \
+    CATALOG_S3_ACCESS__KEY__ID="$KARCHDEV_S3_ACCESS_KEY" CATALOG_S3_SECRET__ACCESS__KEY="$KARCHDEV_S3_SECRET_KEY" \
+    start iceberg-rest java -Xms64m -Xmx512m -cp "$home/classes:$home/libs/*" IcebergRest 127.0.0.1 "$KARCHDEV_ICEBERG_REST_PORT"
+  wait_ready iceberg-rest iceberg_rest_ready
+}
+
 # --- promtool ------------------------------------------------------------------------------
 # Not a server: the Prometheus tool that runs the unit tests of deploy/'s alert rules. Built
 # under a versioned name; $KARCHDEV_CACHE/bin/promtool (KARCH_TEST_PROMTOOL in the Makefile)
@@ -338,24 +481,42 @@ install_promtool() {
 }
 
 # --- DuckDB -------------------------------------------------------------------------------
-# Not a server: DuckDB in a virtualenv of its own, with the httpfs extension from its PyPI
-# package (no extension download at run time), so tests read the archive as users will;
-# pyarrow beside it reads the Parquet pieces with Apache Arrow's own reader.
+# Not a server: DuckDB in a virtualenv of its own, with the httpfs, iceberg and avro (which
+# iceberg loads its manifests with) extensions from their PyPI packages (no extension download
+# at run time), so tests read the archive as users will; pyarrow beside it reads the Parquet
+# pieces with Apache Arrow's own reader, and pyiceberg reads and writes Iceberg tables through
+# the catalogs above (its FileIO is pyarrow's S3 filesystem: no s3fs).
+
+duckdb_packages=("duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
+  "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION"
+  "pyarrow==$PYARROW_VERSION" "pyiceberg[pyarrow]==$PYICEBERG_VERSION")
+
+# duckdb_venv_current VENV: true when VENV has every package above at its version, so that a
+# venv made by an older script (fewer packages, other versions) is made again.
+duckdb_venv_current() {
+  "$1/bin/python" - "${duckdb_packages[@]}" <<'PY' 2>/dev/null
+import importlib.metadata as m, re, sys
+for want in sys.argv[1:]:
+    name, version = want.split("==")
+    if m.version(re.sub(r"\[.*\]", "", name)) != version:
+        sys.exit(1)
+PY
+}
 
 install_duckdb() {
   local venv=$KARCHDEV_CACHE/duckdb-$DUCKDB_VERSION
-  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import duckdb, duckdb_extension_httpfs, pyarrow' 2>/dev/null; then
+  if [[ ! -x $venv/bin/python ]] || ! duckdb_venv_current "$venv"; then
     if ! python3 -m venv --help >/dev/null 2>&1; then
       ensure_cmd python3 python3
       apt-get install -y -qq python3-venv >&2 || die "could not install python3-venv; as root: apt-get install python3-venv"
     fi
-    log "installing DuckDB $DUCKDB_VERSION, its httpfs extension and pyarrow $PYARROW_VERSION from PyPI into $venv"
+    log "installing DuckDB $DUCKDB_VERSION, its httpfs, iceberg and avro extensions, pyarrow $PYARROW_VERSION and pyiceberg $PYICEBERG_VERSION from PyPI into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION" "pyarrow==$PYARROW_VERSION" >&2
+    "$venv/bin/pip" install -q "${duckdb_packages[@]}" >&2
   fi
   ln -sfn "$(basename "$venv")" "$KARCHDEV_CACHE/duckdb" # KARCH_TEST_DUCKDB_PYTHON in the Makefile
-  log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION, pyarrow $PYARROW_VERSION)"
+  log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION, pyarrow $PYARROW_VERSION, pyiceberg $PYICEBERG_VERSION)"
 }
 
 # --- Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler --
@@ -738,14 +899,20 @@ case "${1:-}" in
     up_redis
     up_kafka
     up_minio
-    if [[ ${2:-} == kube ]]; then up_kube; up_node; fi
+    for extra in "${@:2}"; do
+      case $extra in
+        kube) up_kube; up_node ;;
+        iceberg) up_postgres; up_iceberg_rest ;;
+        *) die "usage: $0 up [iceberg] [kube]" ;;
+      esac
+    done
     ;;
   down)
     down_node
     [[ ${2:-} == node ]] && exit 0
-    for s in kube-scheduler kube-controller-manager kube-apiserver etcd minio kafka redis; do down_one "$s"; done
+    for s in kube-scheduler kube-controller-manager kube-apiserver etcd iceberg-rest postgres minio kafka redis; do down_one "$s"; done
     ;;
-  status) for s in kafka redis minio etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do status_one "$s"; done ;;
+  status) for s in kafka redis minio postgres iceberg-rest etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do status_one "$s"; done ;;
   tools) install_promtool; install_duckdb ;;
   duckdb) install_duckdb ;;
   import)
@@ -754,5 +921,5 @@ case "${1:-}" in
     ctr_ images import "$2" >"$(node_dir)/import.log" 2>&1 || { cat "$(node_dir)/import.log" >&2; die "node: importing $2 failed"; }
     log "node: imported $2"
     ;;
-  *) die "usage: $0 up [kube]|down [node]|status|tools|duckdb|import IMAGE.tar" ;;
+  *) die "usage: $0 up [iceberg] [kube]|down [node]|status|tools|duckdb|import IMAGE.tar" ;;
 esac
