@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -99,6 +100,9 @@ func DecodeManifest(data []byte) (*Manifest, error) {
 	}
 	return &m, nil
 }
+
+// Parquet reports whether the window's pieces have Parquet objects.
+func (m *Manifest) Parquet() bool { return slices.Contains(m.Formats, FormatParquet) }
 
 // End returns the end offset of each partition, keyed by topic and partition: where the
 // next window starts.

@@ -232,3 +232,28 @@ func TestRowGroupsAreBoundedAndSorted(t *testing.T) {
 		}
 	}
 }
+
+// The footer bounds the timestamps of every row group, in any order, without the pages.
+func TestReadFooterBoundsTimestamps(t *testing.T) {
+	value := bytes.Repeat([]byte("x"), 1<<20)
+	stamps := []int64{5_000, 9_000, -3_000, 7_000}
+	var recs []archive.Record
+	for i := range 2 * RowGroupBytes >> 20 {
+		recs = append(recs, archive.Record{Topic: "t", Offset: int64(i), Timestamp: time.UnixMilli(stamps[i%len(stamps)]).UTC(), Value: value})
+	}
+	data := writePiece(t, nil, recs)
+	f, err := ReadFooter(bytes.NewReader(data), int64(len(data)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Rows != int64(len(recs)) || f.MinTimestamp != time.UnixMilli(-3_000).UTC() || f.MaxTimestamp != time.UnixMilli(9_000).UTC() {
+		t.Fatalf("footer %+v, want %d rows from -3s to 9s", f, len(recs))
+	}
+	empty := writePiece(t, nil, nil)
+	if f, err := ReadFooter(bytes.NewReader(empty), int64(len(empty)), nil); err != nil || f.Rows != 0 || !f.MinTimestamp.IsZero() {
+		t.Fatalf("empty piece: footer %+v, %v", f, err)
+	}
+	if _, err := ReadFooter(bytes.NewReader(data[:len(data)-1]), int64(len(data)-1), nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a cut piece: %v, want ErrCorrupt", err)
+	}
+}

@@ -34,10 +34,19 @@ func Open(r io.ReaderAt, size int64, cols []archive.ValueColumn) (*Reader, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if v, _ := f.Lookup(archive.ParquetFormatKey); v != archive.ParquetFormat {
-		return nil, fmt.Errorf("%w: format %q in its metadata, want %q", ErrCorrupt, v, archive.ParquetFormat)
+	l, err := check(f, cols)
+	if err != nil {
+		return nil, err
 	}
-	var l layout
+	return &Reader{file: f, rows: parquet.NewReader(f), layout: l, buf: make([]parquet.Row, 64),
+		nulls: make([]int64, len(cols)), cols: cols}, nil
+}
+
+// check checks f's format tag and schema (see Open) and returns where its columns are.
+func check(f *parquet.File, cols []archive.ValueColumn) (l layout, err error) {
+	if v, _ := f.Lookup(archive.ParquetFormatKey); v != archive.ParquetFormat {
+		return l, fmt.Errorf("%w: format %q in its metadata, want %q", ErrCorrupt, v, archive.ParquetFormat)
+	}
 	if err := func() (err error) {
 		defer func() {
 			if recover() != nil {
@@ -47,13 +56,12 @@ func Open(r io.ReaderAt, size int64, cols []archive.ValueColumn) (*Reader, error
 		l = layoutOf(f.Schema(), cols)
 		return nil
 	}(); err != nil {
-		return nil, err
+		return l, err
 	}
 	if cols != nil && !parquet.EqualNodes(f.Schema(), Schema(cols)) {
-		return nil, fmt.Errorf("%w: its schema is not the plan's: %s", ErrCorrupt, f.Schema())
+		return l, fmt.Errorf("%w: its schema is not the plan's: %s", ErrCorrupt, f.Schema())
 	}
-	return &Reader{file: f, rows: parquet.NewReader(f), layout: l, buf: make([]parquet.Row, 64),
-		nulls: make([]int64, len(cols)), cols: cols}, nil
+	return l, nil
 }
 
 // NumRows is the number of records the footer says the piece holds.
