@@ -105,6 +105,9 @@ func RunBackfill(ctx context.Context, cfg Config, bf Backfill, deps Deps) ([]Win
 	if err != nil && lease.Ctx().Err() != nil && ctx.Err() == nil {
 		return results, fmt.Errorf("%w: %w", ErrLeaseLost, context.Cause(lease.Ctx()))
 	}
+	if err == nil {
+		err = c.tableErr
+	}
 	return results, err
 }
 
@@ -432,6 +435,7 @@ func (c *coordinator) commitInOrder(ctx context.Context, bf Backfill, sp *span, 
 			prev = sp.done[i]
 			results = append(results, resultOf(prev.Manifest, 0, false))
 			report(prev.Manifest, false)
+			c.join(ctx, prev) // an earlier run of the backfill may have stopped before the table
 			continue
 		}
 		windowStarted := c.deps.Now()
@@ -460,6 +464,7 @@ func (c *coordinator) commitInOrder(ctx context.Context, bf Backfill, sp *span, 
 		c.deps.Observer.Window(res)
 		c.deps.Observer.Head(stored.Window)
 		report(stored.Manifest, committed)
+		c.join(ctx, stored)
 		prev = stored
 	}
 	return results, nil

@@ -33,6 +33,8 @@ type Deps struct {
 	Runner   Runner
 	// Batches runs a backfill's shards; only RunBackfill needs it.
 	Batches BatchRunner
+	// Table, when set, is the Iceberg table that each committed window joins.
+	Table Table
 	// Observer, when set, hears of the chain's head and of each window, for metrics.
 	Observer Observer
 	Logger   *slog.Logger
@@ -48,12 +50,16 @@ type Observer interface {
 	Head(w archive.Window)
 	// Window is told what the run did with each window.
 	Window(r WindowResult)
+	// Table is told each window that the table holds once the run appended it or found it
+	// there, in window order.
+	Table(w archive.Window)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Head(archive.Window) {}
-func (nopObserver) Window(WindowResult) {}
+func (nopObserver) Head(archive.Window)  {}
+func (nopObserver) Window(WindowResult)  {}
+func (nopObserver) Table(archive.Window) {}
 
 // WindowResult is what one run did with one window.
 type WindowResult struct {
@@ -95,6 +101,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) ([]WindowResult, error) {
 	if err != nil && lease.Ctx().Err() != nil && ctx.Err() == nil {
 		return results, fmt.Errorf("%w: %w", ErrLeaseLost, context.Cause(lease.Ctx()))
 	}
+	if err == nil {
+		err = c.tableErr
+	}
 	return results, err
 }
 
@@ -109,6 +118,9 @@ type coordinator struct {
 	bound       map[archive.TopicPartition]int64
 	boundAt     time.Time
 	boundWindow archive.Window
+	// tableErr is the first failure to bring the table up to the archive; the run goes on
+	// archiving and ends with it.
+	tableErr error
 }
 
 func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
@@ -119,6 +131,7 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 	if prev != nil {
 		c.deps.Observer.Head(prev.Window)
 	}
+	c.catchUp(ctx, prev)
 	var results []WindowResult
 	for len(results) < c.cfg.MaxWindows {
 		w, due, err := c.nextWindow(ctx, prev)
@@ -137,6 +150,7 @@ func (c *coordinator) run(ctx context.Context) ([]WindowResult, error) {
 		results = append(results, res)
 		c.deps.Observer.Window(res)
 		c.deps.Observer.Head(m.Window)
+		c.join(ctx, m)
 		prev = m
 	}
 	return results, nil

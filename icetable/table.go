@@ -126,6 +126,8 @@ func Open(ctx context.Context, cfg Config) (*Table, error) {
 	}
 	if cfg.S3Region != "" {
 		props[icebergio.S3Region] = cfg.S3Region
+	} else if cfg.S3Endpoint != "" {
+		props[icebergio.S3Region] = "us-east-1" // as blob does: an S3-compatible server takes any region
 	}
 	if cfg.S3AccessKeyID != "" {
 		props[icebergio.S3AccessKeyID], props[icebergio.S3SecretAccessKey] = cfg.S3AccessKeyID, cfg.S3SecretAccessKey

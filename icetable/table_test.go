@@ -122,32 +122,6 @@ func load(t *testing.T, f *fixture) *table.Table {
 	return tbl
 }
 
-// offsets reads the table's records with iceberg-go's scan and returns their offsets by
-// partition.
-func offsets(t *testing.T, tbl *table.Table) map[int32][]int64 {
-	t.Helper()
-	at, err := tbl.Scan().ToArrowTable(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer at.Release()
-	out := map[int32][]int64{}
-	tr := array.NewTableReader(at, 1024)
-	defer tr.Release()
-	for tr.Next() {
-		rec := tr.RecordBatch()
-		ps := rec.Column(rec.Schema().FieldIndices("partition")[0]).(*array.Int32)
-		os := rec.Column(rec.Schema().FieldIndices("offset")[0]).(*array.Int64)
-		for i := range int(rec.NumRows()) {
-			out[ps.Value(i)] = append(out[ps.Value(i)], os.Value(i))
-		}
-	}
-	for _, v := range out {
-		slices.Sort(v)
-	}
-	return out
-}
-
 func span(first int64, n int) []int64 {
 	out := make([]int64, n)
 	for i := range out {
@@ -180,8 +154,8 @@ func TestAppendAddsEachWindowOnce(t *testing.T) {
 		if n := len(got.Metadata().Snapshots()); n != 2 {
 			t.Fatalf("%d snapshots for two windows", n)
 		}
-		if want := map[int32][]int64{0: span(0, 65), 1: span(100, 30)}; !equalOffsets(offsets(t, got), want) {
-			t.Fatalf("the table holds the offsets %v, want %v", offsets(t, got), want)
+		if want := map[int32][]int64{0: span(0, 65), 1: span(100, 30)}; !equalOffsets(testenv.TableOffsets(t, got), want) {
+			t.Fatalf("the table holds the offsets %v, want %v", testenv.TableOffsets(t, got), want)
 		}
 		ws, err := tbl.Windows(context.Background(), "calls")
 		if err != nil {
@@ -253,8 +227,8 @@ func TestPieceAcrossDaysJoinsThePlainSpec(t *testing.T) {
 	if files["0"].SpecID() != int32(specs["1"]) || files["1"].SpecID() != int32(specs["2"]) {
 		t.Fatalf("spec of the piece across days %d, of the other %d; specs %v", files["0"].SpecID(), files["1"].SpecID(), specs)
 	}
-	if want := map[int32][]int64{0: span(0, 10), 1: span(0, 10)}; !equalOffsets(offsets(t, got), want) {
-		t.Fatalf("offsets %v, want %v", offsets(t, got), want)
+	if want := map[int32][]int64{0: span(0, 10), 1: span(0, 10)}; !equalOffsets(testenv.TableOffsets(t, got), want) {
+		t.Fatalf("offsets %v, want %v", testenv.TableOffsets(t, got), want)
 	}
 }
 

@@ -101,7 +101,7 @@ func ValidateGateway(gateway string) error {
 type Coordinator struct {
 	// head is a vector without labels so that it is exported only once a head is known: a
 	// zero would read as a pipeline stale since 1970.
-	head                             *prometheus.GaugeVec
+	head, table                      *prometheus.GaugeVec
 	windows, records, rawBytes, size prometheus.Gauge
 }
 
@@ -112,18 +112,25 @@ func NewCoordinator(reg prometheus.Registerer) *Coordinator {
 	c := &Coordinator{
 		head: unsetGauge("karch_last_committed_window_end_timestamp_seconds",
 			"End of the newest window with a committed manifest (Unix time): everything before it is archived."),
+		table: unsetGauge("karch_table_last_window_end_timestamp_seconds",
+			"End of the newest window in the pipeline's Iceberg table (Unix time); behind karch_last_committed_window_end_timestamp_seconds while the table lags the archive."),
 		windows:  gauge("karch_run_committed_windows", "Windows whose manifest the last run committed."),
 		records:  gauge("karch_run_committed_records", "Records in the windows the last run committed."),
 		rawBytes: gauge("karch_run_committed_raw_bytes", "Uncompressed JSON Lines bytes in the windows the last run committed."),
 		size:     gauge("karch_run_committed_stored_bytes", "Stored (compressed) bytes in the windows the last run committed."),
 	}
-	reg.MustRegister(c.head, c.windows, c.records, c.rawBytes, c.size)
+	reg.MustRegister(c.head, c.table, c.windows, c.records, c.rawBytes, c.size)
 	return c
 }
 
 // Head implements coordinator.Observer.
 func (c *Coordinator) Head(w archive.Window) {
 	c.head.WithLabelValues().Set(float64(w.End.Unix()))
+}
+
+// Table implements coordinator.Observer.
+func (c *Coordinator) Table(w archive.Window) {
+	c.table.WithLabelValues().Set(float64(w.End.Unix()))
 }
 
 // Window implements coordinator.Observer. A window another run had committed counts

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/coordinator/kube"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/icetable"
 	"github.com/karch-archive/karch/metrics"
 )
 
@@ -37,6 +39,8 @@ type runConfig struct {
 	pushGateway string
 	// fetchRateMiB caps each shard's fetched MiB per second; 0: no cap.
 	fetchRateMiB int
+	// table is the Iceberg table that committed windows join.
+	table tableSettings
 	// jobMaxIndexes and leaseWait are karch backfill's.
 	jobMaxIndexes int
 	leaseWait     time.Duration
@@ -105,6 +109,11 @@ var settings = []setting{
 		c.coord.ValueColumns = cols
 		return err
 	}},
+	{"table", "Iceberg table that each committed window's Parquet objects join, as namespace.name (needs formats with parquet); empty: none", stringSetting(func(c *runConfig) *string { return &c.table.name })},
+	{"table_catalog", "catalog of the table: rest (the Iceberg REST protocol: Polaris, Nessie, Lakekeeper, Unity, Glue, S3 Tables) or sql (PostgreSQL)", stringSetting(func(c *runConfig) *string { return &c.table.catalog })},
+	{"table_catalog_uri", "REST catalog URL, or the PostgreSQL URL of the sql catalog without its password (KARCH_TABLE_CATALOG_PASSWORD); a REST catalog's OAuth2 client_id:secret comes from KARCH_TABLE_CATALOG_CREDENTIAL, a bearer token from KARCH_TABLE_CATALOG_TOKEN", stringSetting(func(c *runConfig) *string { return &c.table.uri })},
+	{"table_warehouse", "warehouse of the table: the REST catalog's warehouse name or location, or where the sql catalog keeps table metadata (default: <store>/_iceberg)", stringSetting(func(c *runConfig) *string { return &c.table.warehouse })},
+	{"table_partition", "partitioning of the table by timestamp, beside partition: day or hour", stringSetting(func(c *runConfig) *string { return &c.table.partition })},
 	{"parallelism", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
 	{"retries", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
 	{"fetch_rate_mib", "most MiB per second each shard fetches from Kafka; 0: no cap (a backfill fetches at most parallelism times this)", intSetting(func(c *runConfig) *int { return &c.fetchRateMiB })},
@@ -276,7 +285,7 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 
 func (cf *configFlags) load() (runConfig, error) {
 	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local", redisTLS: tlsSettings{prefix: "redis_tls"},
-		kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}, jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
+		kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}, table: tableSettings{catalog: icetable.CatalogREST, partition: icetable.Day}, jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
 	if err := checkEnviron(os.Environ()); err != nil {
 		return c, err
@@ -336,10 +345,27 @@ func (c runConfig) validate() error {
 	if c.fetchRateMiB < 0 {
 		return failure.Permanent(fmt.Errorf("%w: fetch_rate_mib: %d: want 0 (no cap) or more", coordinator.ErrConfig, c.fetchRateMiB))
 	}
+	if err := c.validateTable(); err != nil {
+		return err
+	}
 	if c.pushGateway != "" {
 		if err := metrics.ValidateGateway(c.pushGateway); err != nil {
 			return failure.Permanent(fmt.Errorf("%w: push_gateway: %w", coordinator.ErrConfig, err))
 		}
+	}
+	return nil
+}
+
+// validateTable checks the table settings without reading the catalog's secrets.
+func (c runConfig) validateTable() error {
+	if !c.table.on() {
+		return nil
+	}
+	if !slices.Contains(c.coord.Formats, archive.FormatParquet) {
+		return failure.Permanent(fmt.Errorf("%w: table: %s: the table's data files are the Parquet objects; set formats to jsonl,parquet", coordinator.ErrConfig, c.table.name))
+	}
+	if err := c.tableBase().Check(); err != nil {
+		return failure.Permanent(fmt.Errorf("%w: %w", coordinator.ErrConfig, err))
 	}
 	return nil
 }

@@ -1,12 +1,17 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go/table"
 
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/icetable"
@@ -58,4 +63,60 @@ func IcebergTable(t testing.TB, kind string, s3 blob.S3Config) icetable.Config {
 		t.Fatalf("no test catalog %q", kind)
 	}
 	return cfg
+}
+
+// LoadTable reads a test table's current metadata, failing the test when it cannot.
+func LoadTable(t testing.TB, cfg icetable.Config) *table.Table {
+	t.Helper()
+	tt, err := icetable.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tt.Close()
+	tbl, err := tt.Load(context.Background())
+	if err != nil {
+		t.Fatalf("load table %s: %v", cfg.Table, err)
+	}
+	return tbl
+}
+
+// TableOffsets reads every record of the table with iceberg-go's scan, which shares no code
+// with karch's readers, and returns the offsets by partition, sorted, duplicates kept.
+func TableOffsets(t testing.TB, tbl *table.Table) map[int32][]int64 {
+	t.Helper()
+	at, err := tbl.Scan(table.WithSelectedFields("partition", "offset")).ToArrowTable(context.Background())
+	if err != nil {
+		t.Fatalf("scan table %v: %v", tbl.Identifier(), err)
+	}
+	defer at.Release()
+	out := map[int32][]int64{}
+	tr := array.NewTableReader(at, 4096)
+	defer tr.Release()
+	for tr.Next() {
+		rec := tr.RecordBatch()
+		ps := rec.Column(rec.Schema().FieldIndices("partition")[0]).(*array.Int32)
+		os := rec.Column(rec.Schema().FieldIndices("offset")[0]).(*array.Int64)
+		for i := range int(rec.NumRows()) {
+			out[ps.Value(i)] = append(out[ps.Value(i)], os.Value(i))
+		}
+	}
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out
+}
+
+// TableWindows returns the window start that each of the table's snapshots names, in
+// snapshot order.
+func TableWindows(t testing.TB, tbl *table.Table) []time.Time {
+	t.Helper()
+	var out []time.Time
+	for _, s := range tbl.Metadata().Snapshots() {
+		start, err := time.Parse(time.RFC3339, s.Summary.Properties[icetable.SummaryWindowStart])
+		if err != nil {
+			t.Fatalf("snapshot %d names no window: %v", s.SnapshotID, s.Summary)
+		}
+		out = append(out, start.UTC())
+	}
+	return out
 }
