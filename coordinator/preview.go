@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -75,6 +76,9 @@ type WindowState struct {
 	State string `json:"state"`
 	// Manifest is the window's MANIFEST.json when it is committed, else nil.
 	Manifest *archive.Manifest `json:"manifest,omitempty"`
+	// InTable says, with a table, whether the Iceberg table holds a committed window that
+	// has Parquet objects; absent otherwise.
+	InTable *bool `json:"in_table,omitempty"`
 }
 
 // Status lists every window from the pipeline's first (or cfg.Start) to the newest due one,
@@ -110,6 +114,12 @@ func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
 			start = w.Start
 		}
 	}
+	var holds map[time.Time]bool
+	if deps.Table != nil {
+		if holds, err = deps.Table.Holds(ctx, cfg.Pipeline); err != nil {
+			return nil, fmt.Errorf("read the table: %w", err)
+		}
+	}
 	var out []WindowState
 	for _, w := range dueWindows(start, cfg.Window, cfg.Lateness, c.clock(), 1<<20) {
 		dir := archive.WindowDir(cfg.Pipeline, w.Start, cfg.Window)
@@ -123,6 +133,10 @@ func Status(ctx context.Context, cfg Config, deps Deps) ([]WindowState, error) {
 				return nil, err
 			}
 			st.Manifest = m.Manifest
+			if holds != nil && m.Parquet() {
+				in := holds[w.Start]
+				st.InTable = &in
+			}
 		}
 		out = append(out, st)
 	}

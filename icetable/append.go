@@ -211,11 +211,7 @@ const maxMillis = math.MaxInt64 / 1000
 // can name no single timestamp partition, and goes in the spec that partitions by
 // partition alone, which the table keeps registered for it.
 func dataFile(tbl *table.Table, granularity string, f footer) (iceberg.DataFile, error) {
-	sc := tbl.Schema()
-	id := func(name string) int {
-		field, _ := sc.FindFieldByName(name)
-		return field.ID
-	}
+	id := func(name string) int { return fieldID(tbl.Schema(), name) }
 	o := f.obj
 	spec, _ := timedSpec(tbl, granularity)
 	lo, hi := f.MinTimestamp.UnixMilli(), f.MaxTimestamp.UnixMilli()

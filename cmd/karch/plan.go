@@ -99,10 +99,21 @@ func writeJSON[T any](w io.Writer, v []T) error {
 const statusUsage = `usage: karch status [--config file.yaml] [--json] [flags]
 
 Lists every window from the pipeline's first to the newest due one: committed (with its
-records and bytes), planned (a plan but no manifest yet) or missing.
+records and bytes), planned (a plan but no manifest yet) or missing; with a table, whether
+each committed window is in it.
 --json prints a JSON array, one element per window: {"window", "state", "manifest" (the
-window's MANIFEST.json, committed windows only)} (docs/FORMAT.md, "karch status --json").
+window's MANIFEST.json, committed windows only), "in_table" (with a table)} (docs/FORMAT.md, "karch status --json").
 `
+
+func inTable(in *bool) string {
+	switch {
+	case in == nil:
+		return "-"
+	case *in:
+		return "yes"
+	}
+	return "not yet"
+}
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	cli, err := parseCoordinatorFlags("status", statusUsage, args)
@@ -114,6 +125,14 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeDeps()
+	tbl, closeTable, err := openTable(ctx, cli.cfg)
+	if err != nil {
+		return err
+	}
+	defer closeTable()
+	if tbl != nil {
+		deps.Table = tbl
+	}
 	states, err := coordinator.Status(ctx, cli.cfg.coord, deps)
 	if err != nil {
 		return err
@@ -122,13 +141,21 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return writeJSON(stdout, states)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "window\tstate\trecords\tMB stored\tobjects")
+	header := "window\tstate\trecords\tMB stored\tobjects"
+	if tbl != nil {
+		header += "\tin table"
+	}
+	fmt.Fprintln(tw, header)
 	for _, s := range states {
 		m := s.Manifest
 		if m == nil {
 			m = &archive.Manifest{}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%d\n", s.Window.Start.Format("2006-01-02 15:04Z"), s.State, m.Records, float64(m.Bytes)/1e6, len(m.Objects))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%d", s.Window.Start.Format("2006-01-02 15:04Z"), s.State, m.Records, float64(m.Bytes)/1e6, len(m.Objects))
+		if tbl != nil {
+			fmt.Fprintf(tw, "\t%s", inTable(s.InTable))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

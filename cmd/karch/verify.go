@@ -14,6 +14,7 @@ import (
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
+	"github.com/karch-archive/karch/icetable"
 	"github.com/karch-archive/karch/metrics"
 )
 
@@ -32,7 +33,11 @@ every record decodes, lies in its piece's bounds in offset order, and the counts
 SHA-256 match. --against-kafka also compares, for the ranges Kafka still holds, every
 archived record with Kafka's at read_committed (key, value, headers, timestamp), read with
 franz-go, a second client that shares no decoding with the shards' kafka-go, and checks
-that every partition of the topic is covered. Reads only; no lease.
+that every partition of the topic is covered. --table also proves, from the catalog and the
+table's metadata, that the Iceberg table's live data files are exactly the Parquet objects
+of the committed windows its snapshots name, each once, with the manifests' record counts,
+sizes and offset bounds, that no snapshot added a file no manifest lists, and lists the
+committed windows not in the table yet (the next run appends them). Reads only; no lease.
 Exit codes: 0 clean, 1 retryable (the store failed), 3 anything missing, corrupt or
 mismatched.
 `
@@ -41,6 +46,7 @@ mismatched.
 type verifyFlags struct {
 	window, from, to string
 	againstKafka     bool
+	table            bool
 	opts             audit.Options
 }
 
@@ -50,6 +56,7 @@ func (v *verifyFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&v.to, "to", "", "only windows that start before this time, RFC3339")
 	fs.BoolVar(&v.opts.Deep, "deep", false, "read every object through, not only its size and checksum")
 	fs.IntVar(&v.opts.Parallel, "parallel", 8, "objects checked at once (reads wait on the store more than on the CPU)")
+	fs.BoolVar(&v.table, "table", false, "also check the pipeline's Iceberg table (the table settings) against the committed windows")
 	fs.BoolVar(&v.againstKafka, "against-kafka", false, "also compare every archived record of the ranges Kafka still holds with Kafka's, and check that every partition of the topic is covered")
 }
 
@@ -119,6 +126,9 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 	if err := vf.scope(); err != nil {
 		return err
 	}
+	if vf.table && !cli.cfg.table.on() {
+		return failure.Permanent(fmt.Errorf("%w: --table: the settings name no table (table, table_catalog, table_catalog_uri)", coordinator.ErrConfig))
+	}
 	bucket, err := blob.Open(ctx, cli.cfg.store, cli.cfg.s3)
 	if err != nil {
 		return failure.Permanent(fmt.Errorf("open store %s: %w", cli.cfg.store, err))
@@ -149,18 +159,57 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 	if n := len(report.Windows); n > 0 {
 		audited.Verified(n, report.Problems(), report.Windows[n-1].Window)
 	}
+	var check *icetable.Check
+	if vf.table {
+		if check, err = checkTable(ctx, cli.cfg, bucket, report); err != nil {
+			return err
+		}
+	}
 	if cli.json {
-		err = json.NewEncoder(stdout).Encode(report)
-	} else {
-		err = printReport(stdout, report)
+		err = json.NewEncoder(stdout).Encode(struct {
+			*audit.Report
+			Table *icetable.Check `json:"table,omitempty"`
+		}{report, check})
+	} else if err = printReport(stdout, report); err == nil && check != nil {
+		err = printCheck(stdout, check)
 	}
 	if err != nil {
 		return err
 	}
-	if n := report.Problems(); n > 0 {
+	n := report.Problems()
+	if check != nil {
+		n += len(check.Problems)
+	}
+	if n > 0 {
 		return failure.Permanent(fmt.Errorf("%w: %d found", errProblems, n))
 	}
 	return nil
+}
+
+// checkTable checks the pipeline's table against the windows the report verified.
+func checkTable(ctx context.Context, cfg runConfig, bucket blob.Bucket, report *audit.Report) (*icetable.Check, error) {
+	tbl, closeTable, err := openTable(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeTable()
+	refs := make([]archive.ManifestRef, len(report.Windows))
+	for i, w := range report.Windows {
+		refs[i] = archive.ManifestRef{Key: w.Manifest, SHA256: w.SHA256}
+	}
+	return tbl.Check(ctx, cfg.coord.Pipeline, refs, func(ctx context.Context, key string) ([]byte, error) { return blob.ReadAll(ctx, bucket, key) })
+}
+
+func printCheck(w io.Writer, c *icetable.Check) error {
+	for _, l := range c.Lagging {
+		fmt.Fprintf(w, "%s  committed, not in the table yet (the next run appends it)\n", l.Start.Format("2006-01-02T15:04Z"))
+	}
+	for _, p := range c.Problems {
+		fmt.Fprintf(w, "table: %s\n", p)
+	}
+	_, err := fmt.Fprintf(w, "table %s: %d windows, %d data files, %d records, %d not in it yet, %d problems\n",
+		c.Table, c.Windows, c.Files, c.Records, len(c.Lagging), len(c.Problems))
+	return err
 }
 
 // printReport writes one line per window, the chain's problems, and a summary that names the

@@ -94,6 +94,10 @@ func TestRunJoinsTheTable(t *testing.T) {
 	}
 	p.assertCommitted(t)
 	p.assertTable(t, cfg)
+	cmd, out = p.command(t, "verify", "--table")
+	if code := codeOf(t, cmd, cmd.Run()); code != 0 || !strings.Contains(out.String(), "0 not in it yet, 0 problems") {
+		t.Fatalf("verify --table once caught up: exit %d:\n%s", code, out)
+	}
 }
 
 // catalogProxy stands in front of the test REST catalog. It holds the first commit that adds
@@ -211,9 +215,17 @@ func TestRunWithTheCatalogDown(t *testing.T) {
 		t.Fatalf("run with the catalog down: exit %d, want 1 saying the window is not yet in the table:\n%s", code, out)
 	}
 	p.assertCommitted(t)
+	cmd, out = p.command(t, "verify", "--table")
+	if code := codeOf(t, cmd, cmd.Run()); code != 0 || strings.Count(out.String(), "committed, not in the table yet") != runWindows {
+		t.Fatalf("verify --table of a table that lags: exit %d, want 0 listing the %d windows not in it yet:\n%s", code, runWindows, out)
+	}
 	cmd, out = p.run(t)
 	if code := codeOf(t, cmd, cmd.Run()); code != 0 {
 		t.Fatalf("run with the catalog back: exit %d:\n%s", code, out)
 	}
 	p.assertTable(t, cfg)
+	cmd, out = p.command(t, "verify", "--table")
+	if code := codeOf(t, cmd, cmd.Run()); code != 0 || !strings.Contains(out.String(), "0 not in it yet, 0 problems") {
+		t.Fatalf("verify --table once caught up: exit %d:\n%s", code, out)
+	}
 }

@@ -35,6 +35,7 @@ PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/a
 DUCKDB_VERSION=1.5.5 # DuckDB and its extensions (httpfs, iceberg, avro) from PyPI, for tests/audit; versions must match
 PYARROW_VERSION=26.0.1 # beside DuckDB: an independent reader of the Parquet pieces
 PYICEBERG_VERSION=0.12.0 # beside DuckDB: an independent reader and writer of Iceberg tables
+PYICEBERG_CORE_VERSION=0.11.0 # pyiceberg's partition transforms, for its writes to a partitioned table
 ICEBERG_VERSION=1.10.0 # the REST catalog server's Iceberg (iceberg-rest-pom.xml)
 ICEBERG_AWSSDK_VERSION=2.33.13 # S3FileIO's AWS SDK: iceberg-aws leaves its version to us; one of 1.10's time
 JETTY_VERSION=11.0.26 # the servlet container Iceberg's REST servlet is built for (Jakarta, Jetty 11)
@@ -489,7 +490,7 @@ install_promtool() {
 
 duckdb_packages=("duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VERSION"
   "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION"
-  "pyarrow==$PYARROW_VERSION" "pyiceberg[pyarrow]==$PYICEBERG_VERSION")
+  "pyarrow==$PYARROW_VERSION" "pyiceberg[pyarrow]==$PYICEBERG_VERSION" "pyiceberg-core==$PYICEBERG_CORE_VERSION")
 
 # duckdb_venv_current VENV: true when VENV has every package above at its version, so that a
 # venv made by an older script (fewer packages, other versions) is made again.
