@@ -114,7 +114,9 @@ func (t *Table) Check(ctx context.Context, pipeline string, committed []archive.
 	return out, nil
 }
 
-func (c *Check) problem(format string, a ...any) { c.Problems = append(c.Problems, fmt.Sprintf(format, a...)) }
+func (c *Check) problem(format string, a ...any) {
+	c.Problems = append(c.Problems, fmt.Sprintf(format, a...))
+}
 
 // checkFiles compares the live data files, and the files each snapshot added, with want.
 func (t *Table) checkFiles(ctx context.Context, tbl *table.Table, pipeline string, want map[string]*expected, out *Check) error {
