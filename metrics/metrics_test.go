@@ -62,6 +62,19 @@ karch_run_committed_records 7
 	if err := testutil.GatherAndCompare(p.Gatherer(), strings.NewReader(want), head, "karch_run_committed_records"); err != nil {
 		t.Fatal(err)
 	}
+	const table = "karch_table_last_window_end_timestamp_seconds"
+	if n, err := testutil.GatherAndCount(p.Gatherer(), table); err != nil || n != 0 {
+		t.Fatalf("before the table is known: %d series, %v", n, err)
+	}
+	c.Table(archive.Window{Start: start.Add(-time.Hour), End: start})
+	want = `
+# HELP karch_table_last_window_end_timestamp_seconds End of the newest window in the pipeline's Iceberg table (Unix time); behind karch_last_committed_window_end_timestamp_seconds while the table lags the archive.
+# TYPE karch_table_last_window_end_timestamp_seconds gauge
+karch_table_last_window_end_timestamp_seconds 1.7955144e+09
+`
+	if err := testutil.GatherAndCompare(p.Gatherer(), strings.NewReader(want), table); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A shard's metrics are built once per registry: a receipt is exported only once known, and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -363,6 +364,12 @@ func (c runConfig) validateTable() error {
 	}
 	if !slices.Contains(c.coord.Formats, archive.FormatParquet) {
 		return failure.Permanent(fmt.Errorf("%w: table: %s: the table's data files are the Parquet objects; set formats to jsonl,parquet", coordinator.ErrConfig, c.table.name))
+	}
+	if u, err := url.Parse(c.table.uri); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			// The URL is a setting, and settings travel in ConfigMaps, Job specs and logs.
+			return failure.Permanent(fmt.Errorf("%w: table_catalog_uri: a password in the URL is not allowed: set KARCH_TABLE_CATALOG_PASSWORD", coordinator.ErrConfig))
+		}
 	}
 	if err := c.tableBase().Check(); err != nil {
 		return failure.Permanent(fmt.Errorf("%w: %w", coordinator.ErrConfig, err))

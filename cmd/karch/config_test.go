@@ -156,6 +156,12 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"column named like the envelope", nil, map[string]string{"KARCH_FORMATS": "jsonl,parquet", "KARCH_VALUE_COLUMNS": "offset=call.offset:int64"}, nil, "value_columns"},
 		{"empty path step", nil, nil, []string{"--formats", "jsonl,parquet", "--value-columns", "cell=site..id:string"}, "value_columns"},
 		{"typed columns without parquet", nil, nil, []string{"--value-columns", "cell:string"}, "value_columns"},
+		{"table without parquet", nil, nil, []string{"--table", "lake.calls", "--table-catalog-uri", "http://127.0.0.1:1"}, "table: lake.calls: the table's data files are the Parquet objects"},
+		{"table without a namespace", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "calls", "--table-catalog-uri", "http://127.0.0.1:1"}, `table: "calls": want namespace.name`},
+		{"unknown catalog", nil, map[string]string{"KARCH_FORMATS": "jsonl,parquet", "KARCH_TABLE": "lake.calls", "KARCH_TABLE_CATALOG": "hive", "KARCH_TABLE_CATALOG_URI": "thrift://x"}, nil, `table_catalog: "hive"`},
+		{"table without a catalog", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls"}, "table_catalog_uri: required"},
+		{"table by week", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog-uri", "http://127.0.0.1:1", "--table-partition", "week"}, `table_partition: "week"`},
+		{"SQL catalog URI that is not PostgreSQL's", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog", "sql", "--table-catalog-uri", "postgres://u:secret@h:notaport/db"}, "table_catalog_uri: not a PostgreSQL URL"},
 		{"two secrets in one directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "a=/etc/k,b=/etc/k/"}, nil, "directory /etc/k is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,5 +235,19 @@ func TestSASLNeedsTLSAndAPassword(t *testing.T) {
 	k.tls.enabled = true
 	if tlsConfig, mech, err := k.dial(); err != nil || tlsConfig == nil || mech.Name() != "SCRAM-SHA-256" {
 		t.Fatalf("SASL over TLS: %v, %v, %v", tlsConfig, mech, err)
+	}
+}
+
+// A catalog URL that does not parse is refused without quoting the password it carries.
+func TestTableCatalogURIKeepsItsPasswordOut(t *testing.T) {
+	_, err := loadWith(t, nil, nil, "--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog", "sql",
+		"--table-catalog-uri", "postgres://u:s3cr3t-pw@h:notaport/db")
+	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") {
+		t.Fatalf("error %v: want one without the password", err)
+	}
+	_, err = loadWith(t, nil, nil, "--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog", "sql",
+		"--table-catalog-uri", "postgres://u:s3cr3t-pw@127.0.0.1:5432/db")
+	if err == nil || strings.Contains(err.Error(), "s3cr3t-pw") || !strings.Contains(err.Error(), "KARCH_TABLE_CATALOG_PASSWORD") {
+		t.Fatalf("a password in table_catalog_uri: %v, want it refused, naming KARCH_TABLE_CATALOG_PASSWORD", err)
 	}
 }
