@@ -110,14 +110,11 @@ func runBackfill(ctx context.Context, args []string, stdout io.Writer) (err erro
 		gauges.Progress(p)
 		report(p)
 	}
-	tbl, closeTable, err := openTable(ctx, cli.cfg)
+	closeTable, err := useTable(ctx, cli.cfg, &deps)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
-	if tbl != nil {
-		deps.Table = tbl
-	}
 	stopPushing := pushWhileRunning(ctx, cli.logger, cli.cfg.pushGateway, bff.pushEvery, proc, "karch-backfill", "pipeline", cli.cfg.coord.Pipeline)
 	results, err := coordinator.RunBackfill(ctx, cli.cfg.coord, bf, deps)
 	stopPushing() // before the deferred last push, which must arrive last

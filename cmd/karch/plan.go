@@ -125,14 +125,11 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeDeps()
-	tbl, closeTable, err := openTable(ctx, cli.cfg)
+	closeTable, err := useTable(ctx, cli.cfg, &deps)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
-	if tbl != nil {
-		deps.Table = tbl
-	}
 	states, err := coordinator.Status(ctx, cli.cfg.coord, deps)
 	if err != nil {
 		return err
@@ -142,7 +139,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	header := "window\tstate\trecords\tMB stored\tobjects"
-	if tbl != nil {
+	if deps.Table != nil {
 		header += "\tin table"
 	}
 	fmt.Fprintln(tw, header)
@@ -152,7 +149,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			m = &archive.Manifest{}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%d", s.Window.Start.Format("2006-01-02 15:04Z"), s.State, m.Records, float64(m.Bytes)/1e6, len(m.Objects))
-		if tbl != nil {
+		if deps.Table != nil {
 			fmt.Fprintf(tw, "\t%s", inTable(s.InTable))
 		}
 		fmt.Fprintln(tw)

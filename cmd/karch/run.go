@@ -68,14 +68,11 @@ func runRun(ctx context.Context, args []string, stdout io.Writer) (err error) {
 	}
 	deps.Observer = metrics.NewCoordinator(proc.Registerer())
 	deps.Bucket = blob.WithMetrics(deps.Bucket, proc.Registerer())
-	tbl, closeTable, err := openTable(ctx, cli.cfg)
+	closeTable, err := useTable(ctx, cli.cfg, &deps)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
-	if tbl != nil {
-		deps.Table = tbl
-	}
 	results, err := coordinator.Run(ctx, cli.cfg.coord, deps)
 	if bar != nil {
 		bar.finish() // cleared before the table is printed

@@ -68,6 +68,19 @@ func storeURL(store string) string {
 	return "file://" + abs
 }
 
+// useTable opens the pipeline's table into deps when the settings name one, and returns
+// what closes it.
+func useTable(ctx context.Context, c runConfig, deps *coordinator.Deps) (func(), error) {
+	tbl, closeTable, err := openTable(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if tbl != nil {
+		deps.Table = tbl // never a nil *Table in the interface
+	}
+	return closeTable, nil
+}
+
 // openTable opens the pipeline's table when the settings name one; nil and a no-op close
 // when they do not.
 func openTable(ctx context.Context, c runConfig) (*icetable.Table, func(), error) {

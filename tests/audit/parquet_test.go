@@ -141,6 +141,13 @@ func TestPyarrowReadsTheParquetPieces(t *testing.T) {
 		}
 		got[fmt.Sprintf("%d/%d", p.Partition, p.Offset)] = p.record(t, topic)
 	}
+	assertAsKafka(t, "pyarrow", got, m, addr, topic)
+}
+
+// assertAsKafka checks that got, what reader read by "<partition>/<offset>", is by offset
+// the committed records Kafka holds in the window of m: none missing, none more.
+func assertAsKafka(t *testing.T, reader string, got map[string]archive.Record, m *archive.Manifest, addr, topic string) {
+	t.Helper()
 	want := map[string]archive.Record{}
 	for _, p := range m.Partitions {
 		for _, r := range consumeCommitted(t, addr, topic, p.Partition, p.First, p.End) {
@@ -148,11 +155,11 @@ func TestPyarrowReadsTheParquetPieces(t *testing.T) {
 		}
 	}
 	if len(want) < 200 || len(got) != len(want) || int64(len(got)) != m.Records {
-		t.Fatalf("pyarrow read %d records, Kafka holds %d, the manifest says %d", len(got), len(want), m.Records)
+		t.Fatalf("%s read %d records, Kafka holds %d, the manifest says %d", reader, len(got), len(want), m.Records)
 	}
 	for id, w := range want {
 		if g, ok := got[id]; !ok || !sameRecord(g, w) {
-			t.Fatalf("record %s: pyarrow read\n%+v\nKafka holds\n%+v", id, brief(g), brief(w))
+			t.Fatalf("record %s: %s read\n%+v\nKafka holds\n%+v", id, reader, brief(g), brief(w))
 		}
 	}
 }

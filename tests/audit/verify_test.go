@@ -94,6 +94,12 @@ func produceHours(t *testing.T, addr string) string {
 // under a pipeline of its own, with the configuration changes configure makes.
 func archiveTopic(t *testing.T, addr, topic string, st store, windows int, configure ...func(*coordinator.Config)) *archived {
 	t.Helper()
+	return archiveInto(t, addr, topic, st, windows, nil, configure...)
+}
+
+// archiveInto is archiveTopic with committed windows joining table, when not nil.
+func archiveInto(t *testing.T, addr, topic string, st store, windows int, table coordinator.Table, configure ...func(*coordinator.Config)) *archived {
+	t.Helper()
 	a := &archived{store: st, pipeline: fmt.Sprintf("audit-%d", time.Now().UnixNano()%1e12), topic: topic, brokers: addr}
 	cfg := coordinator.DefaultConfig()
 	cfg.Pipeline, cfg.Brokers, cfg.Topic, cfg.Start, cfg.PieceRecords = a.pipeline, []string{addr}, topic, t0, 40
@@ -104,7 +110,7 @@ func archiveTopic(t *testing.T, addr, topic string, st store, windows int, confi
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	_, err := coordinator.Run(context.Background(), cfg, coordinator.Deps{
 		Bucket: a.bucket, StoreURL: a.url, Locker: lock.NewLocal(), Offsets: coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"}),
-		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(24 * time.Hour) },
+		Logger: logger, Version: "test", Now: func() time.Time { return t0.Add(24 * time.Hour) }, Table: table,
 		Runner: &coordinator.LocalRunner{Karch: karchBin, Parallelism: 2, Retries: 1, Logger: logger, Env: append([]string{"KARCH_LOG_LEVEL=warn"}, a.env...)},
 	})
 	if err != nil {
