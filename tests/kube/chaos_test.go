@@ -174,7 +174,7 @@ func TestChaosKilledCoordinator(t *testing.T) {
 			}
 			err := c.kill(pod)
 			if err == nil {
-				killed = append(killed, killedRun{pod: pod.Name, job: job.Name, uid: job.UID})
+				killed = append(killed, killedRun{pod: pod.Name, job: job.Name, uid: job.UID, at: time.Now()})
 			}
 			return c.hit(err, "kill", pod)
 		})
@@ -198,10 +198,12 @@ func TestChaosKilledCoordinator(t *testing.T) {
 	}
 }
 
-// killedRun is a coordinator pod killed while it awaited a shard Job.
+// killedRun is a coordinator pod killed while it awaited a shard Job, as the recorder saw
+// it: the Job may have completed, and the pod committed its window, just before the kill.
 type killedRun struct {
 	pod, job string
 	uid      types.UID
+	at       time.Time
 }
 
 // assertAdopted checks that the shard Job a killed coordinator awaited completed as the same
@@ -211,6 +213,13 @@ func (c *cluster) assertAdopted(rec *recorder, k killedRun) {
 	job, err := c.client.BatchV1().Jobs(c.ns).Get(context.Background(), k.job, metav1.GetOptions{})
 	if err != nil || job.UID != k.uid || finished(job) != batchv1.JobComplete {
 		c.t.Fatalf("shard job %s (uid %s), awaited by the killed pod %s: %v; want it complete with the same uid", k.job, k.uid, k.pod, err)
+	}
+	if done := job.Status.CompletionTime; done != nil && !done.After(k.at) {
+		// The recorder's view of the Job lags the API: the killed pod may have seen it
+		// complete and committed its window, leaving nothing to adopt. (CompletionTime has
+		// whole seconds: a Job done in the kill's second counts as done before it.)
+		c.t.Logf("shard job %s completed at %s, before %s was killed at %s: nothing may have been left to adopt", k.job, done, k.pod, k.at.Format(time.RFC3339Nano))
+		return
 	}
 	next := rec.nextPod(k.pod)
 	if next == nil {
