@@ -154,13 +154,15 @@ func TestRestoreKilledAndRerun(t *testing.T) {
 	dst := testenv.Topic(t, addr, 2)
 	args := []string{"restore", "--from", t0.Format(time.RFC3339), "--to", t0.Add(3 * time.Hour).Format(time.RFC3339), "--to-topic", dst,
 		"--store", a.url, "--pipeline", a.pipeline, "--brokers", a.brokers, "--topic", a.topic}
-	cmd := exec.Command(karchBin, append(args, "--rate", "60")...)
+	// At 10 records/s the 300 take 30 s: reading the target (originsIn) on a loaded machine
+	// takes seconds, and at 60/s the restore could end before a read saw 40 of them.
+	cmd := exec.Command(karchBin, append(args, "--rate", "10")...)
 	cmd.Env = append(os.Environ(), "KARCH_REDIS="+testenv.Redis(t), "KARCH_LEASE_TTL=2s")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for originsIn(t, addr, dst, 2) < 40 && time.Now().Before(deadline) {
+	for originsIn(t, addr, dst, 2) < 20 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
