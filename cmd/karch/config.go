@@ -62,117 +62,122 @@ type kubeSettings struct {
 // setting is one configuration key, read from a YAML file (name), the environment
 // (KARCH_NAME) and a flag (--name with '-' for '_'), in that order of precedence upwards.
 type setting struct {
-	name, usage string
-	set         func(c *runConfig, v string) error
+	name string
+	// typ and def are the reference's (docs/settings.md): the kind of value, and the
+	// default as one would write it ("" when there is none, or it depends on other
+	// settings, as usage then says). TestSettingsReference holds def to the code.
+	typ, def string
+	usage    string
+	set      func(c *runConfig, v string) error
 }
 
 var settings = []setting{
-	{"pipeline", "pipeline name: lower-case letters, digits and '-'", func(c *runConfig, v string) error { c.coord.Pipeline = v; return nil }},
-	{"brokers", "Kafka bootstrap addresses, comma-separated", func(c *runConfig, v string) error { c.coord.Brokers = splitList(v); return nil }},
-	{"topic", "Kafka topic to archive", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
-	{"kafka_tls", "speak TLS to Kafka, trusting the system's CAs unless kafka_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.kafkaSec.tls.enabled })},
-	{"kafka_tls_ca_file", "PEM file of the CAs that sign the brokers' certificates", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.caFile })},
-	{"kafka_tls_cert_file", "PEM client certificate, for brokers that require one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.certFile })},
-	{"kafka_tls_key_file", "PEM private key of kafka_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.keyFile })},
-	{"kafka_tls_server_name", "name the brokers' certificates must carry (default: the host of each address)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.serverName })},
-	{"kafka_sasl_mechanism", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs kafka_tls); empty: none", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslMechanism })},
-	{"kafka_sasl_username", "SASL user; its password only from KARCH_KAFKA_SASL_PASSWORD or the file KARCH_KAFKA_SASL_PASSWORD_FILE names", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslUser })},
-	{"window", "window length; divides a day (1h, 15m, 24h)", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Window })},
-	{"lateness", "wait this long after a window ends before archiving it", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Lateness })},
-	{"start", "where a new pipeline begins, RFC3339 (default: the newest due window)", func(c *runConfig, v string) error {
+	{"pipeline", "string", "", "pipeline name: lower-case letters, digits and '-'", func(c *runConfig, v string) error { c.coord.Pipeline = v; return nil }},
+	{"brokers", "list", "", "Kafka bootstrap addresses, comma-separated", func(c *runConfig, v string) error { c.coord.Brokers = splitList(v); return nil }},
+	{"topic", "string", "", "Kafka topic to archive", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
+	{"kafka_tls", "bool", "false", "speak TLS to Kafka, trusting the system's CAs unless kafka_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.kafkaSec.tls.enabled })},
+	{"kafka_tls_ca_file", "path", "", "PEM file of the CAs that sign the brokers' certificates", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.caFile })},
+	{"kafka_tls_cert_file", "path", "", "PEM client certificate, for brokers that require one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.certFile })},
+	{"kafka_tls_key_file", "path", "", "PEM private key of kafka_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.keyFile })},
+	{"kafka_tls_server_name", "string", "", "name the brokers' certificates must carry (default: the host of each address)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.serverName })},
+	{"kafka_sasl_mechanism", "string", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs kafka_tls); empty: none", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslMechanism })},
+	{"kafka_sasl_username", "string", "", "SASL user; its password only from KARCH_KAFKA_SASL_PASSWORD or the file KARCH_KAFKA_SASL_PASSWORD_FILE names", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.saslUser })},
+	{"window", "duration", "1h", "window length; divides a day (1h, 15m, 24h)", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Window })},
+	{"lateness", "duration", "5m", "wait this long after a window ends before archiving it", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.Lateness })},
+	{"start", "time", "", "where a new pipeline begins, RFC3339 (default: the newest due window)", func(c *runConfig, v string) error {
 		t, err := time.Parse(time.RFC3339, v)
 		c.coord.Start = t
 		return err
 	}},
-	{"until", "archive no window that ends after this time, RFC3339 (default: none)", func(c *runConfig, v string) error {
+	{"until", "time", "", "archive no window that ends after this time, RFC3339 (default: none)", func(c *runConfig, v string) error {
 		t, err := time.Parse(time.RFC3339, v)
 		c.coord.Until = t
 		return err
 	}},
-	{"accept_data_loss", "start of the one window that may skip records retention deleted before they were archived, RFC3339; its manifest records the gap", func(c *runConfig, v string) error {
+	{"accept_data_loss", "time", "", "start of the one window that may skip records retention deleted before they were archived, RFC3339; its manifest records the gap", func(c *runConfig, v string) error {
 		t, err := time.Parse(time.RFC3339, v)
 		c.coord.AcceptDataLoss = t
 		return err
 	}},
-	{"max_windows", "most windows one run catches up", intSetting(func(c *runConfig) *int { return &c.coord.MaxWindows })},
-	{"shards", "most shards per window", intSetting(func(c *runConfig) *int { return &c.coord.Shards })},
-	{"piece_records", "most offsets per piece", func(c *runConfig, v string) error {
+	{"max_windows", "int", "24", "most windows one run catches up", intSetting(func(c *runConfig) *int { return &c.coord.MaxWindows })},
+	{"shards", "int", "4", "most shards per window", intSetting(func(c *runConfig) *int { return &c.coord.Shards })},
+	{"piece_records", "int", "1000000", "most offsets per piece", func(c *runConfig, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
 		c.coord.PieceRecords = n
 		return err
 	}},
-	{"formats", "formats each piece is stored in: jsonl, or jsonl,parquet (a typed, columnar copy in the same commit)", func(c *runConfig, v string) error {
+	{"formats", "list", "", "formats each piece is stored in: jsonl, or jsonl,parquet (a typed, columnar copy in the same commit)", func(c *runConfig, v string) error {
 		c.coord.Formats = splitList(v)
 		return archive.CheckFormats(c.coord.Formats)
 	}},
-	{"value_columns", "typed Parquet columns from each record's JSON value, comma-separated name:type or name=path.to.field:type; types string, int64, double, bool, timestamp, date", func(c *runConfig, v string) error {
+	{"value_columns", "list", "", "typed Parquet columns from each record's JSON value, comma-separated name:type or name=path.to.field:type; types string, int64, double, bool, timestamp, date", func(c *runConfig, v string) error {
 		cols, err := archive.ParseValueColumns(splitList(v))
 		c.coord.ValueColumns = cols
 		return err
 	}},
-	{"table", "Iceberg table that each committed window's Parquet objects join, as namespace.name (needs formats with parquet); empty: none", stringSetting(func(c *runConfig) *string { return &c.table.name })},
-	{"table_catalog", "catalog of the table: rest (the Iceberg REST protocol: Polaris, Nessie, Lakekeeper, Unity, Glue, S3 Tables) or sql (PostgreSQL)", stringSetting(func(c *runConfig) *string { return &c.table.catalog })},
-	{"table_catalog_uri", "REST catalog URL, or the PostgreSQL URL of the sql catalog without its password (KARCH_TABLE_CATALOG_PASSWORD); a REST catalog's OAuth2 client_id:secret comes from KARCH_TABLE_CATALOG_CREDENTIAL, a bearer token from KARCH_TABLE_CATALOG_TOKEN", stringSetting(func(c *runConfig) *string { return &c.table.uri })},
-	{"table_warehouse", "warehouse of the table: the REST catalog's warehouse name or location, or where the sql catalog keeps table metadata (default: <store>/_iceberg)", stringSetting(func(c *runConfig) *string { return &c.table.warehouse })},
-	{"table_partition", "partitioning of the table by timestamp, beside partition: day or hour", stringSetting(func(c *runConfig) *string { return &c.table.partition })},
-	{"parallelism", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
-	{"retries", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
-	{"fetch_rate_mib", "most MiB per second each shard fetches from Kafka; 0: no cap (a backfill fetches at most parallelism times this)", intSetting(func(c *runConfig) *int { return &c.fetchRateMiB })},
-	{"runner", "where shards run: local (processes) or kube (an Indexed Job)", func(c *runConfig, v string) error {
+	{"table", "string", "", "Iceberg table that each committed window's Parquet objects join, as namespace.name (needs formats with parquet); empty: none", stringSetting(func(c *runConfig) *string { return &c.table.name })},
+	{"table_catalog", "string", "rest", "catalog of the table: rest (the Iceberg REST protocol: Polaris, Nessie, Lakekeeper, Unity, Glue, S3 Tables) or sql (PostgreSQL)", stringSetting(func(c *runConfig) *string { return &c.table.catalog })},
+	{"table_catalog_uri", "url", "", "REST catalog URL, or the PostgreSQL URL of the sql catalog without its password (KARCH_TABLE_CATALOG_PASSWORD); a REST catalog's OAuth2 client_id:secret comes from KARCH_TABLE_CATALOG_CREDENTIAL, a bearer token from KARCH_TABLE_CATALOG_TOKEN", stringSetting(func(c *runConfig) *string { return &c.table.uri })},
+	{"table_warehouse", "string", "", "warehouse of the table: the REST catalog's warehouse name or location, or where the sql catalog keeps table metadata (default: <store>/_iceberg)", stringSetting(func(c *runConfig) *string { return &c.table.warehouse })},
+	{"table_partition", "string", "day", "partitioning of the table by timestamp, beside partition: day or hour", stringSetting(func(c *runConfig) *string { return &c.table.partition })},
+	{"parallelism", "int", "2", "shards run at once", intSetting(func(c *runConfig) *int { return &c.coord.Parallelism })},
+	{"retries", "int", "2", "retries of a shard that fails retryably", intSetting(func(c *runConfig) *int { return &c.coord.Retries })},
+	{"fetch_rate_mib", "int", "0", "most MiB per second each shard fetches from Kafka; 0: no cap (a backfill fetches at most parallelism times this)", intSetting(func(c *runConfig) *int { return &c.fetchRateMiB })},
+	{"runner", "string", "local", "where shards run: local (processes) or kube (an Indexed Job)", func(c *runConfig, v string) error {
 		if v != "local" && v != "kube" {
 			return errors.New("want local or kube")
 		}
 		c.runner = v
 		return nil
 	}},
-	{"kube_namespace", "namespace of the shard Jobs (default: the pod's own)", func(c *runConfig, v string) error { c.kube.namespace = v; return nil }},
-	{"shard_image", "container image of the shards (runner kube; default: the coordinator's own)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
-	{"shard_service_account", "ServiceAccount of the shard pods", func(c *runConfig, v string) error { c.kube.serviceAccount = v; return nil }},
-	{"shard_secret", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
-	{"shard_secret_files", "Secrets mounted read-only in every shard pod, as SECRET=/dir[,SECRET=/dir]: certificates and password files, where the coordinator mounts them too", func(c *runConfig, v string) error {
+	{"kube_namespace", "string", "", "namespace of the shard Jobs (default: the pod's own)", func(c *runConfig, v string) error { c.kube.namespace = v; return nil }},
+	{"shard_image", "string", "", "container image of the shards (runner kube; default: the coordinator's own)", func(c *runConfig, v string) error { c.kube.image = v; return nil }},
+	{"shard_service_account", "string", "karch-shard", "ServiceAccount of the shard pods", func(c *runConfig, v string) error { c.kube.serviceAccount = v; return nil }},
+	{"shard_secret", "string", "", "Secret whose keys become the shards' environment (S3 credentials)", func(c *runConfig, v string) error { c.kube.secret = v; return nil }},
+	{"shard_secret_files", "list", "", "Secrets mounted read-only in every shard pod, as SECRET=/dir[,SECRET=/dir]: certificates and password files, where the coordinator mounts them too", func(c *runConfig, v string) error {
 		files, err := parseSecretFiles(v)
 		c.kube.secretFiles = files
 		return err
 	}},
-	{"shard_cpu", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
-	{"shard_memory", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
-	{"shard_tmp", "size of a shard pod's /tmp; with parquet it must hold the largest Parquet piece, which a shard copies there to adopt or derive it (default 64Mi, 2Gi with parquet)", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.tmp })},
-	{"shard_host_network", "shard pods use the node's network namespace (true where Kafka, Redis or S3 are reachable only from the node, as on karch's test node)", func(c *runConfig, v string) error {
+	{"shard_cpu", "quantity", "1", "CPU request of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.cpu })},
+	{"shard_memory", "quantity", "256Mi", "memory request and limit of a shard pod", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.memory })},
+	{"shard_tmp", "quantity", "", "size of a shard pod's /tmp; with parquet it must hold the largest Parquet piece, which a shard copies there to adopt or derive it (default 64Mi, 2Gi with parquet)", quantitySetting(func(c *runConfig) *resource.Quantity { return &c.kube.tmp })},
+	{"shard_host_network", "bool", "false", "shard pods use the node's network namespace (true where Kafka, Redis or S3 are reachable only from the node, as on karch's test node)", func(c *runConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.kube.hostNetwork = b
 		return err
 	}},
-	{"shard_start_timeout", "how long a shard pod may stay unstarted (image pull, missing Secret, unschedulable, quota) before the run fails naming it", func(c *runConfig, v string) error {
+	{"shard_start_timeout", "duration", "10m", "how long a shard pod may stay unstarted (image pull, missing Secret, unschedulable, quota) before the run fails naming it", func(c *runConfig, v string) error {
 		d, err := time.ParseDuration(v)
 		c.kube.startTimeout = d
 		return err
 	}},
-	{"job_max_indexes", "backfill: most completion indexes (shards) of one Job; a larger backfill runs as several Jobs in turn", intSetting(func(c *runConfig) *int { return &c.jobMaxIndexes })},
-	{"lease_wait", "backfill: how long to wait while a scheduled run holds the pipeline's lease", durationSetting(func(c *runConfig) *time.Duration { return &c.leaseWait })},
-	{"push_gateway", "Prometheus Pushgateway URL that the coordinator and its shards push metrics to when they end; empty: none", func(c *runConfig, v string) error { c.pushGateway = v; return nil }},
-	{"lease_ttl", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
-	{"store", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
-	{"redis", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
-	{"redis_username", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD or the file KARCH_REDIS_PASSWORD_FILE names", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
-	{"redis_tls", "speak TLS to Redis, trusting the system's CAs unless redis_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.redisTLS.enabled })},
-	{"redis_tls_ca_file", "PEM file of the CAs that sign the Redis server's certificate", stringSetting(func(c *runConfig) *string { return &c.redisTLS.caFile })},
-	{"redis_tls_cert_file", "PEM client certificate, for a Redis that requires one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.certFile })},
-	{"redis_tls_key_file", "PEM private key of redis_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.redisTLS.keyFile })},
-	{"redis_tls_server_name", "name the Redis server's certificate must carry (default: the host of redis)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.serverName })},
-	{"s3_endpoint", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
-	{"s3_region", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
-	{"s3_timeout", "how long an S3 request may wait for the server's answer once sent, before it is retried (default 1m)", durationSetting(func(c *runConfig) *time.Duration { return &c.s3.ResponseTimeout })},
-	{"s3_path_style", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {
+	{"job_max_indexes", "int", "10000", "backfill: most completion indexes (shards) of one Job; a larger backfill runs as several Jobs in turn", intSetting(func(c *runConfig) *int { return &c.jobMaxIndexes })},
+	{"lease_wait", "duration", "10m", "backfill: how long to wait while a scheduled run holds the pipeline's lease", durationSetting(func(c *runConfig) *time.Duration { return &c.leaseWait })},
+	{"push_gateway", "url", "", "Prometheus Pushgateway URL that the coordinator and its shards push metrics to when they end; empty: none", func(c *runConfig, v string) error { c.pushGateway = v; return nil }},
+	{"lease_ttl", "duration", "30s", "lease time-to-live", durationSetting(func(c *runConfig) *time.Duration { return &c.coord.LeaseTTL })},
+	{"store", "url", "", "destination: s3://bucket/prefix, file:///dir or a directory", func(c *runConfig, v string) error { c.store = v; return nil }},
+	{"redis", "string", "", "Redis address for the lease (host:port); empty: an in-process lease", func(c *runConfig, v string) error { c.redis = v; return nil }},
+	{"redis_username", "string", "", "Redis ACL user; its password only from KARCH_REDIS_PASSWORD or the file KARCH_REDIS_PASSWORD_FILE names", func(c *runConfig, v string) error { c.redisUser = v; return nil }},
+	{"redis_tls", "bool", "false", "speak TLS to Redis, trusting the system's CAs unless redis_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.redisTLS.enabled })},
+	{"redis_tls_ca_file", "path", "", "PEM file of the CAs that sign the Redis server's certificate", stringSetting(func(c *runConfig) *string { return &c.redisTLS.caFile })},
+	{"redis_tls_cert_file", "path", "", "PEM client certificate, for a Redis that requires one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.certFile })},
+	{"redis_tls_key_file", "path", "", "PEM private key of redis_tls_cert_file", stringSetting(func(c *runConfig) *string { return &c.redisTLS.keyFile })},
+	{"redis_tls_server_name", "string", "", "name the Redis server's certificate must carry (default: the host of redis)", stringSetting(func(c *runConfig) *string { return &c.redisTLS.serverName })},
+	{"s3_endpoint", "url", "", "S3 endpoint URL; empty for AWS", func(c *runConfig, v string) error { c.s3.Endpoint = v; return nil }},
+	{"s3_region", "string", "", "S3 region (default: the AWS SDK's chain: AWS_REGION, profile, web identity)", func(c *runConfig, v string) error { c.s3.Region = v; return nil }},
+	{"s3_timeout", "duration", "", "how long an S3 request may wait for the server's answer once sent, before it is retried (default 1m)", durationSetting(func(c *runConfig) *time.Duration { return &c.s3.ResponseTimeout })},
+	{"s3_path_style", "bool", "false", "path-style S3 addressing (true for MinIO)", func(c *runConfig, v string) error {
 		b, err := strconv.ParseBool(v)
 		c.s3.PathStyle = b
 		return err
 	}},
-	{"s3_sse", "server-side encryption of every object karch writes: AES256 (SSE-S3) or aws:kms (SSE-KMS); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.SSE })},
-	{"s3_kms_key_id", "KMS key of s3_sse aws:kms (empty: the account's default key)", stringSetting(func(c *runConfig) *string { return &c.s3.KMSKeyID })},
-	{"s3_storage_class", "storage class of every object karch writes (STANDARD_IA, GLACIER_IR, ...); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.StorageClass })},
-	{"s3_checksum", "integrity checksum the store verifies every upload with: SHA256 (default), CRC32C, CRC32 or CRC64NVME", stringSetting(func(c *runConfig) *string { return &c.s3.Checksum })},
-	{"s3_object_lock_mode", "Object Lock retention of every object karch writes, on a bucket created with Object Lock: GOVERNANCE or COMPLIANCE; empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.LockMode })},
-	{"s3_object_lock_retention", "how long each object stays locked from its write: a Go duration or days (2555d)", func(c *runConfig, v string) error {
+	{"s3_sse", "string", "", "server-side encryption of every object karch writes: AES256 (SSE-S3) or aws:kms (SSE-KMS); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.SSE })},
+	{"s3_kms_key_id", "string", "", "KMS key of s3_sse aws:kms (empty: the account's default key)", stringSetting(func(c *runConfig) *string { return &c.s3.KMSKeyID })},
+	{"s3_storage_class", "string", "", "storage class of every object karch writes (STANDARD_IA, GLACIER_IR, ...); empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.StorageClass })},
+	{"s3_checksum", "string", "", "integrity checksum the store verifies every upload with: SHA256 (default), CRC32C, CRC32 or CRC64NVME", stringSetting(func(c *runConfig) *string { return &c.s3.Checksum })},
+	{"s3_object_lock_mode", "string", "", "Object Lock retention of every object karch writes, on a bucket created with Object Lock: GOVERNANCE or COMPLIANCE; empty: the bucket's default", stringSetting(func(c *runConfig) *string { return &c.s3.LockMode })},
+	{"s3_object_lock_retention", "duration", "", "how long each object stays locked from its write: a Go duration or days (2555d)", func(c *runConfig, v string) error {
 		d, err := parseRetention(v)
 		c.s3.LockRetention = d
 		return err
@@ -284,10 +289,16 @@ func (cf *configFlags) register(fs *flag.FlagSet) {
 	}
 }
 
-func (cf *configFlags) load() (runConfig, error) {
-	c := runConfig{coord: coordinator.DefaultConfig(), runner: "local", redisTLS: tlsSettings{prefix: "redis_tls"},
-		kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}, table: tableSettings{catalog: icetable.CatalogREST, partition: icetable.Day}, jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
+// defaultConfig is every setting at its default (docs/settings.md).
+func defaultConfig() runConfig {
+	return runConfig{coord: coordinator.DefaultConfig(), runner: "local", redisTLS: tlsSettings{prefix: "redis_tls"},
+		kafkaSec: kafkaSecurity{tls: tlsSettings{prefix: "kafka_tls"}}, table: tableSettings{catalog: icetable.CatalogREST, partition: icetable.Day},
+		jobMaxIndexes: coordinator.DefaultMaxIndexes, leaseWait: 10 * time.Minute,
 		kube: kubeSettings{serviceAccount: "karch-shard", cpu: resource.MustParse("1"), memory: resource.MustParse("256Mi"), startTimeout: 10 * time.Minute}}
+}
+
+func (cf *configFlags) load() (runConfig, error) {
+	c := defaultConfig()
 	if err := checkEnviron(os.Environ()); err != nil {
 		return c, err
 	}

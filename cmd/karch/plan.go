@@ -13,7 +13,7 @@ import (
 
 func init() {
 	commands["plan"] = command{"dry run: the windows, offsets and shards the next run would archive", runPlan}
-	commands["status"] = command{"each window of the pipeline: committed, planned or missing", runStatus}
+	commands["status"] = command{"each window of the pipeline: committed, planned or missing, and in the table or not", runStatus}
 }
 
 const planUsage = `usage: karch plan [--config file.yaml] [--json] [flags]

@@ -16,5 +16,9 @@ func usage(w io.Writer) {
 	for _, name := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'karch <command> -h' for a command's flags.")
+	fmt.Fprintln(w, `
+Exit codes: 0 done, 1 retryable (run it again), 2 a crash (retried like 1), 3 permanent
+(a setting, a missing topic, refused access, a corrupt object: read the one-line reason).
+
+Run 'karch <command> -h' for a command's flags; docs/settings.md lists every setting.`)
 }
