@@ -8,7 +8,6 @@ import (
 	"testing"
 )
 
-
 const settingsDoc = "../../docs/settings.md"
 
 // settingsReference is docs/settings.md: every setting, from the table that parses them.
