@@ -19,6 +19,7 @@ import (
 	"github.com/karch-archive/karch/columnar"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/icetable"
+	"github.com/karch-archive/karch/internal/tabletest"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -40,7 +41,7 @@ func newFixture(t *testing.T, kind string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{bucket: b, cfg: testenv.IcebergTable(t, kind, s3)}
+	return &fixture{bucket: b, cfg: tabletest.Config(t, kind, s3)}
 }
 
 func (f *fixture) open(t *testing.T) *icetable.Table {
@@ -154,8 +155,8 @@ func TestAppendAddsEachWindowOnce(t *testing.T) {
 		if n := len(got.Metadata().Snapshots()); n != 2 {
 			t.Fatalf("%d snapshots for two windows", n)
 		}
-		if want := map[int32][]int64{0: span(0, 65), 1: span(100, 30)}; !equalOffsets(testenv.TableOffsets(t, got), want) {
-			t.Fatalf("the table holds the offsets %v, want %v", testenv.TableOffsets(t, got), want)
+		if want := map[int32][]int64{0: span(0, 65), 1: span(100, 30)}; !equalOffsets(tabletest.Offsets(t, got), want) {
+			t.Fatalf("the table holds the offsets %v, want %v", tabletest.Offsets(t, got), want)
 		}
 		ws, err := tbl.Windows(context.Background(), "calls")
 		if err != nil {
@@ -227,8 +228,8 @@ func TestPieceAcrossDaysJoinsThePlainSpec(t *testing.T) {
 	if files["0"].SpecID() != int32(specs["1"]) || files["1"].SpecID() != int32(specs["2"]) {
 		t.Fatalf("spec of the piece across days %d, of the other %d; specs %v", files["0"].SpecID(), files["1"].SpecID(), specs)
 	}
-	if want := map[int32][]int64{0: span(0, 10), 1: span(0, 10)}; !equalOffsets(testenv.TableOffsets(t, got), want) {
-		t.Fatalf("offsets %v, want %v", testenv.TableOffsets(t, got), want)
+	if want := map[int32][]int64{0: span(0, 10), 1: span(0, 10)}; !equalOffsets(tabletest.Offsets(t, got), want) {
+		t.Fatalf("offsets %v, want %v", tabletest.Offsets(t, got), want)
 	}
 }
 

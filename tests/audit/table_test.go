@@ -11,6 +11,7 @@ import (
 
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/icetable"
+	"github.com/karch-archive/karch/internal/tabletest"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -27,7 +28,7 @@ type tabled struct {
 func archiveToTable(t *testing.T, addr, topic string, windows int, cols ...archive.ValueColumn) *tabled {
 	t.Helper()
 	st := s3Store(t)
-	cfg := testenv.IcebergTable(t, icetable.CatalogREST, testenv.S3Config(t))
+	cfg := tabletest.Config(t, icetable.CatalogREST, testenv.S3Config(t))
 	cfg.Store = st.url
 	tbl, err := icetable.Open(context.Background(), cfg)
 	if err != nil {

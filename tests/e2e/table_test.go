@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/karch-archive/karch/icetable"
+	"github.com/karch-archive/karch/internal/tabletest"
 	"github.com/karch-archive/karch/internal/testenv"
 )
 
@@ -23,7 +24,7 @@ import (
 // catalog of kind, and returns the table's settings.
 func (p *runPipeline) withTable(t *testing.T, kind string) icetable.Config {
 	t.Helper()
-	cfg := testenv.IcebergTable(t, kind, testenv.S3Config(t))
+	cfg := tabletest.Config(t, kind, testenv.S3Config(t))
 	cfg.Store = envValue(p.env, "KARCH_STORE")
 	p.env = append(p.env, "KARCH_FORMATS=jsonl,parquet", "KARCH_VALUE_COLUMNS=n:int64",
 		"KARCH_TABLE="+cfg.Table, "KARCH_TABLE_CATALOG="+kind, "KARCH_TABLE_PARTITION=hour")
@@ -55,15 +56,15 @@ func envValue(env []string, name string) string {
 // window order, and, read by iceberg-go, every offset of every partition exactly once.
 func (p *runPipeline) assertTable(t *testing.T, cfg icetable.Config) {
 	t.Helper()
-	tbl := testenv.LoadTable(t, cfg)
+	tbl := tabletest.Load(t, cfg)
 	var want []time.Time
 	for w := range runWindows {
 		want = append(want, p.start.Add(time.Duration(w)*time.Hour))
 	}
-	if got := testenv.TableWindows(t, tbl); !slices.EqualFunc(got, want, time.Time.Equal) {
+	if got := tabletest.Windows(t, tbl); !slices.EqualFunc(got, want, time.Time.Equal) {
 		t.Fatalf("the table's snapshots name the windows %v, want %v, once each, in order", got, want)
 	}
-	offsets := testenv.TableOffsets(t, tbl)
+	offsets := tabletest.Offsets(t, tbl)
 	for part, end := range p.ends {
 		got := offsets[int32(part)]
 		if int64(len(got)) != end {
@@ -190,7 +191,7 @@ func TestRunKilledAroundTheTableCommit(t *testing.T) {
 			if !exists(p.bucket, p.dir(p.start)+"MANIFEST.json") {
 				t.Fatal("window 0 has no manifest: the kill came before the commit order's first step")
 			}
-			if n := len(testenv.TableWindows(t, testenv.LoadTable(t, cfg))); tc.forward != (n == 1) {
+			if n := len(tabletest.Windows(t, tabletest.Load(t, cfg))); tc.forward != (n == 1) {
 				t.Fatalf("after the kill the table holds %d windows; the catalog applied the commit: %v", n, tc.forward)
 			}
 			p.waitLeaseExpired(t)
