@@ -30,6 +30,11 @@ type Protector interface {
 	Protection(ctx context.Context, key string) (blob.Protection, error)
 }
 
+// Table is the pipeline's Iceberg table (icetable.Table).
+type Table interface {
+	Describe(ctx context.Context, pipeline string) (string, error)
+}
+
 // Deps are the pipeline's clients, built from its configuration as a run builds them.
 type Deps struct {
 	Pipeline, Topic string
@@ -40,6 +45,8 @@ type Deps struct {
 	// Locker is nil when the pipeline has no Redis: the lease is in-process.
 	Locker lock.Locker
 	Bucket blob.Bucket
+	// Table is nil when the pipeline has no table.
+	Table Table
 	// Want is the protection every object should get (zero fields: the store's defaults),
 	// and Retention the Object Lock period from each write.
 	Want      blob.Protection
@@ -68,7 +75,20 @@ func Run(ctx context.Context, d Deps) []Check {
 	var out []Check
 	out = append(out, kafkaChecks(ctx, d)...)
 	out = append(out, redisCheck(ctx, d))
-	return append(out, storeChecks(ctx, d)...)
+	out = append(out, storeChecks(ctx, d)...)
+	if d.Table != nil {
+		out = append(out, tableCheck(ctx, d))
+	}
+	return out
+}
+
+func tableCheck(ctx context.Context, d Deps) Check {
+	const name = "table: the catalog answers and the table loads"
+	detail, err := d.Table.Describe(ctx, d.Pipeline)
+	if err != nil {
+		return fail(name, err, "check table_catalog_uri, the catalog's credential (KARCH_TABLE_CATALOG_CREDENTIAL, _TOKEN or _PASSWORD) and its grants on the table's namespace; the archive is not affected: windows join the table once it answers")
+	}
+	return pass(name, "%s", detail)
 }
 
 func pass(name, format string, args ...any) Check {

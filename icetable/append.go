@@ -292,3 +292,27 @@ func (t *Table) Holds(ctx context.Context, pipeline string) (map[time.Time]bool,
 	}
 	return out, nil
 }
+
+// Describe reaches the catalog and says what it holds of the table: karch doctor's check.
+// A table that does not exist yet is no failure: the first window to join creates it.
+func (t *Table) Describe(ctx context.Context, pipeline string) (string, error) {
+	tbl, err := t.load(ctx)
+	if isNoTable(err) {
+		return fmt.Sprintf("%s catalog %s answers; table %s does not exist yet: the first committed window creates it", t.cfg.Catalog, t.cfg.URI, t.cfg.Table), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	ws, _ := windows(tbl, pipeline)
+	var newest time.Time
+	for _, w := range ws {
+		if w.End.After(newest) {
+			newest = w.End
+		}
+	}
+	detail := fmt.Sprintf("%s catalog %s: table %s holds %d windows of pipeline %s", t.cfg.Catalog, t.cfg.URI, t.cfg.Table, len(ws), pipeline)
+	if !newest.IsZero() {
+		detail += ", the newest ending " + newest.Format(time.RFC3339)
+	}
+	return detail, nil
+}

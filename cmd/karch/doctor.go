@@ -26,7 +26,7 @@ configured TLS and SASL, the topic there and readable at read_committed; the lea
 commands allowed; the store listable; a second create of one key refused, for a single PUT
 and a multipart upload alike (without that, karch's exactly-once commit has no fence); the
 probe read back whole, the clocks in step; encryption, storage class and Object Lock as
-configured. The probe objects stay under _probe/<pipeline>/: karch deletes nothing.
+configured; with a table, its catalog answering and the table loading. The probe objects stay under _probe/<pipeline>/: karch deletes nothing.
 Exit codes: 0 every check passed, 3 a check failed or the configuration is invalid.
 `
 
@@ -49,6 +49,14 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if cfg.redis != "" {
 		d.Locker = deps.Locker
+	}
+	closeTable, err := useTable(ctx, cfg, &deps)
+	if err != nil {
+		return err
+	}
+	defer closeTable()
+	if deps.Table != nil {
+		d.Table = deps.Table.(doctor.Table)
 	}
 	checks := doctor.Run(ctx, d)
 	failed := 0

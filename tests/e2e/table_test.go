@@ -230,3 +230,20 @@ func TestRunWithTheCatalogDown(t *testing.T) {
 		t.Fatalf("verify --table once caught up: exit %d:\n%s", code, out)
 	}
 }
+
+// karch doctor with a table: its catalog answering is one more check, and a catalog that
+// does not answer fails it with a fix, exit 3, while the other checks still run.
+func TestDoctorChecksTheTable(t *testing.T) {
+	p := newRunPipeline(t, 1, 100)
+	p.withTable(t, icetable.CatalogREST)
+	cmd, out := p.command(t, "doctor")
+	if code := exitCode(t, cmd); code != 0 || !strings.Contains(out.String(), "ok    table: the catalog answers and the table loads: rest catalog") ||
+		!strings.Contains(out.String(), "does not exist yet") {
+		t.Fatalf("doctor with a table: exit %d, want 0 with the table's check passed:\n%s", code, out)
+	}
+	cmd, out = p.command(t, "doctor", "--table-catalog-uri", "http://127.0.0.1:1")
+	if code := exitCode(t, cmd); code != 3 || !strings.Contains(out.String(), "FAIL  table: the catalog answers") ||
+		!strings.Contains(out.String(), "fix: check table_catalog_uri") || !strings.Contains(out.String(), "ok    store: a second create of one key is refused") {
+		t.Fatalf("doctor with the catalog down: exit %d, want 3, the table's check failed with a fix, the others run:\n%s", code, out)
+	}
+}
