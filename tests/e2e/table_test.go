@@ -247,3 +247,18 @@ func TestDoctorChecksTheTable(t *testing.T) {
 		t.Fatalf("doctor with the catalog down: exit %d, want 3, the table's check failed with a fix, the others run:\n%s", code, out)
 	}
 }
+
+// A SQL catalog that refuses the password is permanent (exit 3) once the windows are
+// committed, and neither the output nor any stored object holds the password tried.
+func TestTableWrongPasswordIsPermanentAndSecret(t *testing.T) {
+	p := newRunPipeline(t, 1, 300)
+	p.withTable(t, icetable.CatalogSQL)
+	const wrong = "not-the-pg-secret-42"
+	p.env = append(p.env, "KARCH_TABLE_CATALOG_PASSWORD="+wrong)
+	cmd, out := p.run(t)
+	if code := codeOf(t, cmd, cmd.Run()); code != 3 || !strings.Contains(out.String(), "not yet in the table") {
+		t.Fatalf("run with a wrong catalog password: exit %d, want 3 saying the window is not yet in the table:\n%s", code, out)
+	}
+	p.assertCommitted(t)
+	p.assertNoSecret(t, out.String(), wrong)
+}
