@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -29,4 +32,41 @@ func TestCheckEnviron(t *testing.T) {
 			t.Errorf("%s: %v; want a permanent configuration error naming %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// Every command's -h starts with its purpose in one line and an example of it.
+func TestEveryCommandHelpStartsWithPurposeAndExample(t *testing.T) {
+	for name, cmd := range commands {
+		if name == "version" {
+			continue
+		}
+		help := helpOf(t, name)
+		lines := strings.SplitN(help, "\n", 3)
+		if len(lines) < 3 || lines[0] != "karch "+name+": "+cmd.summary || !strings.HasPrefix(lines[1], "example: karch ") {
+			t.Fatalf("karch %s -h begins\n%q\nwant its purpose, then an example", name, lines[:min(2, len(lines))])
+		}
+	}
+}
+
+// helpOf runs karch name -h and returns what it wrote to the process's stderr, where the
+// flag package prints.
+func helpOf(t *testing.T, name string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stderr
+	os.Stderr = f
+	var stdout bytes.Buffer
+	code := run(context.Background(), []string{name, "-h"}, &stdout, f)
+	os.Stderr = saved
+	if code != 0 {
+		t.Fatalf("karch %s -h: exit %d", name, code)
+	}
+	data, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }

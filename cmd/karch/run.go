@@ -109,7 +109,7 @@ func parseCoordinatorFlags(name, usage string, args []string, extra ...func(*fla
 	fs.StringVar(&cli.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the kube runner; empty: in-cluster config (KUBECONFIG)")
 	fs.BoolVar(&cli.json, "json", false, "print JSON instead of a table (plan, status)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage+"\nflags:\n")
+		fmt.Fprint(fs.Output(), commandHelp(name)+usage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

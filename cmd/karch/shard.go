@@ -49,7 +49,7 @@ func parseShardFlags(args []string, stderr io.Writer) (*shardFlags, error) {
 	fs := flag.NewFlagSet("karch shard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: karch shard --plan <url> [--index N] [flags]\n\n"+
+		fmt.Fprint(stderr, commandHelp("shard")+"usage: karch shard --plan <url> [--index N] [flags]\n\n"+
 			"Archives the pieces of one completion index of a plan, then writes its receipt.\n"+
 			"The plan URL is s3://bucket/key/plan.json, file:///dir/.../plan.json or a path, or a\n"+
 			"backfill's batch-NNNNN.json, whose task at the index names the window's plan and shard.\n"+

@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	commands["verify"] = command{"check the archive: manifests, objects, receipts and the chain of windows", runVerify}
+	commands["verify"] = command{"check the archive: manifests, objects, receipts, the chain of windows and the table", runVerify}
 }
 
 const verifyUsage = `usage: karch verify [--config file.yaml] [--window T | --from T --to T] [--deep] [--json] [flags]
