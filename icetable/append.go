@@ -99,7 +99,14 @@ func (t *Table) Append(ctx context.Context, m *archive.Manifest, ref archive.Man
 		if _, ok := in[m.Window.Start.UTC()]; ok {
 			return false, nil
 		}
-		err := t.appendOnce(ctx, tbl, m, ref, footers, complete)
+		if !complete {
+			// Expired snapshots took their summaries with them: the live files are the
+			// only account left of which windows the table holds.
+			if there, err := t.holdsFiles(ctx, tbl, footers); err != nil || there {
+				return false, err
+			}
+		}
+		err := t.appendOnce(ctx, tbl, m, ref, footers)
 		if err == nil {
 			return true, nil
 		}
@@ -116,7 +123,7 @@ func (t *Table) Append(ctx context.Context, m *archive.Manifest, ref archive.Man
 	}
 }
 
-func (t *Table) appendOnce(ctx context.Context, tbl *table.Table, m *archive.Manifest, ref archive.ManifestRef, footers []footer, complete bool) error {
+func (t *Table) appendOnce(ctx context.Context, tbl *table.Table, m *archive.Manifest, ref archive.ManifestRef, footers []footer) error {
 	var files []iceberg.DataFile
 	for _, f := range footers {
 		df, err := dataFile(tbl, t.cfg.Partition, f)
@@ -138,13 +145,10 @@ func (t *Table) appendOnce(ctx context.Context, tbl *table.Table, m *archive.Man
 		SummaryManifest:       ref.Key,
 		SummaryManifestSHA256: ref.SHA256,
 	}
-	opts := []table.WriteOption{table.WithoutAutoNameMapping()}
-	if complete {
-		// Every file is accounted for by the summaries read above; scanning every manifest
-		// of the table for duplicates would grow each append with the table's age. With
-		// expired snapshots the scan is the only proof left, and it runs.
-		opts = append(opts, table.WithoutDuplicateCheck())
-	}
+	// The summaries (or, with expired snapshots, holdsFiles) proved the window absent:
+	// iceberg-go's scan of every manifest for duplicates would grow each append with the
+	// table's age and prove nothing more.
+	opts := []table.WriteOption{table.WithoutAutoNameMapping(), table.WithoutDuplicateCheck()}
 	var err error
 	if len(files) == 0 {
 		// A window without records still joins the table, as an empty snapshot, so that
@@ -158,6 +162,47 @@ func (t *Table) appendOnce(ctx context.Context, tbl *table.Table, m *archive.Man
 	}
 	_, err = tx.Commit(ctx)
 	return err
+}
+
+// holdsFiles reports whether the table's live data files include the window's files: all of
+// them (it is in the table), or none. Some and not others cannot come of karch's appends,
+// one snapshot per window, and is permanent.
+func (t *Table) holdsFiles(ctx context.Context, tbl *table.Table, footers []footer) (bool, error) {
+	snap := tbl.CurrentSnapshot()
+	if snap == nil || len(footers) == 0 {
+		return false, nil
+	}
+	fs, err := tbl.FS(ctx)
+	if err != nil {
+		return false, fmt.Errorf("table %s: file IO: %w", t.cfg.Table, err)
+	}
+	want := map[string]bool{}
+	for _, f := range footers {
+		want[f.path] = true
+	}
+	found := 0
+	mfs, err := snap.Manifests(fs)
+	if err != nil {
+		return false, fmt.Errorf("table %s: read the current snapshot's manifests: %w", t.cfg.Table, err)
+	}
+	for _, mf := range mfs {
+		entries, err := mf.FetchEntries(fs, true)
+		if err != nil {
+			return false, fmt.Errorf("table %s: read manifest %s: %w", t.cfg.Table, mf.FilePath(), err)
+		}
+		for _, e := range entries {
+			if want[e.DataFile().FilePath()] {
+				found++
+			}
+		}
+	}
+	switch found {
+	case 0:
+		return false, nil
+	case len(want):
+		return true, nil
+	}
+	return false, failure.Permanent(fmt.Errorf("table %s holds %d of the window's %d data files: run karch verify --table", t.cfg.Table, found, len(want)))
 }
 
 // footer is one Parquet object of a window, where the table reads it, and what its

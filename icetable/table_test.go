@@ -317,3 +317,31 @@ func TestCatalogDownIsRetryable(t *testing.T) {
 		t.Fatalf("the table after a failed append: %v", err)
 	}
 }
+
+// After the snapshots of earlier windows were expired, their summaries are gone: the live
+// files still show the window is in the table, and an append of it again adds nothing.
+func TestExpiredSnapshotsStillAddAWindowOnce(t *testing.T) {
+	f := newFixture(t, icetable.CatalogSQL)
+	tbl := f.open(t)
+	m1, r1 := f.window(t, t0, nil, piece{0, 0, stamps(t0, time.Second, 5)})
+	m2, r2 := f.window(t, t0.Add(time.Hour), nil, piece{0, 5, stamps(t0.Add(time.Hour), time.Second, 5)})
+	appendWindow(t, tbl, m1, r1)
+	appendWindow(t, tbl, m2, r2)
+	tx := load(t, f).NewTransaction()
+	if err := tx.ExpireSnapshots(table.WithRetainLast(1), table.WithOlderThan(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(load(t, f).Metadata().Snapshots()); n != 1 {
+		t.Fatalf("%d snapshots after expiring all but the last", n)
+	}
+	if appendWindow(t, f.open(t), m1, r1) {
+		t.Fatal("a window whose snapshot was expired was added again")
+	}
+	got := load(t, f)
+	if want := map[int32][]int64{0: span(0, 10)}; !equalOffsets(tabletest.Offsets(t, got), want) || len(got.Metadata().Snapshots()) != 1 {
+		t.Fatalf("offsets %v in %d snapshots, want %v in 1", tabletest.Offsets(t, got), len(got.Metadata().Snapshots()), want)
+	}
+}
