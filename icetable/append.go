@@ -90,14 +90,16 @@ func (t *Table) Append(ctx context.Context, m *archive.Manifest, ref archive.Man
 	if err != nil {
 		return false, err
 	}
-	footers, err := t.footers(ctx, tbl, m, ref)
-	if err != nil {
-		return false, err
-	}
+	var footers []footer // read once, and only for a window the table may lack
 	for attempt := 1; ; attempt++ {
 		in, complete := windows(tbl, m.Pipeline)
 		if _, ok := in[m.Window.Start.UTC()]; ok {
 			return false, nil
+		}
+		if footers == nil {
+			if footers, err = t.footers(ctx, tbl, m, ref); err != nil {
+				return false, err
+			}
 		}
 		if !complete {
 			// Expired snapshots took their summaries with them: the live files are the

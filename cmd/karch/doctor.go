@@ -50,13 +50,13 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.redis != "" {
 		d.Locker = deps.Locker
 	}
-	closeTable, err := useTable(ctx, cfg, &deps)
+	tbl, closeTable, err := openTable(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeTable()
-	if deps.Table != nil {
-		d.Table = deps.Table.(doctor.Table)
+	if tbl != nil {
+		d.Table = tbl
 	}
 	checks := doctor.Run(ctx, d)
 	failed := 0

@@ -116,18 +116,7 @@ func TestShardKilledBetweenFormats(t *testing.T) {
 			t.Errorf("piece %s was rewritten: etag %s, then %s", key, etag, after)
 		}
 	}
-	p.Pipeline = "e2e-uninterrupted"
-	cleanKey := putPlan(t, b, p)
-	clean, stderr := shardCmd(t, "--plan", fmt.Sprintf("s3://%s/%s/%s", cfg.Bucket, cfg.Prefix, cleanKey), "--index", "0")
-	if code := exitCode(t, clean); code != 0 {
-		t.Fatalf("uninterrupted run exit code %d; stderr:\n%s", code, stderr)
-	}
-	killed := readReceipt(t, b, dir+archive.ReceiptKey(0))
-	uninterrupted := readReceipt(t, b, strings.TrimSuffix(cleanKey, archive.PlanName)+archive.ReceiptKey(0))
-	killed.Pipeline = uninterrupted.Pipeline
-	if !equalJSON(t, killed, uninterrupted) {
-		t.Fatalf("receipt after kill and rerun differs from an uninterrupted run's:\n%+v\n%+v", killed, uninterrupted)
-	}
+	assertUninterruptedReceipt(t, b, cfg, p, dir)
 
 	want := testenv.Consume(t, addr, topic, 0, 0, ends[0])
 	for _, format := range []string{archive.FormatJSONL, archive.FormatParquet} {

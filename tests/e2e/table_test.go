@@ -201,6 +201,10 @@ func TestRunKilledAroundTheTableCommit(t *testing.T) {
 			}
 			p.assertCommitted(t)
 			p.assertTable(t, cfg)
+			cmd, out = p.command(t, "verify", "--table")
+			if code := codeOf(t, cmd, cmd.Run()); code != 0 || !strings.Contains(out.String(), "0 not in it yet, 0 problems") {
+				t.Fatalf("verify --table after the kill and the rerun: exit %d:\n%s", code, out)
+			}
 		})
 	}
 }
