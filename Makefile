@@ -53,10 +53,10 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-query bench-peers bench-node
+.PHONY: help demo demo-build demo-needs-dir demo-needs-s3 kafka-up duckdb-core duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-query bench-peers bench-node
 
 help:
-	@echo "make demo           archive a million synthetic call records end to end on local servers"
+	@echo "make demo           archive a million synthetic call records end to end into a directory (STORE=s3: MinIO, Redis, Iceberg)"
 	@echo "make test           start the local servers, then go vet and go test ./..."
 	@echo "make chaos          every chaos scenario with 3 seeds on private servers; writes tests/chaos/results"
 	@echo "make services-up    start (or reuse) Kafka, Redis, MinIO, PostgreSQL and an Iceberg REST catalog on 127.0.0.1"
@@ -70,8 +70,27 @@ help:
 	@echo "make bench-peers    the same topic archived by karch, OSO's kafka-backup engine and kcat | zstd | aws"
 	@echo "make bench-node     the kind bench's workload as a CronJob run on the local node (make kube-up)"
 
-demo: services-up build duckdb
-	tests/demo/demo.sh
+# STORE=dir (the default) needs Kafka alone: a directory store and an in-process lease.
+# STORE=s3 is the production path: MinIO, the Redis lease and an Iceberg table. On a fresh
+# machine what the demo needs waits on the network and the compiler: fetched side by side.
+STORE ?= dir
+demo:
+	$(MAKE) --no-print-directory -j3 demo-needs-$(STORE)
+	STORE=$(STORE) tests/demo/demo.sh
+
+demo-needs-dir: kafka-up demo-build duckdb-core
+demo-needs-s3: services-up demo-build duckdb
+demo-needs-%:
+	@echo "make demo: STORE=$*: want dir or s3" >&2; exit 3
+
+demo-build: build
+	go build -o bin/demo-produce ./tests/demo/produce
+
+kafka-up:
+	tests/services/services.sh kafka
+
+duckdb-core:
+	tests/services/services.sh duckdb core
 
 test: services-up kube-up chaos-up tools vet
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...

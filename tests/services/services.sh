@@ -15,8 +15,11 @@
 #   services.sh down node   only the node, the same way
 #   services.sh import IMAGE.tar   import an OCI image archive into the node, when it runs
 #   services.sh status one line per server
+#   services.sh kafka  only Kafka: all that make demo's directory store needs
 #   services.sh tools  build or install the tools the tests use beside the servers
 #                      (promtool, DuckDB); make test runs it, make demo does not
+#   services.sh duckdb [core]   DuckDB and the tests' readers; core: DuckDB alone, in a
+#                      venv of its own (make demo's directory store)
 #
 # Downloads and builds go to $KARCHDEV_CACHE (default ~/.cache/karch) so that only a fresh machine
 # pays for them; PID files, logs and data go to $KARCHDEV_STATE (default $KARCHDEV_CACHE/state).
@@ -492,10 +495,10 @@ duckdb_packages=("duckdb==$DUCKDB_VERSION" "duckdb-extension-httpfs==$DUCKDB_VER
   "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION"
   "pyarrow==$PYARROW_VERSION" "pyiceberg[pyarrow]==$PYICEBERG_VERSION" "pyiceberg-core==$PYICEBERG_CORE_VERSION")
 
-# duckdb_venv_current VENV: true when VENV has every package above at its version, so that a
-# venv made by an older script (fewer packages, other versions) is made again.
+# duckdb_venv_current VENV PACKAGE...: true when VENV has every package at its version, so
+# that a venv made by an older script (fewer packages, other versions) is made again.
 duckdb_venv_current() {
-  "$1/bin/python" - "${duckdb_packages[@]}" <<'PY' 2>/dev/null
+  "$1/bin/python" - "${@:2}" <<'PY' 2>/dev/null
 import importlib.metadata as m, re, sys
 for want in sys.argv[1:]:
     name, version = want.split("==")
@@ -504,19 +507,31 @@ for want in sys.argv[1:]:
 PY
 }
 
-install_duckdb() {
-  local venv=$KARCHDEV_CACHE/duckdb-$DUCKDB_VERSION
-  if [[ ! -x $venv/bin/python ]] || ! duckdb_venv_current "$venv"; then
-    if ! python3 -m venv --help >/dev/null 2>&1; then
-      ensure_cmd python3 python3
-      apt-get install -y -qq python3-venv >&2 || die "could not install python3-venv; as root: apt-get install python3-venv"
-    fi
-    log "installing DuckDB $DUCKDB_VERSION, its httpfs, iceberg and avro extensions, pyarrow $PYARROW_VERSION and pyiceberg $PYICEBERG_VERSION from PyPI into $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q "${duckdb_packages[@]}" >&2
+# make_venv VENV WHAT PACKAGE...: VENV with exactly these packages, made again when it lacks one.
+make_venv() {
+  local venv=$1 what=$2; shift 2
+  [[ -x $venv/bin/python ]] && duckdb_venv_current "$venv" "$@" && return
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    ensure_cmd python3 python3
+    apt-get install -y -qq python3-venv >&2 || die "could not install python3-venv; as root: apt-get install python3-venv"
   fi
-  ln -sfn "$(basename "$venv")" "$KARCHDEV_CACHE/duckdb" # KARCH_TEST_DUCKDB_PYTHON in the Makefile
+  log "installing $what from PyPI into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$@" >&2
+}
+
+install_duckdb() {
+  if [[ ${1:-} == core ]]; then
+    make_venv "$KARCHDEV_CACHE/duckdb-core-$DUCKDB_VERSION" "DuckDB $DUCKDB_VERSION" "duckdb==$DUCKDB_VERSION"
+    ln -sfn "duckdb-core-$DUCKDB_VERSION" "$KARCHDEV_CACHE/duckdb-core" # tests/demo/demo.sh
+    log "duckdb: $KARCHDEV_CACHE/duckdb-core/bin/python ($DUCKDB_VERSION)"
+    return
+  fi
+  make_venv "$KARCHDEV_CACHE/duckdb-$DUCKDB_VERSION" \
+    "DuckDB $DUCKDB_VERSION, its httpfs, iceberg and avro extensions, pyarrow $PYARROW_VERSION and pyiceberg $PYICEBERG_VERSION" \
+    "${duckdb_packages[@]}"
+  ln -sfn "duckdb-$DUCKDB_VERSION" "$KARCHDEV_CACHE/duckdb" # KARCH_TEST_DUCKDB_PYTHON in the Makefile
   log "duckdb: $KARCHDEV_CACHE/duckdb/bin/python ($DUCKDB_VERSION, pyarrow $PYARROW_VERSION, pyiceberg $PYICEBERG_VERSION)"
 }
 
@@ -914,13 +929,18 @@ case "${1:-}" in
     for s in kube-scheduler kube-controller-manager kube-apiserver etcd iceberg-rest postgres minio kafka redis; do down_one "$s"; done
     ;;
   status) for s in kafka redis minio postgres iceberg-rest etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do status_one "$s"; done ;;
+  kafka)
+    mkdir -p "$KARCHDEV_STATE"
+    ensure_cmd zstd zstd
+    up_kafka
+    ;;
   tools) install_promtool; install_duckdb ;;
-  duckdb) install_duckdb ;;
+  duckdb) install_duckdb "${2:-}" ;;
   import)
     [[ -f ${2:-} ]] || die "usage: $0 import IMAGE.tar"
     if ! node_healthy; then log "node: not running (make kube-up starts it); $2 not imported"; exit 0; fi
     ctr_ images import "$2" >"$(node_dir)/import.log" 2>&1 || { cat "$(node_dir)/import.log" >&2; die "node: importing $2 failed"; }
     log "node: imported $2"
     ;;
-  *) die "usage: $0 up [iceberg] [kube]|down [node]|status|tools|duckdb|import IMAGE.tar" ;;
+  *) die "usage: $0 up [iceberg] [kube]|kafka|down [node]|status|tools|duckdb [core]|import IMAGE.tar" ;;
 esac
