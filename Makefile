@@ -46,14 +46,15 @@ TEST_ENV := KARCH_TEST_KAFKA=127.0.0.1:$(KARCHDEV_KAFKA_PORT) \
 	KARCH_TEST_NODE=$(KARCHDEV_STATE)/node \
 	KARCH_TEST_CTR=$(KARCHDEV_CACHE)/bin/ctr \
 	KARCH_TEST_PROMTOOL=$(KARCHDEV_CACHE)/bin/promtool \
-	KARCH_TEST_DUCKDB_PYTHON=$(KARCHDEV_CACHE)/duckdb/bin/python
+	KARCH_TEST_DUCKDB_PYTHON=$(KARCHDEV_CACHE)/duckdb/bin/python \
+	KARCH_TEST_KARCH=$(CURDIR)/bin/karch-testhooks
 
 # Three test binaries at once on two cores: the longest packages (tests/kube, tests/e2e,
 # tests/chaos) mostly wait on servers, pods and backoffs. A warm make test took 7 min 59 s
 # with go test's default of two and 6 min 45 s with three, measured side by side.
 GO_TEST_FLAGS ?= -race -count=1 -timeout 30m -p 3
 
-.PHONY: help demo demo-build demo-needs-dir demo-needs-s3 kafka-up duckdb-core duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-query bench-peers bench-node
+.PHONY: help test-karch demo demo-build demo-needs-dir demo-needs-s3 kafka-up duckdb-core duckdb test chaos chaos-up vet build image services-up kube-up tools services-down services-status bench bench-shard bench-query bench-peers bench-node
 
 help:
 	@echo "make demo           archive a million synthetic call records end to end into a directory (STORE=s3: MinIO, Redis, Iceberg)"
@@ -86,14 +87,23 @@ demo-needs-%:
 demo-build: build
 	go build -o bin/demo-produce ./tests/demo/produce
 
+# Without the TLS and SASL listeners, which only tests use: no certificates to make.
 kafka-up:
-	tests/services/services.sh kafka
+	KARCHDEV_KAFKA_SASL_PORT= KARCHDEV_KAFKA_MTLS_PORT= tests/services/services.sh kafka
 
 duckdb-core:
 	tests/services/services.sh duckdb core
 
-test: services-up kube-up chaos-up tools vet
-	$(TEST_ENV) go test $(GO_TEST_FLAGS) ./...
+# The packages that take longest are named first, so that go test starts them first rather
+# than last (it schedules packages in the order given).
+SLOW_PACKAGES := ./tests/e2e ./tests/kube ./tests/audit ./tests/chaos ./shard ./coordinator ./columnar
+test: services-up kube-up chaos-up tools vet test-karch
+	$(TEST_ENV) go test $(GO_TEST_FLAGS) $(SLOW_PACKAGES) ./...
+
+# The karch binary with its test hooks (cmd/karch/testhook.go), which the packages that run
+# karch as a process share (internal/testenv.MainWithKarch).
+test-karch:
+	go build -tags karch_testhooks -o bin/karch-testhooks ./cmd/karch
 
 # The chaos scenarios start (and kill, and restart) a private set of servers of their own,
 # so they need none of services-up's. `make test` runs a seeded subset of them.

@@ -16,7 +16,13 @@ import (
 // runs the package's tests and exits with their code: the TestMain of every package that runs
 // karch as a process, as a user or a pod would. The build has karch's test hooks
 // (cmd/karch/testhook.go), which do nothing unless a test sets their variables.
+//
+// make test builds that binary once, before the test binaries compete for the cores, and
+// names it in KARCH_TEST_KARCH: each link of it costs seconds of CPU.
 func MainWithKarch(m *testing.M, bin *string) {
+	if *bin = os.Getenv("KARCH_TEST_KARCH"); *bin != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "karch-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
