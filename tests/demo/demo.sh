@@ -29,7 +29,6 @@ export KARCH_PIECE_RECORDS=100000 KARCH_START="$(date -u -d '-3 hours' +%Y-%m-%d
 export KARCH_FORMATS=jsonl,parquet
 export KARCH_VALUE_COLUMNS=caller:string,callee:string,cell:string,start:timestamp,duration_ms:int64,result:string,imsi:string
 dir="$pipeline/dt=$(date -u -d "$KARCH_START" +%Y-%m-%d)/window=$(date -u -d "$KARCH_START" +%H%M)Z-1h"
-first="$dir/data/$pipeline/0/00000000000000000000.jsonl.zst"
 if [[ $STORE == dir ]]; then
   archive="$PWD/bin/demo/archive"
   mkdir -p "$archive"
@@ -61,13 +60,20 @@ echo "== 5. the pipeline's windows (karch status)"
 bin/karch status
 
 echo "== 6. the first record of the first piece, read back with Debian's zstd: no karch needed"
+# get KEY FILE: an object of the archive, with no karch; the manifest names the pieces (the
+# first window's first piece starts where its records do, not always at offset 0).
+get() {
+  if [[ $STORE == dir ]]; then
+    cp "$archive/$1" "$2"
+  else
+    curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+      "$KARCH_S3_ENDPOINT/$KARCHDEV_S3_BUCKET/archive/${1//=/%3D}" -o "$2"
+  fi
+}
 piece="$(mktemp)"
-if [[ $STORE == dir ]]; then
-  cp "$archive/$first" "$piece"
-else
-  curl -fsS --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    "$KARCH_S3_ENDPOINT/$KARCHDEV_S3_BUCKET/archive/${first//=/%3D}" -o "$piece"
-fi
+get "$dir/MANIFEST.json" "$piece"
+first="$(grep -o "data/$pipeline/0/[0-9]*\.jsonl\.zst" "$piece" | sort | head -n 1)"
+get "$dir/$first" "$piece"
 zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"
 echo "   ($(wc -l <"$piece.jsonl") lines in that piece)"
