@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The node bench: bench/kind's workload on the local node that `make kube-up` starts (a real
-# kubelet, containerd and runc beside the local control plane; see README, "The local node"),
+# kubelet, containerd and runc beside the local control plane; see docs/testing.md, "The local node"),
 # with karch's image from `make image`. Produces RECORDS synthetic call records spread over the
 # HOURS whole hours before this one, applies the kind overlay to a fresh namespace pointed at
 # the local Kafka, Redis and MinIO, starts the CronJob's coordinator once, waits, and prints its

@@ -22,7 +22,7 @@ doctor) reads these settings: from the YAML file that ` + "`--config`" + ` (or `
 names, then from the environment, then from flags, later winning. A key of the file, or a
 ` + "`KARCH_*`" + ` variable, that names no setting is an error. Lists are comma-separated, or
 YAML lists in the file. Secrets are never settings: passwords, keys and tokens come only
-from their own variables or files (README.md, "Security"; docs/DESIGN.md).
+from their own variables or files (docs/security.md; docs/DESIGN.md).
 
 | setting | type | default | environment | flag | meaning |
 |---|---|---|---|---|---|

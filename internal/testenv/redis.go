@@ -10,7 +10,7 @@ import (
 )
 
 // LeaseCommands are the only commands a lease runs, inside and outside its scripts
-// (README, "Redis"); connecting needs nothing more.
+// (docs/security.md, "Redis"); connecting needs nothing more.
 var LeaseCommands = []string{"+set", "+get", "+del", "+pexpire", "+incr", "+eval", "+evalsha"}
 
 // RedisUser creates an ACL user on the test Redis with a fresh password and the rules given
