@@ -45,9 +45,11 @@ type Manifest struct {
 	// Gaps are the plan's declared holes in the chain before this window (Plan.Gaps).
 	Gaps []Gap `json:"gaps,omitempty"`
 	// Formats and ValueColumns are the plan's: absent formats mean JSON Lines alone.
-	Formats      []string          `json:"formats,omitempty"`
-	ValueColumns []ValueColumn     `json:"value_columns,omitempty"`
-	Extra        map[string]string `json:"extra,omitempty"`
+	Formats      []string      `json:"formats,omitempty"`
+	ValueColumns []ValueColumn `json:"value_columns,omitempty"`
+	// Topics are the plan's (Plan.Topics): the chain's topics, archived and ended.
+	Topics []TopicState      `json:"topics,omitempty"`
+	Extra  map[string]string `json:"extra,omitempty"`
 }
 
 // ManifestRef points at a committed manifest: its key relative to the destination prefix

@@ -34,6 +34,91 @@ type Plan struct {
 	// ValueColumns.
 	Formats      []string      `json:"formats,omitempty"`
 	ValueColumns []ValueColumn `json:"value_columns,omitempty"`
+	// Topics are the chain's topics as of this window: each topic the window archives, by
+	// name and Kafka topic ID, and each topic the chain has ended, with where it ended. The
+	// manifest repeats them. Absent in plans written before karch recorded them.
+	Topics []TopicState `json:"topics,omitempty"`
+}
+
+// TopicState is one topic of a chain. A topic is one incarnation of a name: a topic deleted
+// and created again under its name has another ID, and is another topic.
+type TopicState struct {
+	Topic string `json:"topic"`
+	// ID is Kafka's topic ID (a UUID); empty where Kafka did not say (brokers before 2.8).
+	ID string `json:"id,omitempty"`
+	// Ended, when set, is the start of the window from which the topic is no longer
+	// archived, for EndReason; Ends are its partitions' end offsets in the last window
+	// that archived it. An ended topic stays in every later window's list, so that one that
+	// matches again continues from Ends rather than being archived twice.
+	Ended     *time.Time     `json:"ended,omitempty"`
+	EndReason string         `json:"end_reason,omitempty"`
+	Ends      []PartitionEnd `json:"ends,omitempty"`
+}
+
+// PartitionEnd is where one partition of an ended topic stopped.
+type PartitionEnd struct {
+	Partition int32 `json:"partition"`
+	End       int64 `json:"end"`
+}
+
+// The reasons a topic ends.
+const (
+	// EndDeleted: Kafka no longer has a topic of that name.
+	EndDeleted = "deleted"
+	// EndRecreated: Kafka has a topic of that name with another ID.
+	EndRecreated = "recreated"
+	// EndUnmatched: the topic exists, but the pipeline's topics and pattern no longer name it.
+	EndUnmatched = "unmatched"
+)
+
+// Active reports whether the window archives the topic.
+func (t TopicState) Active() bool { return t.Ended == nil }
+
+// Chained returns the end offsets that a window must continue, partition by partition: the
+// window before's (prevEnds, prevTopics), less the partitions of the topics that this
+// window ends (topics, by ID), plus the ends of ended topics that it archives again (same
+// ID). A topic this window ends must end where the window before left it.
+func Chained(prevEnds map[TopicPartition]int64, prevTopics, topics []TopicState) (map[TopicPartition]int64, error) {
+	out := make(map[TopicPartition]int64, len(prevEnds))
+	for tp, end := range prevEnds {
+		out[tp] = end
+	}
+	prevActive := map[string]string{} // name -> ID of the topics the window before archived
+	prevEnded := map[[2]string]bool{}
+	for _, t := range prevTopics {
+		if t.Active() {
+			prevActive[t.Topic] = t.ID
+		} else {
+			prevEnded[[2]string{t.Topic, t.ID}] = true
+		}
+	}
+	for _, t := range topics {
+		id, wasActive := prevActive[t.Topic]
+		switch {
+		case !t.Active() && wasActive && id == t.ID:
+			for _, e := range t.Ends {
+				tp := TopicPartition{t.Topic, e.Partition}
+				if end, ok := out[tp]; !ok || end != e.End {
+					return nil, fmt.Errorf("topic %s ends partition %d at offset %d, but the window before ended it at %d", t.Topic, e.Partition, e.End, end)
+				}
+				delete(out, tp)
+			}
+			for tp := range out {
+				if tp.Topic == t.Topic {
+					return nil, fmt.Errorf("topic %s ends without partition %d, which the window before archived up to offset %d", t.Topic, tp.Partition, out[tp])
+				}
+			}
+		case t.Active() && t.ID != "" && prevEnded[[2]string{t.Topic, t.ID}]:
+			for _, p := range prevTopics {
+				if !p.Active() && p.Topic == t.Topic && p.ID == t.ID {
+					for _, e := range p.Ends {
+						out[TopicPartition{t.Topic, e.Partition}] = e.End
+					}
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // Parquet reports whether the plan's pieces have a Parquet object each.
@@ -131,6 +216,9 @@ func (p *Plan) Validate() error {
 			return bad("range %+v", r)
 		}
 	}
+	if err := checkTopics(p.Topics); err != nil {
+		return bad("topics: %v", err)
+	}
 	for _, g := range p.Gaps {
 		if g.Topic == "" || g.Partition < 0 || g.First < 0 || g.End <= g.First || g.Reason == "" {
 			return bad("gap %+v", g)
@@ -148,6 +236,25 @@ func (p *Plan) Validate() error {
 				return bad("shard %d: piece key %q, want %q", i, pc.Key, PieceKey(pc.Topic, pc.Partition, pc.First))
 			}
 		}
+	}
+	return nil
+}
+
+// checkTopics insists on one active topic per name, and on an ended topic's reason.
+func checkTopics(topics []TopicState) error {
+	active := map[string]bool{}
+	for _, t := range topics {
+		switch {
+		case t.Topic == "":
+			return errors.New("a topic without a name")
+		case t.Active() && active[t.Topic]:
+			return fmt.Errorf("topic %s is archived twice", t.Topic)
+		case t.Active() && (t.EndReason != "" || len(t.Ends) > 0):
+			return fmt.Errorf("topic %s has an end but no ended time", t.Topic)
+		case !t.Active() && t.EndReason == "":
+			return fmt.Errorf("ended topic %s has no end_reason", t.Topic)
+		}
+		active[t.Topic] = active[t.Topic] || t.Active()
 	}
 	return nil
 }

@@ -18,7 +18,12 @@ import (
 type Config struct {
 	Pipeline string
 	Brokers  []string
-	Topic    string
+	// Topic, Topics and TopicsPattern name what a window archives: Topic is the one-topic
+	// form of Topics; TopicsPattern adds every topic whose whole name it matches (RE2),
+	// internal topics excepted. Which topics match is decided at each window's planning.
+	Topic         string
+	Topics        []string
+	TopicsPattern string
 	// Window is the window length; it divides a day, so windows align to UTC midnight.
 	Window time.Duration
 	// Lateness is how long after a window's end it waits before archiving it.
@@ -77,8 +82,10 @@ func (c Config) Validate() error {
 		return bad("pipeline", "%q: want lower-case letters, digits and '-', starting and ending with a letter or digit, at most 41 (a Kubernetes name)", c.Pipeline)
 	case len(c.Brokers) == 0:
 		return bad("brokers", "at least one Kafka broker is required")
-	case c.Topic == "":
-		return bad("topic", "required")
+	case c.Topic != "" && len(c.Topics) > 0:
+		return bad("topics", "set topic or topics, not both")
+	case c.Topic == "" && len(c.Topics) == 0 && c.TopicsPattern == "":
+		return bad("topics", "required: set topic, topics or topics_pattern")
 	case c.Window < time.Minute || c.Window%time.Minute != 0 || day%c.Window != 0:
 		return bad("window", "%s does not divide a day into windows of whole minutes (folder names keep hours and minutes)", c.Window)
 	case c.Lateness < 0:
@@ -98,6 +105,9 @@ func (c Config) Validate() error {
 	case len(c.ValueColumns) > 0 && !slices.Contains(c.Formats, archive.FormatParquet):
 		return bad("value_columns", "typed columns are Parquet's: set formats to jsonl,parquet")
 	}
+	if err := c.checkTopics(); err != nil {
+		return err
+	}
 	if c.Formats != nil {
 		if err := archive.CheckFormats(c.Formats); err != nil {
 			return bad("formats", "%v", err)
@@ -108,3 +118,40 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// TopicNames are the topics named one by one (Topic or Topics).
+func (c Config) TopicNames() []string {
+	if c.Topic != "" {
+		return []string{c.Topic}
+	}
+	return c.Topics
+}
+
+// Pattern compiles TopicsPattern anchored at both ends (a topic matches by its whole name,
+// as Kafka Connect's topics.regex does); nil when there is none.
+func (c Config) Pattern() (*regexp.Regexp, error) {
+	if c.TopicsPattern == "" {
+		return nil, nil
+	}
+	return regexp.Compile(`^(?:` + c.TopicsPattern + `)$`)
+}
+
+func (c Config) checkTopics() error {
+	seen := map[string]bool{}
+	for _, t := range c.TopicNames() {
+		switch {
+		case !topicName.MatchString(t) || t == "." || t == "..":
+			return fmt.Errorf("%w: topics: %q is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)", ErrConfig, t)
+		case seen[t]:
+			return fmt.Errorf("%w: topics: %q is listed twice", ErrConfig, t)
+		}
+		seen[t] = true
+	}
+	if _, err := c.Pattern(); err != nil {
+		return fmt.Errorf("%w: topics_pattern: %q: %v", ErrConfig, c.TopicsPattern, err)
+	}
+	return nil
+}
+
+// topicName is what Kafka accepts as a topic name.
+var topicName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)

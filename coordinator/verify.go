@@ -91,7 +91,7 @@ func (c *coordinator) manifest(ctx context.Context, plan *archive.Plan, receipts
 	m := &archive.Manifest{
 		Format: archive.ManifestFormat, Pipeline: plan.Pipeline, Window: plan.Window, Objects: []archive.ManifestObject{},
 		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
-		Formats: plan.Formats, ValueColumns: plan.ValueColumns,
+		Formats: plan.Formats, ValueColumns: plan.ValueColumns, Topics: plan.Topics,
 	}
 	records := map[archive.TopicPartition]int64{}
 	for _, r := range receipts {

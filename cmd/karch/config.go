@@ -74,7 +74,12 @@ type setting struct {
 var settings = []setting{
 	{"pipeline", "string", "", "pipeline name: lower-case letters, digits and '-'", func(c *runConfig, v string) error { c.coord.Pipeline = v; return nil }},
 	{"brokers", "list", "", "Kafka bootstrap addresses, comma-separated", func(c *runConfig, v string) error { c.coord.Brokers = splitList(v); return nil }},
-	{"topic", "string", "", "Kafka topic to archive", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
+	{"topic", "string", "", "the one Kafka topic to archive (or topics, or topics_pattern)", func(c *runConfig, v string) error { c.coord.Topic = v; return nil }},
+	{"topics", "list", "", "Kafka topics to archive in one pipeline; a topic deleted later ends, one created again under its name is a new topic", func(c *runConfig, v string) error {
+		c.coord.Topics = splitList(v)
+		return nil
+	}},
+	{"topics_pattern", "string", "", "RE2 pattern matched against the whole name of every topic at each window's planning; internal topics (__consumer_offsets) only if named in topics", stringSetting(func(c *runConfig) *string { return &c.coord.TopicsPattern })},
 	{"kafka_tls", "bool", "false", "speak TLS to Kafka, trusting the system's CAs unless kafka_tls_ca_file names a bundle (implied by the file settings below)", boolSetting(func(c *runConfig) *bool { return &c.kafkaSec.tls.enabled })},
 	{"kafka_tls_ca_file", "path", "", "PEM file of the CAs that sign the brokers' certificates", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.caFile })},
 	{"kafka_tls_cert_file", "path", "", "PEM client certificate, for brokers that require one (mTLS)", stringSetting(func(c *runConfig) *string { return &c.kafkaSec.tls.certFile })},
