@@ -98,6 +98,12 @@ func Verify(ctx context.Context, b blob.Bucket, pipeline string, opts Options) (
 		return nil, err
 	}
 	r := &Report{Pipeline: pipeline, Deep: opts.Deep, Windows: []Window{}, Chain: []Problem{}}
+	var ids map[string]string
+	if opts.Kafka != nil {
+		if ids, err = opts.Kafka.TopicIDs(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var committed []*window
 	for _, f := range folders {
 		if !f.committed {
@@ -106,7 +112,7 @@ func Verify(ctx context.Context, b blob.Bucket, pipeline string, opts Options) (
 		}
 		w, err := checkWindow(ctx, b, f, opts)
 		if err == nil && opts.Kafka != nil && w.manifest != nil {
-			err = w.checkKafka(ctx, b, opts.Kafka)
+			err = w.checkKafka(ctx, b, opts.Kafka, ids)
 		}
 		if err != nil {
 			return nil, err
@@ -120,7 +126,7 @@ func Verify(ctx context.Context, b blob.Bucket, pipeline string, opts Options) (
 	}
 	r.Chain = append(r.Chain, chain...)
 	if n := len(committed); opts.Kafka != nil && n > 0 && committed[n-1].manifest != nil {
-		uncovered, err := checkTopic(ctx, opts.Kafka, committed[n-1])
+		uncovered, err := checkTopic(ctx, opts.Kafka, committed[n-1], ids)
 		if err != nil {
 			return nil, err
 		}

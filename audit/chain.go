@@ -99,8 +99,12 @@ func checkStoredRef(ctx context.Context, b blob.Bucket, w *window, ref *archive.
 // checkOffsets checks that every partition of the window before continues where it ended,
 // or after a gap the window declares.
 func checkOffsets(cur *window, prev *archive.Manifest) {
-	ends := prev.End()
 	key := cur.report.Manifest
+	ends, err := archive.Chained(prev.End(), prev.Topics, cur.manifest.Topics)
+	if err != nil {
+		cur.problem(key, "%v", err)
+		return
+	}
 	for _, p := range cur.manifest.Partitions {
 		tp := archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}
 		end, ok := ends[tp]

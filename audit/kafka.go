@@ -14,6 +14,9 @@ import (
 
 // Kafka is what verify --against-kafka asks of the source cluster.
 type Kafka interface {
+	// TopicIDs maps every topic of the cluster to its Kafka topic ID ("" where the broker
+	// gives none).
+	TopicIDs(ctx context.Context) (map[string]string, error)
 	Partitions(ctx context.Context, topic string) ([]int32, error)
 	// LogStarts returns each partition's log start offset: below it Kafka holds nothing.
 	LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
@@ -28,13 +31,17 @@ const maxRecordProblems = 10
 
 // checkKafka compares every archived record of the window's ranges that Kafka still holds
 // with Kafka's own, offset by offset: no record of a covered range missing from either side,
-// and each equal in key, value, headers, timestamp and null-ness.
-func (w *window) checkKafka(ctx context.Context, b blob.Bucket, k Kafka) error {
+// and each equal in key, value, headers, timestamp and null-ness. A topic that Kafka no
+// longer has, or has under another ID (deleted, created again), is the archive's alone.
+func (w *window) checkKafka(ctx context.Context, b blob.Bucket, k Kafka, ids map[string]string) error {
 	byTopic := map[string][]int32{}
 	for _, p := range w.manifest.Partitions {
 		byTopic[p.Topic] = append(byTopic[p.Topic], p.Partition)
 	}
 	for _, p := range w.manifest.Partitions {
+		if !sameTopic(ids, w.manifest, p.Topic) {
+			continue
+		}
 		starts, err := k.LogStarts(ctx, p.Topic, byTopic[p.Topic])
 		if err != nil {
 			return err
@@ -55,7 +62,10 @@ func (w *window) comparePartition(ctx context.Context, b blob.Bucket, k Kafka, p
 	var readErr error
 	archived := func(yield func(*archive.Record) bool) {
 		readErr = Records(ctx, b, w.folder.dir, w.manifest, Filter{Partition: p.Partition, FromOffset: lo, ToOffset: p.End}, func(r *archive.Record) error {
-			if r.Topic != p.Topic || !yield(r) {
+			if r.Topic != p.Topic {
+				return nil // the same partition of another topic
+			}
+			if !yield(r) {
 				return errStop
 			}
 			return nil
@@ -138,7 +148,7 @@ func differ(a, k *archive.Record) string {
 }
 
 // checkTopic reports the partitions of the topic that the newest window does not cover.
-func checkTopic(ctx context.Context, k Kafka, newest *window) ([]Problem, error) {
+func checkTopic(ctx context.Context, k Kafka, newest *window, ids map[string]string) ([]Problem, error) {
 	covered := map[archive.TopicPartition]bool{}
 	topics := map[string]bool{}
 	for _, p := range newest.manifest.Partitions {
@@ -147,6 +157,9 @@ func checkTopic(ctx context.Context, k Kafka, newest *window) ([]Problem, error)
 	}
 	var out []Problem
 	for topic := range topics {
+		if !sameTopic(ids, newest.manifest, topic) {
+			continue // gone since: the next window ends it
+		}
 		parts, err := k.Partitions(ctx, topic)
 		if err != nil {
 			return nil, err
@@ -158,4 +171,19 @@ func checkTopic(ctx context.Context, k Kafka, newest *window) ([]Problem, error)
 		}
 	}
 	return out, nil
+}
+
+// sameTopic reports whether Kafka's topic of that name is the one the manifest archived: by
+// ID, where both know it.
+func sameTopic(ids map[string]string, m *archive.Manifest, topic string) bool {
+	id, ok := ids[topic]
+	if !ok {
+		return false
+	}
+	for _, t := range m.Topics {
+		if t.Active() && t.Topic == topic {
+			return t.ID == "" || id == "" || t.ID == id
+		}
+	}
+	return true
 }

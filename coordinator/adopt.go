@@ -29,7 +29,11 @@ func (c *coordinator) checkAdopted(key string, p *archive.Plan, w archive.Window
 		ranges[archive.TopicPartition{Topic: r.Topic, Partition: r.Partition}] = r
 	}
 	if prev != nil {
-		if err := continues(ranges, p.Gaps, prev.End(), refuse); err != nil {
+		ends, err := archive.Chained(prev.End(), prev.Topics, p.Topics)
+		if err != nil {
+			return refuse("%v", err)
+		}
+		if err := continues(ranges, p.Gaps, ends, refuse); err != nil {
 			return err
 		}
 	}

@@ -11,7 +11,9 @@ import (
 
 // chain resolves one window's offset ranges, continuing the previous window's.
 type chain struct {
-	topic  string
+	topic string
+	// parts are the topic's partitions, as the cluster lists them now.
+	parts  []int32
 	window archive.Window
 	// prev holds the previous window's end offsets; nil for a pipeline's first window.
 	prev map[archive.TopicPartition]int64
@@ -36,11 +38,8 @@ type chain struct {
 // log that now starts above it (retention ran past the chain), unless acceptLoss declares the
 // last as a gap.
 func (ch chain) resolve(ctx context.Context, ol OffsetLister) ([]archive.Range, []archive.Gap, error) {
-	parts, err := ol.Partitions(ctx, ch.topic)
+	parts, err := ch.bounded(ch.parts)
 	if err != nil {
-		return nil, nil, err
-	}
-	if parts, err = ch.bounded(parts); err != nil {
 		return nil, nil, err
 	}
 	if err := ch.checkCovered(parts); err != nil {
@@ -89,9 +88,15 @@ func (ch chain) bounded(parts []int32) ([]int32, error) {
 			out = append(out, p)
 		}
 	}
-	if len(out) != len(ch.bound) {
+	want := 0
+	for tp := range ch.bound {
+		if tp.Topic == ch.topic {
+			want++
+		}
+	}
+	if len(out) != want {
 		return nil, failure.Permanent(fmt.Errorf("topic %s has %d of the %d partitions that the committed window after the backfill archived: the topic was deleted and recreated",
-			ch.topic, len(out), len(ch.bound)))
+			ch.topic, len(out), want))
 	}
 	return out, nil
 }
@@ -116,18 +121,16 @@ func (ch chain) clamp(p int32, first, end int64) (int64, int64, error) {
 	return first, min(end, limit), nil
 }
 
-// checkCovered insists that every partition of the previous window is still there.
+// checkCovered insists that every partition of the previous window is still there (prev
+// holds the topic's partitions only). Kafka never removes a partition: a topic that has
+// fewer was deleted and created again, under a broker that gives no topic IDs to tell.
 func (ch chain) checkCovered(parts []int32) error {
 	have := make(map[int32]bool, len(parts))
 	for _, p := range parts {
 		have[p] = true
 	}
 	for tp := range ch.prev {
-		switch {
-		case tp.Topic != ch.topic:
-			return failure.Permanent(fmt.Errorf("%w: topic: the previous window archived topic %s, this pipeline names %s; a new topic needs a new pipeline",
-				ErrConfig, tp.Topic, ch.topic))
-		case !have[tp.Partition]:
+		if !have[tp.Partition] {
 			return failure.Permanent(fmt.Errorf("topic %s has no partition %d, which the previous window archived up to offset %d: the topic was deleted and recreated",
 				tp.Topic, tp.Partition, ch.prev[tp]))
 		}

@@ -1,7 +1,9 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -142,10 +144,10 @@ func TestRetentionPastTheChain(t *testing.T) {
 	}
 }
 
-// A topic deleted and recreated under the pipeline (its offsets now below the chain's, or a
-// partition of the previous window gone) is a permanent error that names the partition and
-// the offsets, never a silent restart.
-func TestRecreatedTopicIsPermanent(t *testing.T) {
+// A topic deleted and created again under the pipeline is another topic, told by its Kafka
+// topic ID: the old one ends in the next window's manifest where the chain left it, and the
+// new one is archived from its first offset, whatever its partitions.
+func TestRecreatedTopicIsANewTopic(t *testing.T) {
 	addr := testenv.Kafka(t)
 	topic := testenv.Topic(t, addr, 2)
 	hourly(t, addr, topic, []int{0, 1}, 50, 0, 1)
@@ -153,6 +155,44 @@ func TestRecreatedTopicIsPermanent(t *testing.T) {
 	if res, err := p.runAt(t0.Add(time.Hour + 2*time.Minute)); err != nil || len(res) != 1 {
 		t.Fatalf("first window: %d committed, %v", len(res), err)
 	}
+	recreate(t, addr, topic, 1)
+	hourly(t, addr, topic, []int{0}, 5, 1, 2)
+	if res, err := p.runAt(t0.Add(2*time.Hour + 2*time.Minute)); err != nil || len(res) != 1 {
+		t.Fatalf("the window after the topic was recreated: %d committed, %v", len(res), err)
+	}
+	ms := manifests(t, p)
+	old := ms[0].Topics[0]
+	var ended archive.TopicState
+	for _, ts := range ms[1].Topics {
+		if !ts.Active() {
+			ended = ts
+		}
+	}
+	if ended.ID != old.ID || ended.EndReason != archive.EndRecreated ||
+		fmt.Sprint(ended.Ends) != fmt.Sprint([]archive.PartitionEnd{{Partition: 0, End: 50}, {Partition: 1, End: 50}}) {
+		t.Fatalf("the old topic ended as %+v; want ID %s, recreated, both partitions at 50", ended, old.ID)
+	}
+	if len(ms[1].Partitions) != 1 || ms[1].Partitions[0].First != 0 || ms[1].Partitions[0].End != 5 {
+		t.Fatalf("the new topic's window archives %+v; want partition 0 offsets [0, 5)", ms[1].Partitions)
+	}
+	if probs := verifyProblems(t, p); len(probs) != 0 {
+		t.Fatalf("verify: %q; want none", probs)
+	}
+}
+
+// Under a chain whose newest manifest names no topic IDs (written before karch recorded
+// them), a topic deleted and recreated cannot be told from the old one: its offsets below
+// the chain's, or a partition of the previous window gone, are a permanent error that names
+// the partition and the offsets, never a silent restart.
+func TestRecreatedTopicWithoutIDsIsPermanent(t *testing.T) {
+	addr := testenv.Kafka(t)
+	topic := testenv.Topic(t, addr, 2)
+	hourly(t, addr, topic, []int{0, 1}, 50, 0, 1)
+	p := newPipeline(t, topic, 2)
+	if res, err := p.runAt(t0.Add(time.Hour + 2*time.Minute)); err != nil || len(res) != 1 {
+		t.Fatalf("first window: %d committed, %v", len(res), err)
+	}
+	p.withoutTopics(t, archive.WindowDir(p.cfg.Pipeline, t0, time.Hour)+archive.ManifestName)
 	recreate(t, addr, topic, 1)
 	hourly(t, addr, topic, []int{0}, 5, 1, 2)
 	_, err := p.runAt(t0.Add(2*time.Hour + 2*time.Minute))
@@ -164,6 +204,27 @@ func TestRecreatedTopicIsPermanent(t *testing.T) {
 	_, err = p.runAt(t0.Add(2*time.Hour + 2*time.Minute))
 	if !failure.IsPermanent(err) || !strings.Contains(err.Error(), "continues at offset 50 but the log ends at 5") {
 		t.Fatalf("run on a recreated topic: %v", err)
+	}
+}
+
+// withoutTopics rewrites the manifest at key as a karch before topic IDs wrote it.
+func (p *pipeline) withoutTopics(t *testing.T, key string) {
+	t.Helper()
+	data, err := blob.ReadAll(context.Background(), p.deps.Bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "topics")
+	if data, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	p.remove(t, key)
+	if _, err := p.deps.Bucket.Put(context.Background(), key, bytes.NewReader(data), blob.PutOptions{IfAbsent: true}); err != nil {
+		t.Fatal(err)
 	}
 }
 

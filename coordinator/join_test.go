@@ -19,7 +19,12 @@ import (
 // problem found, as lines.
 func verifyProblems(t *testing.T, p *pipeline) []string {
 	t.Helper()
-	r, err := audit.Verify(context.Background(), p.deps.Bucket, p.cfg.Pipeline, audit.Options{})
+	return verifyProblemsWith(t, p, audit.Options{})
+}
+
+func verifyProblemsWith(t *testing.T, p *pipeline, opts audit.Options) []string {
+	t.Helper()
+	r, err := audit.Verify(context.Background(), p.deps.Bucket, p.cfg.Pipeline, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/karch-archive/karch/archive"
@@ -18,6 +19,8 @@ import (
 
 // OffsetLister is what the coordinator asks of Kafka.
 type OffsetLister interface {
+	// Topics lists the cluster's topics, with their IDs.
+	Topics(ctx context.Context) (map[string]TopicInfo, error)
 	// Partitions lists the topic's partitions; a missing topic is a permanent error.
 	Partitions(ctx context.Context, topic string) ([]int32, error)
 	// OffsetsAt returns, per partition, the first offset whose timestamp is at or after
@@ -39,6 +42,14 @@ type KafkaOffsets struct {
 	// reader reads records the way shards archive them (committed data only, the
 	// timestamps Kafka's consumers see), to place window edges on such records.
 	reader *shard.KafkaReader
+	// franzCl lists topics with their IDs (Topics), made on first use from the brokers, the
+	// client id and franzOpts (TLS, SASL).
+	brokers   []string
+	clientID  string
+	franzOpts []kgo.Opt
+	franzOnce sync.Once
+	franzCl   *kgo.Client
+	franzErr  error
 }
 
 var _ OffsetLister = (*KafkaOffsets)(nil)
@@ -48,8 +59,9 @@ var _ OffsetLister = (*KafkaOffsets)(nil)
 func ClientID(pipeline string) string { return "karch-" + pipeline }
 
 // NewKafkaOffsets returns the OffsetLister of the cluster behind brokers, whose connections
-// carry conn's client id, TLS and SASL settings.
-func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions) *KafkaOffsets {
+// carry conn's client id, TLS and SASL settings, with franz the same TLS and SASL for
+// franz-go's connection (Topics).
+func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions, franz ...kgo.Opt) *KafkaOffsets {
 	opts := shard.DefaultKafkaOptions()
 	// An edge is usually the first record of the first batch a fetch returns, and a broker
 	// returns at least one whole batch whatever the limit: small fetches keep planning cheap.
@@ -57,7 +69,8 @@ func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions) *KafkaOffsets {
 	return &KafkaOffsets{
 		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second,
 			Transport: &kafka.Transport{ClientID: conn.ClientID, DialTimeout: 10 * time.Second, TLS: conn.TLS, SASL: conn.SASL}},
-		reader: shard.NewKafkaReader(brokers, opts),
+		reader:  shard.NewKafkaReader(brokers, opts),
+		brokers: brokers, clientID: conn.ClientID, franzOpts: franz,
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/blob"
 	"github.com/karch-archive/karch/failure"
@@ -94,32 +96,96 @@ func (c *coordinator) plan(ctx context.Context, dir string, w archive.Window, pr
 	if err != nil {
 		return nil, fmt.Errorf("put plan %s: %w", key, err)
 	}
-	c.log.Info("plan created", "window", w.Start, "shards", len(p.Shards), "partitions", len(p.Ranges))
+	c.log.Info("plan created", "window", w.Start, "shards", len(p.Shards), "partitions", len(p.Ranges),
+		"topics", topicsOf(p.Topics, true), "ended_topics", topicsOf(p.Topics, false))
 	return p, nil
 }
 
-// newPlan resolves the window's offsets, chained to prev when it is the window before, and
-// packs them into a plan.
+// newPlan resolves the window's topics and offsets, chained to prev when it is the window
+// before, and packs them into a plan.
 func (c *coordinator) newPlan(ctx context.Context, w archive.Window, prev *stored) (*archive.Plan, error) {
-	ch := chain{topic: c.cfg.Topic, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start),
-		bound: c.bound, closes: c.bound != nil && w.End.Equal(c.boundAt)}
+	var prevEnds map[archive.TopicPartition]int64
+	var prevTopics []archive.TopicState
 	if prev != nil {
 		if !prev.Window.End.Equal(w.Start) {
 			return nil, fmt.Errorf("plan window %s: the previous window ends at %s", w.Start.Format(time.RFC3339), prev.Window.End.Format(time.RFC3339))
 		}
-		ch.prev = prev.End()
+		prevEnds, prevTopics = prev.End(), prev.Topics
 	}
-	ranges, gaps, err := ch.resolve(ctx, c.deps.Offsets)
+	cluster, err := c.deps.Offsets.Topics(ctx)
 	if err != nil {
 		return nil, err
+	}
+	topics, err := selectTopics(c.cfg, cluster, prevTopics, prevEnds, c.bound, w)
+	if err != nil {
+		return nil, err
+	}
+	var chained map[archive.TopicPartition]int64
+	if prev != nil {
+		if chained, err = archive.Chained(prevEnds, prevTopics, topics); err != nil {
+			return nil, fmt.Errorf("plan window %s: %w", w.Start.Format(time.RFC3339), err)
+		}
+	}
+	ranges, gaps, err := c.resolveTopics(ctx, w, topics, cluster, chained, prev != nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range topics {
+		if t.Active() {
+			continue
+		}
+		if t.Ended.Equal(w.Start) {
+			c.log.Warn("topic ended", "window", w.Start, "topic", t.Topic, "topic_id", t.ID, "reason", t.EndReason)
+		}
 	}
 	for _, g := range gaps {
 		c.log.Warn("planning past records that retention deleted, as accept_data_loss allows", "window", w.Start,
 			"topic", g.Topic, "partition", g.Partition, "first", g.First, "end", g.End)
 	}
 	p := BuildPlan(archive.Plan{Pipeline: c.cfg.Pipeline, Window: w, RunID: c.runID, Brokers: c.cfg.Brokers, Gaps: gaps,
-		Formats: c.cfg.Formats, ValueColumns: c.cfg.ValueColumns}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
+		Formats: c.cfg.Formats, ValueColumns: c.cfg.ValueColumns, Topics: topics}, ranges, c.cfg.PieceRecords, c.cfg.Shards)
 	return &p, nil
+}
+
+// resolveTopics resolves each archived topic's offsets, a few topics at a time, chained to
+// the ends the window continues. Ranges come out by topic and partition.
+func (c *coordinator) resolveTopics(ctx context.Context, w archive.Window, topics []archive.TopicState, cluster map[string]TopicInfo,
+	chained map[archive.TopicPartition]int64, hasPrev bool) ([]archive.Range, []archive.Gap, error) {
+	results := make([]struct {
+		ranges []archive.Range
+		gaps   []archive.Gap
+	}, len(topics))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, t := range topics {
+		if !t.Active() {
+			continue
+		}
+		ch := chain{topic: t.Topic, parts: cluster[t.Topic].Partitions, window: w, acceptLoss: c.cfg.AcceptDataLoss.Equal(w.Start),
+			bound: c.bound, closes: c.bound != nil && w.End.Equal(c.boundAt)}
+		if hasPrev {
+			ch.prev = map[archive.TopicPartition]int64{}
+			for tp, end := range chained {
+				if tp.Topic == t.Topic {
+					ch.prev[tp] = end
+				}
+			}
+		}
+		g.Go(func() error {
+			var err error
+			results[i].ranges, results[i].gaps, err = ch.resolve(gctx, c.deps.Offsets)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	var ranges []archive.Range
+	var gaps []archive.Gap
+	for _, r := range results {
+		ranges, gaps = append(ranges, r.ranges...), append(gaps, r.gaps...)
+	}
+	return ranges, gaps, nil
 }
 
 func (c *coordinator) readPlan(ctx context.Context, key string) (*archive.Plan, error) {

@@ -143,6 +143,10 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	if err != nil {
 		return coordinator.Deps{}, nil, err
 	}
+	franz, err := cfg.kafkaSec.franzOpts()
+	if err != nil {
+		return coordinator.Deps{}, nil, err
+	}
 	locker, closeDeps, err := redisLocker(cfg, logger)
 	if err != nil {
 		return coordinator.Deps{}, nil, err
@@ -150,10 +154,11 @@ func coordinatorDeps(ctx context.Context, cfg runConfig, logger *slog.Logger) (c
 	if locker == nil {
 		locker = lock.NewLocal()
 	}
+	offsets := coordinator.NewKafkaOffsets(cfg.coord.Brokers, conn, franz...)
 	return coordinator.Deps{
-		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: coordinator.NewKafkaOffsets(cfg.coord.Brokers, conn),
+		Bucket: bucket, StoreURL: cfg.store, Locker: locker, Offsets: offsets,
 		Logger: logger, Now: time.Now, Version: version,
-	}, closeDeps, nil
+	}, func() { offsets.Close(); closeDeps() }, nil
 }
 
 // redisLocker is the pipeline's Redis as a Locker, and what closes it; nil without redis.

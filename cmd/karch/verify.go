@@ -109,6 +109,19 @@ func (k kafkaSource) ReadRange(ctx context.Context, topic string, partition int3
 	return k.franz.ReadRange(ctx, topic, partition, first, end, fn)
 }
 
+// TopicIDs maps the cluster's topics to their IDs.
+func (k kafkaSource) TopicIDs(ctx context.Context) (map[string]string, error) {
+	topics, err := k.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(topics))
+	for name, t := range topics {
+		out[name] = t.ID
+	}
+	return out, nil
+}
+
 // errProblems makes verify exit 3 when the archive is not what its manifests say.
 var errProblems = errors.New("the archive has problems")
 
@@ -142,7 +155,7 @@ func runVerify(ctx context.Context, args []string, stdout io.Writer) (err error)
 		if err != nil {
 			return err
 		}
-		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn), audit.NewFranzReader(cli.cfg.coord.Brokers, franz...)}
+		vf.opts.Kafka = kafkaSource{coordinator.NewKafkaOffsets(cli.cfg.coord.Brokers, conn, franz...), audit.NewFranzReader(cli.cfg.coord.Brokers, franz...)}
 	}
 	var bar *verifyBar
 	if onTerminal() {

@@ -20,6 +20,14 @@ func Topic(t testing.TB, addr string, partitions int, configs ...string) string 
 	if len(name) > 200 {
 		name = name[len(name)-200:]
 	}
+	CreateTopic(t, addr, name, partitions, configs...)
+	return name
+}
+
+// CreateTopic creates the topic name with the given partitions and configs, and waits until
+// every partition has a leader.
+func CreateTopic(t testing.TB, addr, name string, partitions int, configs ...string) {
+	t.Helper()
 	var entries []kafka.ConfigEntry
 	for _, c := range configs {
 		k, v, _ := strings.Cut(c, "=")
@@ -38,7 +46,28 @@ func Topic(t testing.TB, addr string, partitions int, configs ...string) string 
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	waitLeaders(t, c, name, partitions)
-	return name
+}
+
+// DeleteTopic deletes the topic and waits until the broker's metadata no longer lists it.
+func DeleteTopic(t testing.TB, addr, name string) {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 30 * time.Second}
+	resp, err := c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{name}})
+	if err == nil {
+		err = resp.Errors[name]
+	}
+	if err != nil {
+		t.Fatalf("delete topic %s: %v", name, err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{name}})
+		if err == nil && (len(md.Topics) == 0 || md.Topics[0].Error != nil) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s is still listed a minute after its deletion (%v)", name, err)
+		}
+	}
 }
 
 // waitLeaders waits until every partition of a new topic has a leader: until then its
