@@ -35,7 +35,7 @@ func Preview(ctx context.Context, cfg Config, deps Deps) ([]*archive.Plan, error
 			return nil, err
 		}
 		plans = append(plans, p)
-		prev = &stored{Manifest: &archive.Manifest{Window: w, Partitions: partitionsOf(p)}}
+		prev = &stored{Manifest: &archive.Manifest{Window: w, Partitions: partitionsOf(p), Topics: p.Topics}}
 	}
 	return plans, nil
 }

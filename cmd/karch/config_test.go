@@ -162,6 +162,11 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"table without a catalog", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls"}, "table_catalog_uri: required"},
 		{"table by week", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog-uri", "http://127.0.0.1:1", "--table-partition", "week"}, `table_partition: "week"`},
 		{"SQL catalog URI that is not PostgreSQL's", nil, nil, []string{"--formats", "jsonl,parquet", "--table", "lake.calls", "--table-catalog", "sql", "--table-catalog-uri", "postgres://u:secret@h:notaport/db"}, "table_catalog_uri: not a PostgreSQL URL"},
+		{"topic and topics", nil, map[string]string{"KARCH_TOPICS": "cdr-voice,cdr-sms"}, nil, "topics: set topic or topics, not both"},
+		{"topic listed twice", map[string]string{"topic": `""`, "topics": "[cdr-voice, cdr-sms, cdr-voice]"}, nil, nil, `topics: "cdr-voice" is listed twice`},
+		{"topic name Kafka refuses", map[string]string{"topic": `""`, "topics": "[cdr/voice]"}, nil, nil, `topics: "cdr/voice" is not a Kafka topic name`},
+		{"pattern that does not compile", nil, nil, []string{"--topics-pattern", "cdr-(voice|sms"}, `topics_pattern: "cdr-(voice|sms": error parsing regexp`},
+		{"no topic at all", map[string]string{"topic": `""`}, nil, nil, "topics: required: set topic, topics or topics_pattern"},
 		{"two secrets in one directory", nil, map[string]string{"KARCH_SHARD_SECRET_FILES": "a=/etc/k,b=/etc/k/"}, nil, "directory /etc/k is given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
