@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -100,7 +101,9 @@ const statusUsage = `usage: karch status [--config file.yaml] [--json] [flags]
 
 Lists every window from the pipeline's first to the newest due one: committed (with its
 records and bytes), planned (a plan but no manifest yet) or missing; with a table, whether
-each committed window is in it.
+each committed window is in it. Then the topics, as the newest committed window records
+them: archived, or ended (deleted, created again under its name, or no longer matched),
+with the window it ended at and its Kafka topic ID.
 --json prints a JSON array, one element per window: {"window", "state", "manifest" (the
 window's MANIFEST.json, committed windows only), "in_table" (with a table)} (docs/FORMAT.md, "karch status --json").
 `
@@ -153,6 +156,33 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(tw, "\t%s", inTable(s.InTable))
 		}
 		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printTopics(stdout, states)
+}
+
+// printTopics lists the chain's topics as the newest committed window records them:
+// archived, or ended, since when and why.
+func printTopics(w io.Writer, states []coordinator.WindowState) error {
+	var newest *archive.Manifest
+	for _, s := range states {
+		if s.Manifest != nil {
+			newest = s.Manifest
+		}
+	}
+	if newest == nil || len(newest.Topics) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\ntopic\tstate\tkafka topic id")
+	for _, t := range newest.Topics {
+		state := "archived"
+		if !t.Active() {
+			state = fmt.Sprintf("ended %s (%s)", t.Ended.Format("2006-01-02 15:04Z"), t.EndReason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Topic, state, cmp.Or(t.ID, "-"))
 	}
 	return tw.Flush()
 }
