@@ -84,3 +84,58 @@ func BenchmarkPack10000Pieces(b *testing.B) {
 		}
 	}
 }
+
+var manyTopics struct {
+	once    sync.Once
+	pattern string
+}
+
+// hundredTopics creates, once per benchmark binary, 100 topics of 10 partitions each with
+// 20 records in each partition, stamped through the window at planStart, all matched by the
+// pattern it returns.
+func hundredTopics(b *testing.B, addr string) string {
+	manyTopics.once.Do(func() {
+		const topics, partitions, per = 100, 10, 20
+		base := fmt.Sprintf("bench%d", time.Now().UnixNano())
+		for i := range topics {
+			name := fmt.Sprintf("%s.cdr-%03d", base, i)
+			testenv.CreateTopic(b, addr, name, partitions)
+			msgs := make([]kafka.Message, 0, partitions*per)
+			for p := range partitions {
+				for j := range per {
+					msgs = append(msgs, kafka.Message{Partition: p, Time: planStart.Add(time.Duration(j) * time.Hour / per), Value: []byte(fmt.Sprint(j))})
+				}
+			}
+			testenv.Produce(b, addr, name, msgs)
+		}
+		manyTopics.pattern = base + `\.cdr-[0-9]+`
+	})
+	return manyTopics.pattern
+}
+
+// Resolving a window of 100 topics of 10 partitions, matched by a pattern, against the real
+// broker (the cluster's topics with their IDs, then each topic as above) and packing it
+// into 100 shards. Targets: < 1 s, < 64 MiB allocated (B/op).
+//
+//	make bench (starts the local servers)
+func BenchmarkPlan100Topics(b *testing.B) {
+	addr := testenv.Kafka(b)
+	pattern := hundredTopics(b, addr)
+	cfg := coordinator.DefaultConfig()
+	cfg.Pipeline, cfg.Brokers, cfg.TopicsPattern, cfg.Start, cfg.Shards, cfg.MaxWindows = "bench", []string{addr}, pattern, planStart, 100, 1
+	cfg.PieceRecords = 10
+	deps := coordinator.Deps{Bucket: testenv.LocalBucket(b), Locker: lock.NewLocal(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return planStart.Add(2 * time.Hour) }}
+	for b.Loop() {
+		offsets := coordinator.NewKafkaOffsets(cfg.Brokers, shard.KafkaOptions{ClientID: "karch-bench"})
+		deps.Offsets = offsets
+		plans, err := coordinator.Preview(context.Background(), cfg, deps)
+		offsets.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(plans) != 1 || len(plans[0].Ranges) != 1000 || len(plans[0].Topics) != 100 {
+			b.Fatalf("%d plans; want one of 100 topics, 1000 ranges", len(plans))
+		}
+	}
+}
