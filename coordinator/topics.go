@@ -94,6 +94,26 @@ func classifyFranz(err error) error {
 	return shard.ClassifyKafkaError(err)
 }
 
+// MatchedTopics lists, in order, the cluster's topics that the pipeline's pattern matches
+// now (internal ones excepted), as its next window's planning would find them.
+func MatchedTopics(ctx context.Context, cfg Config, ol OffsetLister) ([]string, error) {
+	pattern, err := cfg.Pattern()
+	if err != nil || pattern == nil {
+		return nil, err
+	}
+	cluster, err := ol.Topics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(cluster)) {
+		if !cluster[name].Internal && pattern.MatchString(name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
 // selectTopics decides the topics of window w: those the pipeline names or its pattern
 // matches now, each by its current ID, and the chain's ended topics, those the window before
 // archived and this one does not among them (deleted, created again, or no longer matched).

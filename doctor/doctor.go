@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,12 @@ type Table interface {
 
 // Deps are the pipeline's clients, built from its configuration as a run builds them.
 type Deps struct {
-	Pipeline, Topic string
+	Pipeline string
+	// Topics are the topics named one by one; Matched, when set, lists those the pipeline's
+	// topics_pattern (Pattern) matches now.
+	Topics  []string
+	Pattern string
+	Matched func(ctx context.Context) ([]string, error)
 	// Brokers, Store and Redis name the servers in the checklist; Security says how Kafka
 	// is spoken to ("TLS, SASL SCRAM-SHA-512").
 	Brokers, Store, Redis, Security string
@@ -100,24 +106,54 @@ func fail(name string, err error, fix string) Check {
 }
 
 func kafkaChecks(ctx context.Context, d Deps) []Check {
-	const reach, read = "kafka: the topic exists", "kafka: committed records are readable"
-	parts, err := d.Kafka.Partitions(ctx, d.Topic)
-	if err != nil {
-		return []Check{fail(reach, err, fmt.Sprintf("check brokers (%s), the TLS and SASL settings, and that topic %s exists and the user may describe it", d.Brokers, d.Topic))}
+	topics := d.Topics
+	if d.Matched != nil {
+		const name = "kafka: the topics pattern matches"
+		matched, err := d.Matched(ctx)
+		if err != nil {
+			return []Check{fail(name, err, fmt.Sprintf("check brokers (%s), the TLS and SASL settings, and that the user may describe the cluster's topics", d.Brokers))}
+		}
+		if len(matched) == 0 {
+			return []Check{fail(name, fmt.Errorf("topics_pattern %q matches no topic of the cluster", d.Pattern), "check topics_pattern: it must match a whole topic name (cdr-.* rather than cdr-)")}
+		}
+		var out []Check
+		out = append(out, pass(name, "topics_pattern %q matches %d topics: %s", d.Pattern, len(matched), strings.Join(matched, ", ")))
+		for _, t := range matched {
+			if !slices.Contains(topics, t) {
+				topics = append(topics, t)
+			}
+		}
+		return append(out, topicChecks(ctx, d, topics)...)
 	}
-	out := []Check{pass(reach, "%s over %s: topic %s has %d partitions", d.Brokers, d.Security, d.Topic, len(parts))}
-	return append(out, readCheck(ctx, d, parts, read))
+	return topicChecks(ctx, d, topics)
+}
+
+// topicChecks proves, for each topic, that it exists and that its committed records can be
+// read.
+func topicChecks(ctx context.Context, d Deps, topics []string) []Check {
+	var out []Check
+	for _, topic := range topics {
+		const reach, read = "kafka: the topic exists", "kafka: committed records are readable"
+		parts, err := d.Kafka.Partitions(ctx, topic)
+		if err != nil {
+			out = append(out, fail(reach, err, fmt.Sprintf("check brokers (%s), the TLS and SASL settings, and that topic %s exists and the user may describe it", d.Brokers, topic)))
+			continue
+		}
+		out = append(out, pass(reach, "%s over %s: topic %s has %d partitions", d.Brokers, d.Security, topic, len(parts)))
+		out = append(out, readCheck(ctx, d, topic, parts, read))
+	}
+	return out
 }
 
 // readCheck fetches the last few committed offsets of the first partition that has any, at
 // read_committed, as a shard does: it proves the user may read the topic.
-func readCheck(ctx context.Context, d Deps, parts []int32, name string) Check {
-	fix := fmt.Sprintf("grant the user READ on topic %s (and DESCRIBE)", d.Topic)
-	starts, err := d.Kafka.LogStarts(ctx, d.Topic, parts)
+func readCheck(ctx context.Context, d Deps, topic string, parts []int32, name string) Check {
+	fix := fmt.Sprintf("grant the user READ on topic %s (and DESCRIBE)", topic)
+	starts, err := d.Kafka.LogStarts(ctx, topic, parts)
 	if err != nil {
 		return fail(name, err, fix)
 	}
-	ends, err := d.Kafka.StableEnds(ctx, d.Topic, parts)
+	ends, err := d.Kafka.StableEnds(ctx, topic, parts)
 	if err != nil {
 		return fail(name, err, fix)
 	}
@@ -126,13 +162,13 @@ func readCheck(ctx context.Context, d Deps, parts []int32, name string) Check {
 			continue
 		}
 		first, records := max(starts[p], ends[p]-10), 0
-		err := d.Kafka.ReadRange(ctx, d.Topic, p, first, ends[p], func(*archive.Record) error { records++; return nil })
+		err := d.Kafka.ReadRange(ctx, topic, p, first, ends[p], func(*archive.Record) error { records++; return nil })
 		if err != nil {
 			return fail(name, err, fix)
 		}
-		return pass(name, "fetched offsets [%d, %d) of %s/%d at read_committed: %d records", first, ends[p], d.Topic, p, records)
+		return pass(name, "fetched offsets [%d, %d) of %s/%d at read_committed: %d records", first, ends[p], topic, p, records)
 	}
-	return pass(name, "topic %s holds no records yet: nothing to fetch, reading not proven", d.Topic)
+	return pass(name, "topic %s holds no records yet: nothing to fetch, reading not proven", topic)
 }
 
 func redisCheck(ctx context.Context, d Deps) Check {

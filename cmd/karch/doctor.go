@@ -42,10 +42,13 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer closeDeps()
 	d := doctor.Deps{
-		Pipeline: cfg.coord.Pipeline, Topic: cfg.coord.Topic, Brokers: strings.Join(cfg.coord.Brokers, ","), Store: cfg.store,
+		Pipeline: cfg.coord.Pipeline, Topics: cfg.coord.TopicNames(), Pattern: cfg.coord.TopicsPattern, Brokers: strings.Join(cfg.coord.Brokers, ","), Store: cfg.store,
 		Redis: cfg.redis, Security: cfg.kafkaSec.describe(), Kafka: deps.Offsets.(*coordinator.KafkaOffsets), Bucket: deps.Bucket,
 		Want:      blob.Protection{SSE: cfg.s3.SSE, KMSKeyID: cfg.s3.KMSKeyID, StorageClass: cfg.s3.StorageClass, LockMode: cfg.s3.LockMode},
 		Retention: cfg.s3.LockRetention, ProbeID: newProbeID(), Now: time.Now,
+	}
+	if cfg.coord.TopicsPattern != "" {
+		d.Matched = func(ctx context.Context) ([]string, error) { return coordinator.MatchedTopics(ctx, cfg.coord, deps.Offsets) }
 	}
 	if cfg.redis != "" {
 		d.Locker = deps.Locker

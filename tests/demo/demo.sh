@@ -18,11 +18,14 @@ cd "$(dirname "$0")/../.."
 began=$SECONDS
 pipeline="demo-$(date -u +%Y%m%d-%H%M%S)"
 brokers="127.0.0.1:$KARCHDEV_KAFKA_PORT"
-echo "== 1. producing $DEMO_RECORDS call records to topic $pipeline"
-bin/demo-produce --brokers "$brokers" --topic "$pipeline" --partitions 8 --records "$DEMO_RECORDS" --hours 3
+voice="$pipeline.voice" sms="$pipeline.sms"
+echo "== 1. producing $DEMO_RECORDS call records: two thirds to topic $voice, a third to $sms"
+bin/demo-produce --brokers "$brokers" --topic "$voice" --partitions 8 --records "$((DEMO_RECORDS * 2 / 3))" --hours 3
+bin/demo-produce --brokers "$brokers" --topic "$sms" --partitions 4 --records "$((DEMO_RECORDS - DEMO_RECORDS * 2 / 3))" --hours 3
 
 # The pipeline's settings, as a deployment would give them; credentials only in the environment.
-export KARCH_PIPELINE="$pipeline" KARCH_TOPIC="$pipeline" KARCH_BROKERS="$brokers"
+# One pipeline archives both topics: every topic whose whole name the pattern matches.
+export KARCH_PIPELINE="$pipeline" KARCH_TOPICS_PATTERN="${pipeline}\.(voice|sms)" KARCH_BROKERS="$brokers"
 export KARCH_WINDOW=1h KARCH_LATENESS=1m KARCH_SHARDS=4 KARCH_PARALLELISM=2
 export KARCH_PIECE_RECORDS=100000 KARCH_START="$(date -u -d '-3 hours' +%Y-%m-%dT%H:00:00Z)" KARCH_LOG_LEVEL=warn
 # Every piece in two formats in one commit: JSON Lines, and Parquet with typed columns.
@@ -51,7 +54,7 @@ bin/karch doctor
 
 echo "== 3. what the coordinator will do (karch plan)"
 bin/karch plan | awk 'NR == 1 || $3 ~ /\/0$/'
-echo "   (partition 0 of each window shown; 'karch plan' lists all eight)"
+echo "   (partition 0 of each topic and window shown; 'karch plan' lists all twelve)"
 
 echo "== 4. archiving every due window (karch run)"
 bin/karch run
@@ -72,7 +75,7 @@ get() {
 }
 piece="$(mktemp)"
 get "$dir/MANIFEST.json" "$piece"
-first="$(grep -o "data/$pipeline/0/[0-9]*\.jsonl\.zst" "$piece" | sort | head -n 1)"
+first="$(grep -o "data/$voice/0/[0-9]*\.jsonl\.zst" "$piece" | sort | head -n 1)"
 get "$dir/$first" "$piece"
 zstd -dqf "$piece" -o "$piece.jsonl"
 head -n 1 "$piece.jsonl"

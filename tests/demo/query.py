@@ -16,9 +16,9 @@ import urllib.parse
 
 import duckdb
 
-QUERY = """SELECT date_trunc('hour', "timestamp") AS hour, result, count(*) AS calls, round(avg(duration_ms) / 1000) AS avg_seconds
+QUERY = """SELECT topic, date_trunc('hour', "timestamp") AS hour, result, count(*) AS calls, round(avg(duration_ms) / 1000) AS avg_seconds
 FROM {source}
-GROUP BY ALL ORDER BY hour, calls DESC"""
+GROUP BY ALL ORDER BY topic, hour, calls DESC"""
 
 
 def iceberg(con, uri, name):
