@@ -16,18 +16,22 @@ const ManifestFormat = "karch.manifest/v1"
 // Object keys are relative to the manifest's folder. Its presence means the window is
 // committed; it is created once and never rewritten.
 type Manifest struct {
-	Format       string           `json:"format"`
-	Pipeline     string           `json:"pipeline"`
-	Window       Window           `json:"window"`
-	Partitions   []PartitionRange `json:"partitions"`
-	Objects      []ManifestObject `json:"objects"`
-	Records      int64            `json:"records"`
-	Bytes        int64            `json:"bytes"`
-	RawBytes     int64            `json:"raw_bytes"`
-	RunID        string           `json:"run_id"`
-	FencingToken int64            `json:"fencing_token"`
-	CommittedAt  time.Time        `json:"committed_at"`
-	KarchVersion string           `json:"karch_version"`
+	Format     string           `json:"format"`
+	Pipeline   string           `json:"pipeline"`
+	Window     Window           `json:"window"`
+	Partitions []PartitionRange `json:"partitions"`
+	Objects    []ManifestObject `json:"objects"`
+	Records    int64            `json:"records"`
+	Bytes      int64            `json:"bytes"`
+	RawBytes   int64            `json:"raw_bytes"`
+	// Late is the window's records stamped before its start (the sum of its objects'
+	// Late), present on every manifest whose objects count them: on one without it (written
+	// before karch counted them), the objects' and partitions' late counts mean nothing.
+	Late         *int64    `json:"late,omitempty"`
+	RunID        string    `json:"run_id"`
+	FencingToken int64     `json:"fencing_token"`
+	CommittedAt  time.Time `json:"committed_at"`
+	KarchVersion string    `json:"karch_version"`
 	// Previous names the manifest of the window before, with the SHA-256 of its bytes: each
 	// manifest vouches for the one before it, so whoever keeps the newest manifest's digest
 	// can prove that no earlier window was altered or removed. Absent on a pipeline's first
@@ -72,6 +76,7 @@ type PartitionRange struct {
 	First     int64  `json:"first"`
 	End       int64  `json:"end"`
 	Records   int64  `json:"records"`
+	Late      int64  `json:"late,omitempty"` // the sum of its objects' Late; absent when 0
 }
 
 // ManifestObject is one stored piece.
@@ -82,6 +87,7 @@ type ManifestObject struct {
 	First     int64  `json:"first"`
 	End       int64  `json:"end"`
 	Records   int64  `json:"records"`
+	Late      int64  `json:"late,omitempty"` // of Records, stamped before the window's start (PieceResult.Late); absent when 0
 	Bytes     int64  `json:"bytes"`
 	RawBytes  int64  `json:"raw_bytes"`
 	SHA256    string `json:"sha256"`

@@ -31,9 +31,17 @@ func CheckPieceMetadata(key string, md map[string]string, first, end int64) erro
 	return nil
 }
 
+// IsLate reports whether r is late in window w: its Kafka timestamp is before the window's
+// start. Offsets, not timestamps, decide what a window holds, so a window may hold records
+// stamped before it: those of a partition or topic that joined the chain (archived from
+// its log start) and those of producers whose clocks lag. A record without a timestamp
+// (-1) is late too.
+func IsLate(r *Record, w Window) bool { return r.Timestamp.Before(w.Start) }
+
 // Matches checks that the receipt lists exactly the shard's planned pieces, in plan order,
-// that no piece claims more records than it has offsets, that each piece of a v2 receipt
-// accounts for every one of its offsets, and that its totals add up.
+// that no piece claims more records than it has offsets nor more late records than records,
+// that each piece of a v2 receipt accounts for every one of its offsets, and that its totals
+// add up.
 func (r *Receipt) Matches(s ShardPlan) error {
 	if r.Shard != s.Index || len(r.Pieces) != len(s.Pieces) {
 		return fmt.Errorf("receipt of shard %d with %d pieces %w (shard %d, %d pieces)", r.Shard, len(r.Pieces), ErrPlanMismatch, s.Index, len(s.Pieces))
@@ -46,6 +54,9 @@ func (r *Receipt) Matches(s ShardPlan) error {
 		}
 		if got.Records < 0 || got.Records > got.End-got.First {
 			return fmt.Errorf("receipt piece %s claims %d records in %d offsets", got.Key, got.Records, got.End-got.First)
+		}
+		if got.Late < 0 || got.Late > got.Records {
+			return fmt.Errorf("receipt piece %s claims %d late records of %d", got.Key, got.Late, got.Records)
 		}
 		if r.Format != ReceiptFormatV1 {
 			if err := got.checkAccount(); err != nil {

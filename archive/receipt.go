@@ -38,6 +38,11 @@ type PieceResult struct {
 	First     int64  `json:"first"`
 	End       int64  `json:"end"`
 	Records   int64  `json:"records"`
+	// Late counts the records, of Records, whose Kafka timestamp is before the plan's
+	// window start (IsLate): a partition or topic that joined the chain is archived from
+	// its log start, and producers' clocks disagree. It is fixed by the stored records, so
+	// every attempt at the piece counts the same; absent when 0.
+	Late int64 `json:"late,omitempty"`
 	// Control, Aborted and Compacted account, with Records, for every offset of [First,
 	// End) (v2; zero in a v1 receipt): the offsets that hold a transaction marker, a record
 	// of an aborted transaction, and no record at all (removed by the log cleaner).

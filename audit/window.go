@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -64,17 +65,28 @@ func (w *window) checkTotals() {
 		w.problem(key, "is for window [%s, %s), its folder for [%s, %s)", m.Window.Start, m.Window.End, w.folder.window.Start, w.folder.window.End)
 	}
 	var records, stored, raw int64
-	perPartition := map[archive.TopicPartition]int64{}
+	perPartition, latePerPartition := map[archive.TopicPartition]int64{}, map[archive.TopicPartition]int64{}
 	for _, o := range m.Objects {
 		records, stored, raw = records+o.Records, stored+o.Bytes, raw+o.RawBytes
 		perPartition[archive.TopicPartition{Topic: o.Topic, Partition: o.Partition}] += o.Records
+		latePerPartition[archive.TopicPartition{Topic: o.Topic, Partition: o.Partition}] += o.Late
+		if o.Late < 0 || o.Late > o.Records {
+			w.problem(key, "object %s says %d of its %d records are late", o.Key, o.Late, o.Records)
+		}
+	}
+	if m.Late != nil && lateTotal(m) != *m.Late {
+		w.problem(key, "says %d late records; its objects add up to %d", *m.Late, lateTotal(m))
 	}
 	if records != m.Records || stored != m.Bytes || raw != m.RawBytes {
 		w.problem(key, "totals say %d records, %d bytes, %d raw bytes; its objects add up to %d, %d, %d", m.Records, m.Bytes, m.RawBytes, records, stored, raw)
 	}
 	for _, p := range m.Partitions {
-		if got := perPartition[archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}]; got != p.Records {
+		tp := archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		if got := perPartition[tp]; got != p.Records {
 			w.problem(key, "partition %s/%d says %d records; its objects hold %d", p.Topic, p.Partition, p.Records, got)
+		}
+		if got := latePerPartition[tp]; got != p.Late {
+			w.problem(key, "partition %s/%d says %d late records; its objects hold %d", p.Topic, p.Partition, p.Late, got)
 		}
 	}
 }
@@ -171,9 +183,9 @@ func (w *window) compareReceipts(inReceipts map[string]archive.PieceResult) {
 		switch {
 		case !ok:
 			w.problem(key, "object %s is in no receipt", o.Key)
-		case pc.First != o.First || pc.End != o.End || pc.Records != o.Records || pc.Bytes != o.Bytes || pc.RawBytes != o.RawBytes || pc.SHA256 != o.SHA256:
-			w.problem(key, "object %s: the manifest says [%d, %d) %d records %d bytes sha256 %s, its receipt [%d, %d) %d records %d bytes sha256 %s",
-				o.Key, o.First, o.End, o.Records, o.Bytes, o.SHA256, pc.First, pc.End, pc.Records, pc.Bytes, pc.SHA256)
+		case pc.First != o.First || pc.End != o.End || pc.Records != o.Records || pc.Late != o.Late || pc.Bytes != o.Bytes || pc.RawBytes != o.RawBytes || pc.SHA256 != o.SHA256:
+			w.problem(key, "object %s: the manifest says [%d, %d) %d records (%d late) %d bytes sha256 %s, its receipt [%d, %d) %d records (%d late) %d bytes sha256 %s",
+				o.Key, o.First, o.End, o.Records, o.Late, o.Bytes, o.SHA256, pc.First, pc.End, pc.Records, pc.Late, pc.Bytes, pc.SHA256)
 		case !sameParquet(pc.Parquet, o.Parquet):
 			w.problem(key, "object %s: the manifest and its receipt describe its Parquet object differently: %+v and %+v", o.Key, o.Parquet, pc.Parquet)
 		}
@@ -235,8 +247,10 @@ func (w *window) checkObject(ctx context.Context, b blob.Bucket, o archive.Manif
 	return w.readParquet(ctx, b, o, jsonl)
 }
 
-// readObject reads an object through and compares what it holds with its manifest entry.
-// It returns the digest of its records' lines, which a Parquet copy must match.
+// readObject reads an object through and compares what it holds with its manifest entry,
+// its late records (archive.IsLate in the manifest's window) included. It returns the digest
+// of its records' lines, which a Parquet copy must match: the copy holds the same records,
+// so the same late ones.
 func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o archive.ManifestObject) (string, error) {
 	rc, err := b.Get(ctx, key)
 	if blob.IsNotFound(err) {
@@ -247,7 +261,13 @@ func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o ar
 	}
 	defer rc.Close()
 	lines := newLineDigest()
-	got, err := shard.ScanPieceFunc(pieceOf(o), rc, lines.add)
+	var late int64
+	got, err := shard.ScanPieceFunc(pieceOf(o), rc, func(r *archive.Record) error {
+		if archive.IsLate(r, w.manifest.Window) {
+			late++
+		}
+		return lines.add(r)
+	})
 	if failure.IsPermanent(err) {
 		w.problem(key, "%v", err)
 		return "", nil
@@ -259,5 +279,17 @@ func (w *window) readObject(ctx context.Context, b blob.Bucket, key string, o ar
 		w.problem(key, "holds %d records, %d bytes (%d raw) with sha256 %s; the manifest says %d, %d (%d raw), %s",
 			got.Records, got.Bytes, got.RawBytes, got.SHA256, o.Records, o.Bytes, o.RawBytes, o.SHA256)
 	}
+	if w.manifest.Late != nil && late != o.Late { // a manifest without late predates the counts
+		w.problem(key, "holds %d late records (stamped before the window's start %s); the manifest says %d",
+			late, w.manifest.Window.Start.Format(time.RFC3339), o.Late)
+	}
 	return lines.sum(), nil
+}
+
+func lateTotal(m *archive.Manifest) int64 {
+	var n int64
+	for _, o := range m.Objects {
+		n += o.Late
+	}
+	return n
 }

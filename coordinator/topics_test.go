@@ -112,6 +112,11 @@ func TestManyTopicsByPattern(t *testing.T) {
 			t.Fatalf("window %d: the first data topic ended %+v; want recreated, with its own ID and both partitions' ends", i+1, d)
 		}
 	}
+	for _, r := range ms[1].Partitions {
+		if r.Topic == mms && r.Late != 10 {
+			t.Fatalf("window 1: mms/%d has %d late records; want the 10 stamped in the hour before", r.Partition, r.Late)
+		}
+	}
 	if probs := verifyProblemsWith(t, p, audit.Options{Deep: true, Kafka: kafkaIDs{coordinator.NewKafkaOffsets(p.cfg.Brokers, shard.KafkaOptions{ClientID: "karch-test"})}}); len(probs) != 0 {
 		t.Fatalf("verify --deep --against-kafka: %q; want none", probs)
 	}

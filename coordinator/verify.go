@@ -93,15 +93,19 @@ func (c *coordinator) manifest(ctx context.Context, plan *archive.Plan, receipts
 		RunID: c.runID, FencingToken: c.token, CommittedAt: c.deps.Now().UTC(), KarchVersion: c.deps.Version, Gaps: plan.Gaps,
 		Formats: plan.Formats, ValueColumns: plan.ValueColumns, Topics: plan.Topics,
 	}
-	records := map[archive.TopicPartition]int64{}
+	records, late := map[archive.TopicPartition]int64{}, map[archive.TopicPartition]int64{}
+	var total int64
 	for _, r := range receipts {
 		for _, p := range r.Pieces {
 			m.Objects = append(m.Objects, archive.ManifestObject{Key: p.Key, Topic: p.Topic, Partition: p.Partition, First: p.First,
-				End: p.End, Records: p.Records, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256, Checksum: p.Checksum, Parquet: p.Parquet})
+				End: p.End, Records: p.Records, Late: p.Late, Bytes: p.Bytes, RawBytes: p.RawBytes, SHA256: p.SHA256, Checksum: p.Checksum, Parquet: p.Parquet})
 			records[archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}] += p.Records
+			late[archive.TopicPartition{Topic: p.Topic, Partition: p.Partition}] += p.Late
 			m.Records, m.Bytes, m.RawBytes = m.Records+p.Records, m.Bytes+p.Bytes, m.RawBytes+p.RawBytes
+			total += p.Late
 		}
 	}
+	m.Late = &total
 	if prev != nil {
 		m.Previous = &prev.ref
 	}
@@ -114,8 +118,9 @@ func (c *coordinator) manifest(ctx context.Context, plan *archive.Plan, receipts
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.First, b.First))
 	})
 	for _, r := range plan.Ranges {
+		tp := archive.TopicPartition{Topic: r.Topic, Partition: r.Partition}
 		m.Partitions = append(m.Partitions, archive.PartitionRange{Topic: r.Topic, Partition: r.Partition, First: r.First, End: r.End,
-			Records: records[archive.TopicPartition{Topic: r.Topic, Partition: r.Partition}]})
+			Records: records[tp], Late: late[tp]})
 	}
 	return m, nil
 }

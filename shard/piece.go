@@ -56,7 +56,8 @@ func (w *worker) write(ctx context.Context, pc archive.Piece) (archive.PieceResu
 }
 
 // encode reads the piece's range and writes it, compressed, to out, and as Parquet to pq
-// when pq is not nil. It fills in the record counts and the uncompressed size.
+// when pq is not nil. It fills in the record counts (late ones too) and the uncompressed
+// size.
 func (w *worker) encode(ctx context.Context, pc archive.Piece, out, pq io.Writer, res *archive.PieceResult) error {
 	lines, err := newLineSink(ctx, out, w.compress)
 	if err != nil {
@@ -70,6 +71,9 @@ func (w *worker) encode(ctx context.Context, pc archive.Piece, out, pq io.Writer
 	}
 	tally, err := w.reader.ReadRangeTally(ctx, pc.Topic, pc.Partition, pc.First, pc.End, func(r *archive.Record) error {
 		res.Records++
+		if archive.IsLate(r, w.plan.Window) {
+			res.Late++
+		}
 		for _, s := range sinks {
 			if err := s.Write(r); err != nil {
 				return err
@@ -195,6 +199,7 @@ func (w *worker) account(ctx context.Context, res *archive.PieceResult) error {
 // in metadata must be the plan's, every record must lie in them in offset order, and the
 // stream must decompress and decode. The read costs one pass over a piece that an earlier
 // attempt wrote, and proves it intact; a piece that fails the check is never overwritten.
+// Its late records are counted from what is stored, as write counts what it stores.
 func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectInfo) (archive.PieceResult, error) {
 	if err := archive.CheckPieceMetadata(pc.Key, info.Metadata, pc.First, pc.End); err != nil {
 		return archive.PieceResult{}, failure.Permanent(err)
@@ -204,22 +209,24 @@ func (w *worker) adopt(ctx context.Context, pc archive.Piece, info blob.ObjectIn
 		return archive.PieceResult{}, fmt.Errorf("read piece %s: %w", pc.Key, err)
 	}
 	defer rc.Close()
-	res, err := ScanPiece(pc, rc)
+	var late int64
+	res, err := ScanPieceFunc(pc, rc, func(r *archive.Record) error {
+		if archive.IsLate(r, w.plan.Window) {
+			late++
+		}
+		return nil
+	})
 	if err != nil {
 		return archive.PieceResult{}, fmt.Errorf("check stored piece %s: %w", pc.Key, err)
 	}
-	res.Checksum = info.Checksum
+	res.Late, res.Checksum = late, info.Checksum
 	return res, nil
 }
 
-// ScanPiece reads a stored piece and measures it: every record must decode and lie in the
-// piece's bounds, in offset order. Adopting shards and verifiers share it. Corruption is
-// permanent; an error reading the stream is not (the network may fail mid-read).
-func ScanPiece(pc archive.Piece, r io.Reader) (archive.PieceResult, error) {
-	return ScanPieceFunc(pc, r, nil)
-}
-
-// ScanPieceFunc is ScanPiece, giving each record to fn when fn is not nil.
+// ScanPieceFunc reads a stored piece and measures it, giving each record to fn when fn is
+// not nil: every record must decode and lie in the piece's bounds, in offset order.
+// Adopting shards and verifiers share it. Corruption is permanent; an error reading the
+// stream is not (the network may fail mid-read).
 func ScanPieceFunc(pc archive.Piece, r io.Reader, fn func(*archive.Record) error) (archive.PieceResult, error) {
 	res := archive.PieceResult{Key: pc.Key, Topic: pc.Topic, Partition: pc.Partition, First: pc.First, End: pc.End}
 	stored := &countingHash{h: sha256.New()}

@@ -14,8 +14,9 @@ import (
 )
 
 // verify --against-kafka compares the archive with what Kafka still holds: clean when they
-// agree; a partition added to the topic and not yet archived, and records that differ from
-// Kafka's at the same offsets (the topic recreated under the pipeline), are named.
+// agree; a partition added to the topic and not yet archived is named. A topic deleted and
+// created again under its name is another topic (another Kafka topic ID): its records are
+// not the archived ones', so they are not compared, and the archive stays clean.
 func TestVerifyAgainstKafka(t *testing.T) {
 	a := newArchive(t)
 	if code, out := a.karch(t, "verify", "--against-kafka"); code != 0 || !strings.Contains(out, ", 0 problems") {
@@ -41,8 +42,8 @@ func TestVerifyAgainstKafka(t *testing.T) {
 	}
 	testenv.Produce(t, a.brokers, a.topic, msgs)
 	code, out := a.karch(t, "verify", "--against-kafka", "--window", t0.Format(time.RFC3339))
-	if code != 3 || !strings.Contains(out, "offset 0: differs from Kafka's record: value") || !strings.Contains(out, "more records differ") {
-		t.Fatalf("against a recreated topic: exit %d\n%s", code, out)
+	if code != 0 || strings.Contains(out, "differs from Kafka") || !strings.Contains(out, ", 0 problems") {
+		t.Fatalf("against a recreated topic: exit %d; want 0, its records not compared with the archived topic's\n%s", code, out)
 	}
 }
 
