@@ -66,10 +66,12 @@ func NewKafkaOffsets(brokers []string, conn shard.KafkaOptions, franz ...kgo.Opt
 	// An edge is usually the first record of the first batch a fetch returns, and a broker
 	// returns at least one whole batch whatever the limit: small fetches keep planning cheap.
 	opts.ClientID, opts.TLS, opts.SASL, opts.FetchMaxBytes = conn.ClientID, conn.TLS, conn.SASL, 128<<10
+	// One transport for metadata, offsets and fetches: each keeps the layout of the whole
+	// cluster, which on a cluster of thousands of topics is most of planning's allocations.
+	reader := shard.NewKafkaReader(brokers, opts)
 	return &KafkaOffsets{
-		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second,
-			Transport: &kafka.Transport{ClientID: conn.ClientID, DialTimeout: 10 * time.Second, TLS: conn.TLS, SASL: conn.SASL}},
-		reader:  shard.NewKafkaReader(brokers, opts),
+		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 30 * time.Second, Transport: reader.Transport()},
+		reader:  reader,
 		brokers: brokers, clientID: conn.ClientID, franzOpts: franz,
 	}
 }

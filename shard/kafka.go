@@ -108,6 +108,10 @@ func (k *KafkaReader) pace(ctx context.Context, n int64) error {
 	return k.limit.WaitN(ctx, int(min(n, int64(k.limit.Burst()))))
 }
 
+// Transport is the reader's connections to the cluster, for other requests to share: each
+// kafka-go Transport keeps the metadata of every topic of the cluster.
+func (k *KafkaReader) Transport() *kafka.Transport { return k.transport }
+
 // Close releases the reader's connections.
 func (k *KafkaReader) Close() { k.transport.CloseIdleConnections() }
 
