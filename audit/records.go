@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/karch-archive/karch/archive"
@@ -14,17 +16,19 @@ import (
 	"github.com/karch-archive/karch/shard"
 )
 
-// Filter selects records of a window: one partition (Partition >= 0) and offsets in
-// [FromOffset, ToOffset) (ToOffset 0: no bound). Format is the copy they are read from:
-// archive.FormatJSONL (or empty), or archive.FormatParquet.
+// Filter selects records of a window: one topic (Topic not empty), one partition
+// (Partition >= 0) and offsets in [FromOffset, ToOffset) (ToOffset 0: no bound). Format is
+// the copy they are read from: archive.FormatJSONL (or empty), or archive.FormatParquet.
 type Filter struct {
+	Topic                string
 	Partition            int32
 	FromOffset, ToOffset int64
 	Format               string
 }
 
 func (f Filter) object(o archive.ManifestObject) bool {
-	return (f.Partition < 0 || o.Partition == f.Partition) && o.End > f.FromOffset && (f.ToOffset == 0 || o.First < f.ToOffset)
+	return (f.Topic == "" || o.Topic == f.Topic) && (f.Partition < 0 || o.Partition == f.Partition) &&
+		o.End > f.FromOffset && (f.ToOffset == 0 || o.First < f.ToOffset)
 }
 
 func (f Filter) record(r *archive.Record) bool {
@@ -32,8 +36,9 @@ func (f Filter) record(r *archive.Record) bool {
 }
 
 // Records calls fn for every record of the committed window whose manifest is m, stored in
-// the folder dir, that f selects: partition by partition in the manifest's order, in offset
-// order within each. It streams: one object is open at a time.
+// the folder dir, that f selects, in the order of the manifest's objects (by topic, then
+// partition, then first offset): topic by topic, partition by partition, in offset order
+// within each. It streams: one object is open at a time.
 func Records(ctx context.Context, b blob.Bucket, dir string, m *archive.Manifest, f Filter, fn func(*archive.Record) error) error {
 	parquet := f.Format == archive.FormatParquet
 	switch {
@@ -119,6 +124,51 @@ func objectRecords(ctx context.Context, b blob.Bucket, key string, f Filter, fn 
 			}
 		}
 	}
+}
+
+// Topics are the topics that the windows archive, sorted: those their manifests plan
+// partitions of, whether those hold records or not.
+func Topics(windows []Stored) []string {
+	var out []string
+	for _, w := range windows {
+		for _, p := range w.Manifest.Partitions {
+			out = append(out, p.Topic)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// CheckTopic insists that the windows archive topic, when one is named: a permanent error
+// names it and the topics they do archive.
+func CheckTopic(windows []Stored, topic string) error {
+	topics := Topics(windows)
+	if topic == "" || slices.Contains(topics, topic) {
+		return nil
+	}
+	held, they := strings.Join(topics, ", "), "the windows archive"
+	if held == "" {
+		held = "none"
+	}
+	if len(windows) == 1 {
+		they = "the window archives"
+	}
+	return failure.Permanent(fmt.Errorf("topic %s: %s no topic of that name (only %s)", topic, they, held))
+}
+
+// TopicsWithRecords are those of Topics that the windows hold records of: of an object
+// with at least one record.
+func TopicsWithRecords(windows []Stored) []string {
+	var out []string
+	for _, w := range windows {
+		for _, o := range w.Manifest.Objects {
+			if o.Records > 0 {
+				out = append(out, o.Topic)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Stored is a committed window as the store holds it.

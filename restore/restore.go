@@ -32,7 +32,11 @@ const OriginHeader = "karch.origin"
 type Options struct {
 	// From and To bound the windows restored by start, [From, To).
 	From, To time.Time
-	// Filter selects records within the windows (partition, offsets).
+	// Filter selects records within the windows (topic, partition, offsets). Its Topic is the
+	// source topic, which the windows must archive; empty: the one topic the windows hold
+	// records of, and windows with records of several are refused (their records cannot
+	// share a target). Nor may the windows hold records of two topics of that name (one
+	// deleted, the other created again under its name): their origins would coincide.
 	Filter  audit.Filter
 	Brokers []string
 	// Client are options every Kafka client of the restore starts with: its TLS and SASL.
@@ -98,6 +102,12 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 	if len(windows) == 0 {
 		return nil, failure.Permanent(fmt.Errorf("no committed window of %s starts in the range given", pipeline))
 	}
+	if opts.Filter.Topic, err = sourceTopic(windows, opts.Filter.Topic); err != nil {
+		return nil, err
+	}
+	if err := checkIncarnations(windows, opts.Filter.Topic); err != nil {
+		return nil, err
+	}
 	adm, err := kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...))...)
 	if err != nil {
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
@@ -119,17 +129,26 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 	}
 	defer r.cl.Close()
 	if opts.Progress != nil {
-		var total int64
-		for _, w := range windows {
-			total += w.Manifest.Records
-		}
-		opts.Progress.Total(total)
+		opts.Progress.Total(total(windows, opts))
 	}
 	err = r.write(ctx, b, windows)
 	if err != nil && !opts.DryRun {
 		r.settleInFlight(ctx)
 	}
 	return r.stats, err
+}
+
+// total counts the records of the windows' partitions that the restore writes.
+func total(windows []audit.Stored, opts Options) int64 {
+	var n int64
+	for _, w := range windows {
+		for _, p := range w.Manifest.Partitions {
+			if opts.restores(p) {
+				n += p.Records
+			}
+		}
+	}
+	return n
 }
 
 // inFlightWait bounds how long a failed restore waits for the records it has sent.
@@ -199,14 +218,14 @@ func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
 	return nil
 }
 
-// checkMapping insists that every source partition of the windows has a target partition.
+// checkMapping insists that every source partition restored has a target partition.
 func (r *restorer) checkMapping(windows []audit.Stored, n int32) error {
 	if r.opts.ByKey {
 		return nil
 	}
 	for _, w := range windows {
 		for _, p := range w.Manifest.Partitions {
-			if r.opts.Filter.Partition >= 0 && p.Partition != r.opts.Filter.Partition {
+			if !r.opts.restores(p) {
 				continue
 			}
 			target, ok := r.target(p.Partition)

@@ -48,7 +48,9 @@ func runDoctor(ctx context.Context, args []string, stdout io.Writer) error {
 		Retention: cfg.s3.LockRetention, ProbeID: newProbeID(), Now: time.Now,
 	}
 	if cfg.coord.TopicsPattern != "" {
-		d.Matched = func(ctx context.Context) ([]string, error) { return coordinator.MatchedTopics(ctx, cfg.coord, deps.Offsets) }
+		d.Matched = func(ctx context.Context) ([]string, error) {
+			return coordinator.MatchedTopics(ctx, cfg.coord, deps.Offsets)
+		}
 	}
 	if cfg.redis != "" {
 		d.Locker = deps.Locker

@@ -16,6 +16,7 @@ import (
 	"github.com/karch-archive/karch/archive"
 	"github.com/karch-archive/karch/audit"
 	"github.com/karch-archive/karch/blob"
+	"github.com/karch-archive/karch/coordinator"
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/lock"
 	"github.com/karch-archive/karch/restore"
@@ -25,7 +26,7 @@ func init() {
 	commands["restore"] = command{"write archived records back into a Kafka topic, exactly once", runRestore}
 }
 
-const restoreUsage = `usage: karch restore [--config file.yaml] (--window T | --from T --to T) (--to-topic NAME | --to-stdout) [flags]
+const restoreUsage = `usage: karch restore [--config file.yaml] (--window T | --from T --to T) [--topic NAME] (--to-topic NAME | --to-stdout) [flags]
 
 Writes the records of the committed windows named back into a Kafka topic: key, value and
 the null-ness of each, headers in order with duplicates, and the create timestamp, exactly
@@ -39,10 +40,15 @@ the same time is refused, exit 1 (--no-lease when no other restore can run). The
 topic must exist; by default each record keeps its partition number (the topic needs that
 many partitions; checked before anything is written), or --partition-map 0=3,1=4 maps them,
 or --by-key hashes keys as Kafka's default partitioner does. --dry-run counts, --to-stdout
-prints JSON Lines instead of writing.
+prints JSON Lines instead of writing. One restore writes the records of one source topic:
+--topic names it, and windows that hold records of several topics are refused without it
+(--to-stdout prints them all); a topic deleted and created again under its name within the
+windows is refused too, since the records of the two would have the same origins. With
+--translate-group, --topic is the group's source topic (default: the pipeline's one topic).
 Exit codes: 0 done, 1 retryable (another restore into the topic is running, a transaction
-still open in it), 3 permanent (no such window or topic, too few partitions, a record larger
-than the topic's max.message.bytes, no redis without --no-lease).
+still open in it), 3 permanent (no such window or topic, several source topics and no
+--topic, too few partitions, a record larger than the topic's max.message.bytes, no redis
+without --no-lease).
 `
 
 type restoreFlags struct {
@@ -151,7 +157,7 @@ func parsePairs(flag, s string, bits int) (map[int32]int64, error) {
 
 func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
 	var rf restoreFlags
-	cli, err := parseCoordinatorFlags("restore", restoreUsage, args, rf.register)
+	cli, err := parseSourceFlags("restore", restoreUsage, args, &rf.opts.Filter.Topic, rf.register)
 	if cli == nil || err != nil {
 		return err
 	}
@@ -208,7 +214,11 @@ func restoreLocker(cli *coordinatorCLI, rf *restoreFlags) (lock.Locker, func(), 
 
 // translateGroup prints, and with --commit commits, the target offsets of a consumer group.
 func translateGroup(ctx context.Context, w io.Writer, cli *coordinatorCLI, rf *restoreFlags) error {
-	committed, err := rf.sourceOffsets(ctx, cli.cfg.coord.Brokers, cli.cfg.coord.Topic)
+	topic, err := rf.groupTopic(cli.cfg.coord)
+	if err != nil {
+		return err
+	}
+	committed, err := rf.sourceOffsets(ctx, cli.cfg.coord.Brokers, topic)
 	if err != nil {
 		return err
 	}
@@ -223,6 +233,18 @@ func translateGroup(ctx context.Context, w io.Writer, cli *coordinatorCLI, rf *r
 		return nil
 	}
 	return restore.CommitGroup(ctx, rf.opts.Brokers, rf.group, rf.opts.ToTopic, offsets, rf.opts.Client...)
+}
+
+// groupTopic is the source topic whose group offsets --translate-group translates: --topic,
+// else the pipeline's one topic.
+func (f *restoreFlags) groupTopic(cfg coordinator.Config) (string, error) {
+	if f.opts.Filter.Topic != "" {
+		return f.opts.Filter.Topic, nil
+	}
+	if names := cfg.TopicNames(); len(names) == 1 && cfg.TopicsPattern == "" {
+		return names[0], nil
+	}
+	return "", failure.Permanent(errors.New("--translate-group: the pipeline archives more than one topic (topics, topics_pattern): name the group's source topic with --topic"))
 }
 
 // sourceOffsets are the group's committed offsets on the source topic: given, or read from
@@ -256,11 +278,17 @@ func printRestored(w io.Writer, s *restore.Stats, opts restore.Options) {
 	fmt.Fprintf(w, "%s %d records to %s (partition:records %s); %d were there already\n", verb, total, opts.ToTopic, strings.Join(parts, " "), s.Skipped)
 }
 
-// printRecords writes the records of the range as JSON Lines, as karch cat does.
+// printRecords writes the records of the range as JSON Lines, as karch cat does: of every
+// topic, unless --topic names one.
 func printRecords(ctx context.Context, w io.Writer, b blob.Bucket, pipeline string, opts restore.Options) error {
 	windows, err := audit.Windows(ctx, b, pipeline, opts.From, opts.To)
 	if err != nil {
 		return err
+	}
+	if len(windows) > 0 { // no window: nothing to print, as ever, whatever --topic says
+		if err := audit.CheckTopic(windows, opts.Filter.Topic); err != nil {
+			return err
+		}
 	}
 	out := bufio.NewWriterSize(w, 1<<20)
 	var line []byte
