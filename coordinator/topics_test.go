@@ -16,6 +16,7 @@ import (
 	"github.com/karch-archive/karch/failure"
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/shard"
+	"github.com/karch-archive/karch/tests/chaos/checker"
 )
 
 // produceAt produces n records to each partition, stamped evenly over [from, to), with a
@@ -87,6 +88,13 @@ func TestManyTopicsByPattern(t *testing.T) {
 		from  int // the first window of the topic's current incarnation
 	}{{voice, 2, 0}, {data, 2, 1}, {mms, 1, 1}} {
 		assertMatchesKafka(t, p, addr, ms[tp.from:], tp.name, tp.parts)
+		// And by the chaos scenarios' checker, which shares no code with karch.
+		rep, err := checker.Check(context.Background(), checker.Config{Endpoint: p.s3.Endpoint, Bucket: p.s3.Bucket, Prefix: p.s3.Prefix,
+			AccessKey: p.s3.AccessKeyID, SecretKey: p.s3.SecretAccessKey, Pipeline: p.cfg.Pipeline, Brokers: p.cfg.Brokers,
+			Topic: tp.name, Shared: true, Start: h(tp.from), Until: h(3)})
+		if err != nil || !rep.OK() || rep.Records == 0 {
+			t.Fatalf("the checker on topic %s: %v\n%s", tp.name, err, rep)
+		}
 	}
 	ended := func(m *archive.Manifest) map[string]archive.TopicState {
 		out := map[string]archive.TopicState{}

@@ -23,6 +23,9 @@ type Config struct {
 	Pipeline                                               string
 	Brokers                                                []string
 	Topic                                                  string
+	// Shared says that the windows hold other topics too (a pipeline of several topics):
+	// their partitions and objects are left to their own checks, one per topic.
+	Shared bool
 	// The committed windows must tile [Start, Until) exactly: no gap, no overlap. Windows
 	// that end before Start are not read; the one that ends at Start, if any, must be the
 	// first window's previous. A committed window that ends after Until is a problem.

@@ -162,6 +162,8 @@ func (ch *check) checkRanges(w *window) {
 	for _, r := range w.m.Partitions {
 		where := fmt.Sprintf("%s: partition %d [%d, %d)", w.manifestKey(), r.Partition, r.First, r.End)
 		switch {
+		case r.Topic != ch.cfg.Topic && ch.cfg.Shared:
+			continue
 		case r.Topic != ch.cfg.Topic:
 			ch.rep.problem("%s is of topic %q, not %q", where, r.Topic, ch.cfg.Topic)
 		case seen[r.Partition]:
@@ -182,7 +184,7 @@ func (ch *check) checkObjects(w *window) {
 	key := w.manifestKey()
 	next := map[int32]int64{}
 	ranges := map[int32]mPartition{}
-	for _, r := range w.m.Partitions {
+	for _, r := range ch.ranges(w) {
 		ranges[r.Partition], next[r.Partition] = r, r.First
 	}
 	for i, o := range w.m.Objects {
@@ -191,6 +193,9 @@ func (ch *check) checkObjects(w *window) {
 			ch.rep.problem("%s is out of order (objects are ordered by topic, partition and first offset)", where)
 		}
 		ch.checkObjectEntry(where, o)
+		if o.Topic != ch.cfg.Topic && ch.cfg.Shared {
+			continue
+		}
 		r, ok := ranges[o.Partition]
 		if !ok || o.Topic != ch.cfg.Topic {
 			ch.rep.problem("%s: topic %q partition %d is not among the manifest's partitions", where, o.Topic, o.Partition)
@@ -201,7 +206,7 @@ func (ch *check) checkObjects(w *window) {
 		}
 		next[o.Partition] = o.End
 	}
-	for _, r := range w.m.Partitions {
+	for _, r := range ch.ranges(w) {
 		if next[r.Partition] != r.End {
 			ch.rep.problem("%s: the objects of partition %d end at %d, not at the range's end %d", key, r.Partition, next[r.Partition], r.End)
 		}
@@ -244,7 +249,9 @@ func (ch *check) checkSums(w *window) {
 	perPart := map[int32]int64{}
 	for _, o := range m.Objects {
 		records, bytes, raw = records+o.Records, bytes+o.Bytes, raw+o.RawBytes
-		perPart[o.Partition] += o.Records
+		if o.Topic == ch.cfg.Topic || !ch.cfg.Shared {
+			perPart[o.Partition] += o.Records
+		}
 	}
 	key := w.manifestKey()
 	for _, s := range []struct {
@@ -255,9 +262,24 @@ func (ch *check) checkSums(w *window) {
 			ch.rep.problem("%s: %s is %d; its objects sum to %d", key, s.name, s.got, s.want)
 		}
 	}
-	for _, r := range m.Partitions {
+	for _, r := range ch.ranges(w) {
 		if r.Records != perPart[r.Partition] {
 			ch.rep.problem("%s: partition %d claims %d records; its objects sum to %d", key, r.Partition, r.Records, perPart[r.Partition])
 		}
 	}
+}
+
+// ranges are the window's partitions of the checked topic; with Shared off, every one (one
+// of another topic is a problem that checkRanges names).
+func (ch *check) ranges(w *window) []mPartition {
+	if !ch.cfg.Shared {
+		return w.m.Partitions
+	}
+	var out []mPartition
+	for _, r := range w.m.Partitions {
+		if r.Topic == ch.cfg.Topic {
+			out = append(out, r)
+		}
+	}
+	return out
 }
