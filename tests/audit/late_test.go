@@ -69,7 +69,7 @@ func TestVerifyDeepChecksLateRecords(t *testing.T) {
 }
 
 // tamperLate lowers by one the late count of window w's first object that holds a late
-// record, in its manifest entry and its partition's, and in its receipt when receipt is
+// record, in its manifest entry, its partition's and the window's, and in its receipt when receipt is
 // set, each re-encoded as karch writes it. It returns the object as now listed.
 func tamperLate(t *testing.T, a *archived, w int, receipt bool) archive.ManifestObject {
 	t.Helper()
@@ -81,6 +81,7 @@ func tamperLate(t *testing.T, a *archived, w int, receipt bool) archive.Manifest
 	}
 	o := &m.Objects[i]
 	o.Late--
+	*m.Late--
 	for j := range m.Partitions {
 		if m.Partitions[j].Topic == o.Topic && m.Partitions[j].Partition == o.Partition {
 			m.Partitions[j].Late--

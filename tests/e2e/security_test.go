@@ -75,7 +75,7 @@ func TestRunKafkaTLSRefusals(t *testing.T) {
 			"KARCH_KAFKA_SASL_USERNAME=" + sasl.User, "KARCH_KAFKA_SASL_PASSWORD=" + sasl.Password}, 3, "needs kafka_tls"},
 		{"a server name the certificate lacks", []string{"KARCH_BROKERS=" + mtls, "KARCH_KAFKA_TLS_CA_FILE=" + files.CA,
 			"KARCH_KAFKA_TLS_CERT_FILE=" + files.Cert, "KARCH_KAFKA_TLS_KEY_FILE=" + files.Key, "KARCH_KAFKA_TLS_SERVER_NAME=kafka.invalid"}, 3, "not kafka.invalid"},
-		{"plaintext at a TLS port", []string{"KARCH_BROKERS=" + mtls}, 1, "broker appears to be expecting TLS"},
+		{"plaintext at a TLS port", []string{"KARCH_BROKERS=" + mtls}, 1, "is this a plaintext connection speaking to a tls endpoint?"},
 	} {
 		withEnv(tc.env...)
 		cmd, out := p.run(t)
