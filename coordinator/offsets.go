@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/karch-archive/karch/archive"
@@ -147,22 +149,7 @@ func (k *KafkaOffsets) OffsetsAt(ctx context.Context, topic string, partitions [
 
 // listAt asks ListOffsets for the first offset at or after t, -1 where no record is.
 func (k *KafkaOffsets) listAt(ctx context.Context, topic string, partitions []int32, t time.Time) (map[int32]int64, error) {
-	req := make([]kafka.OffsetRequest, len(partitions))
-	for i, p := range partitions {
-		req[i] = kafka.TimeOffsetOf(int(p), t)
-	}
-	parts, err := k.list(ctx, topic, req, kafka.ReadCommitted)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		out[int32(p.Partition)] = -1 // kafka-go reports "no such record" as LastOffset -1
-		for off := range p.Offsets {
-			out[int32(p.Partition)] = off
-		}
-	}
-	return out, nil
+	return k.list(ctx, topic, partitions, t.UnixMilli())
 }
 
 // errFound ends a read at the record it looked for.
@@ -191,51 +178,55 @@ func (k *KafkaOffsets) firstDataAt(ctx context.Context, topic string, partition 
 
 // StableEnds lists each partition's last stable offset (read_committed "latest").
 func (k *KafkaOffsets) StableEnds(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
-	req := make([]kafka.OffsetRequest, len(partitions))
-	for i, p := range partitions {
-		req[i] = kafka.LastOffsetOf(int(p))
-	}
-	parts, err := k.list(ctx, topic, req, kafka.ReadCommitted)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		out[int32(p.Partition)] = p.LastOffset
-	}
-	return out, nil
+	return k.list(ctx, topic, partitions, -1)
 }
 
 // LogStarts lists each partition's log start offset ("earliest").
 func (k *KafkaOffsets) LogStarts(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
-	req := make([]kafka.OffsetRequest, len(partitions))
-	for i, p := range partitions {
-		req[i] = kafka.FirstOffsetOf(int(p))
+	return k.list(ctx, topic, partitions, -2)
+}
+
+// list asks ListOffsets, at read_committed, for the partitions' offsets at timestamp: -1
+// the last stable offset, -2 the log start, else the first offset at or after that
+// millisecond (-1 where no record is). It goes through franz-go, which sends one request to
+// each partition leader; kafka-go sends one per partition, and a planning of a thousand
+// partitions then allocates mostly request buffers.
+func (k *KafkaOffsets) list(ctx context.Context, topic string, partitions []int32, timestamp int64) (map[int32]int64, error) {
+	out := make(map[int32]int64, len(partitions))
+	if len(partitions) == 0 {
+		return out, nil
 	}
-	parts, err := k.list(ctx, topic, req, kafka.ReadCommitted)
+	cl, err := k.franz()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int32]int64, len(parts))
-	for _, p := range parts {
-		out[int32(p.Partition)] = p.FirstOffset
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.IsolationLevel = 1 // read_committed
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for _, p := range partitions {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p, timestamp
+		rt.Partitions = append(rt.Partitions, rp)
 	}
-	return out, nil
-}
-
-func (k *KafkaOffsets) list(ctx context.Context, topic string, req []kafka.OffsetRequest, iso kafka.IsolationLevel) ([]kafka.PartitionOffsets, error) {
-	resp, err := k.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}, IsolationLevel: iso})
-	if err != nil {
-		return nil, shard.ClassifyKafkaError(fmt.Errorf("list offsets of %s: %w", topic, err))
-	}
-	parts := resp.Topics[topic]
-	for _, p := range parts {
-		if p.Error != nil {
-			return nil, shard.ClassifyKafkaError(fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, p.Error))
+	req.Topics = append(req.Topics, rt)
+	for _, sh := range cl.RequestSharded(ctx, req) {
+		if sh.Err != nil {
+			return nil, classifyFranz(fmt.Errorf("list offsets of %s: %w", topic, sh.Err))
+		}
+		for _, t := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return nil, classifyFranz(fmt.Errorf("list offsets of %s/%d: %w", topic, p.Partition, err))
+				}
+				out[p.Partition] = p.Offset
+			}
 		}
 	}
-	if len(parts) != len(req) {
-		return nil, fmt.Errorf("list offsets of %s: %d partitions answered, %d asked", topic, len(parts), len(req))
+	if len(out) != len(partitions) {
+		return nil, fmt.Errorf("list offsets of %s: %d partitions answered, %d asked", topic, len(out), len(partitions))
 	}
-	return parts, nil
+	return out, nil
 }
