@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -73,6 +74,11 @@ type KafkaReader struct {
 	opts      KafkaOptions
 	// limit paces fetches to opts.FetchRate; nil without a cap.
 	limit *rate.Limiter
+	// known holds, per topic, the partitions checkPartition has seen in its metadata: a
+	// planning reads the edge of every partition of a topic, and copying a topic of a
+	// thousand partitions out of the metadata for each read allocated a gigabyte.
+	mu    sync.Mutex
+	known map[string]map[int32]bool
 }
 
 var _ RecordReader = (*KafkaReader)(nil)
@@ -239,6 +245,12 @@ func after(res *fetchedPartition) (int64, bool) {
 // checkPartition turns a missing topic or partition into a permanent error: kafka-go calls an
 // unknown topic temporary, since it may be being created, but a plan names existing ones.
 func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partition int32) error {
+	k.mu.Lock()
+	seen := k.known[topic][partition]
+	k.mu.Unlock()
+	if seen {
+		return nil
+	}
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, err))
@@ -253,10 +265,18 @@ func (k *KafkaReader) checkPartition(ctx context.Context, topic string, partitio
 		if t.Error != nil {
 			return ClassifyKafkaError(fmt.Errorf("read metadata of topic %s: %w", topic, t.Error))
 		}
+		parts := make(map[int32]bool, len(t.Partitions))
 		for _, p := range t.Partitions {
-			if p.ID == int(partition) {
-				return nil
-			}
+			parts[int32(p.ID)] = true
+		}
+		k.mu.Lock()
+		if k.known == nil {
+			k.known = map[string]map[int32]bool{}
+		}
+		k.known[topic] = parts
+		k.mu.Unlock()
+		if parts[partition] {
+			return nil
 		}
 		return failure.Permanent(fmt.Errorf("topic %s has no partition %d", topic, partition))
 	}
@@ -397,7 +417,7 @@ func (r *fetchRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error) {
 	if r.version < minFetchVersion {
 		return nil, failure.Permanent(fmt.Errorf("the broker offers Fetch v%d; read_committed needs v%d", r.version, minFetchVersion))
 	}
-	if err := protocol.WriteRequest(rw, r.version, correlationID, r.clientID, &r.Request); err != nil {
+	if err := writeFetchRequest(rw, r.version, correlationID, r.clientID, &r.Request); err != nil {
 		return nil, fmt.Errorf("write fetch request: %w", err)
 	}
 	frame, err := readFrame(rw)
