@@ -39,6 +39,7 @@ func consumeCounting(res *fetchedPartition, topic string, partition int32, pos, 
 	if !ok {
 		return pos, nil
 	}
+	defer drain(stream)
 	c := &consumer{topic: topic, partition: partition, end: end, fn: fn, tally: tally,
 		aborted: newAbortTracker(res.AbortedTransactions), headers: res.Records.headers}
 	next := pos
@@ -194,6 +195,21 @@ func convert(r *protocol.Record, topic string, partition int32) (*archive.Record
 		}
 	}
 	return rec, nil
+}
+
+// drain releases the records of the response that were not read: a read that ends inside a
+// batch (at its range's end, or at the record a planning looked for) would otherwise keep
+// their buffers from kafka-go's pool, and each fetch after it would allocate its own.
+func drain(stream *protocol.RecordStream) {
+	for _, batch := range stream.Records {
+		for {
+			r, err := batch.ReadRecord()
+			if err != nil {
+				break
+			}
+			release(r)
+		}
+	}
 }
 
 // release hands a record's buffers back to kafka-go.
