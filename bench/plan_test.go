@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -27,12 +28,39 @@ var bigTopic struct {
 	name string
 }
 
+// created are the topics the benchmarks made, deleted when they end: a broker that keeps a
+// few runs' worth of 2,000 partitions runs out of file descriptors.
+var created struct {
+	mu     sync.Mutex
+	addr   string
+	topics []string
+}
+
+func remember(addr string, topics ...string) {
+	created.mu.Lock()
+	defer created.mu.Unlock()
+	created.addr, created.topics = addr, append(created.topics, topics...)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if len(created.topics) > 0 {
+		c := &kafka.Client{Addr: kafka.TCP(created.addr), Timeout: time.Minute}
+		if _, err := c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: created.topics}); err != nil {
+			fmt.Fprintf(os.Stderr, "delete the benchmarks' topics: %v\n", err)
+			code = max(code, 1)
+		}
+	}
+	os.Exit(code)
+}
+
 // thousandPartitions creates, once per benchmark binary, a topic of 1,000 partitions with 20
 // records in each, stamped through the window at planStart.
 func thousandPartitions(b *testing.B, addr string) string {
 	bigTopic.once.Do(func() {
 		const partitions, per = 1000, 20
 		bigTopic.name = testenv.Topic(b, addr, partitions)
+		remember(addr, bigTopic.name)
 		msgs := make([]kafka.Message, 0, partitions*per)
 		for p := range partitions {
 			for i := range per {
@@ -100,6 +128,7 @@ func hundredTopics(b *testing.B, addr string) string {
 		for i := range topics {
 			name := fmt.Sprintf("%s.cdr-%03d", base, i)
 			testenv.CreateTopic(b, addr, name, partitions)
+			remember(addr, name)
 			msgs := make([]kafka.Message, 0, partitions*per)
 			for p := range partitions {
 				for j := range per {
