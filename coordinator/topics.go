@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -105,13 +106,18 @@ func MatchedTopics(ctx context.Context, cfg Config, ol OffsetLister) ([]string, 
 	if err != nil {
 		return nil, err
 	}
+	return matching(pattern, cluster), nil
+}
+
+// matching lists, in order, the cluster's topics that pattern matches, internal ones excepted.
+func matching(pattern *regexp.Regexp, cluster map[string]TopicInfo) []string {
 	var out []string
 	for _, name := range slices.Sorted(maps.Keys(cluster)) {
 		if !cluster[name].Internal && pattern.MatchString(name) {
 			out = append(out, name)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // selectTopics decides the topics of window w: those the pipeline names or its pattern
@@ -181,13 +187,11 @@ func wanted(cfg Config, cluster map[string]TopicInfo, bound map[archive.TopicPar
 	if err != nil || pattern == nil {
 		return want, err
 	}
-	matched := false
-	for name, info := range cluster {
-		if !info.Internal && pattern.MatchString(name) {
-			want[name], matched = true, true
-		}
+	matched := matching(pattern, cluster)
+	for _, name := range matched {
+		want[name] = true
 	}
-	if first && !matched && len(want) == 0 {
+	if first && len(matched) == 0 && len(want) == 0 {
 		return nil, failure.Permanent(fmt.Errorf("%w: topics_pattern: %q matches no topic of the cluster", ErrConfig, cfg.TopicsPattern))
 	}
 	return want, nil
