@@ -61,10 +61,7 @@ func (w *window) checkKafka(ctx context.Context, b blob.Bucket, k Kafka, ids map
 func (w *window) comparePartition(ctx context.Context, b blob.Bucket, k Kafka, p archive.PartitionRange, lo int64) error {
 	var readErr error
 	archived := func(yield func(*archive.Record) bool) {
-		readErr = Records(ctx, b, w.folder.dir, w.manifest, Filter{Partition: p.Partition, FromOffset: lo, ToOffset: p.End}, func(r *archive.Record) error {
-			if r.Topic != p.Topic {
-				return nil // the same partition of another topic
-			}
+		readErr = Records(ctx, b, w.folder.dir, w.manifest, Filter{Topic: p.Topic, Partition: p.Partition, FromOffset: lo, ToOffset: p.End}, func(r *archive.Record) error {
 			if !yield(r) {
 				return errStop
 			}
