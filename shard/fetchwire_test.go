@@ -118,7 +118,7 @@ func TestFetchResponseFromTheWire(t *testing.T) {
 	records := slices.Concat(
 		wireBatch(t, 10, protocol.Transactional, 1, 1001, valueAt(1000), valueAt(1001)),
 		wireBatch(t, 12, protocol.Transactional|protocol.Control, 0, 1002),
-		wireBatch(t, 13, timestampTypeLogAppend, 3, appended, valueAt(5), valueAt(6), valueAt(4)),
+		wireBatch(t, 13, attrLogAppendTime, 3, appended, valueAt(5), valueAt(6), valueAt(4)),
 		truncated[:len(truncated)-3],
 	)
 	res, c, err := exchange(11, fetchFrame(1, 17, records))

@@ -222,24 +222,11 @@ func (p *prefetch) wait() (*fetchedPartition, error) {
 // batch, by that batch's header. ok is false when there is no such header (an empty
 // response, or message sets of format v0/v1).
 func after(res *fetchedPartition) (int64, bool) {
-	stream, ok := res.Records.Records.(*protocol.RecordStream)
-	if !ok || len(stream.Records) == 0 {
+	bs := res.Records.batches
+	if len(bs) == 0 || !bs[len(bs)-1].v2 {
 		return 0, false
 	}
-	var base int64
-	switch b := stream.Records[len(stream.Records)-1].(type) {
-	case *protocol.RecordBatch:
-		base = b.BaseOffset
-	case *protocol.ControlBatch:
-		base = b.BaseOffset
-	default:
-		return 0, false
-	}
-	h := res.Records.headers[base]
-	if h == nil {
-		return 0, false
-	}
-	return h.nextOffset(), true
+	return bs[len(bs)-1].nextOffset(), true
 }
 
 // checkPartition turns a missing topic or partition into a permanent error: kafka-go calls an
@@ -368,16 +355,16 @@ func errEmptyFetch(topic string, partition int32, offset, stable int64) error {
 }
 
 func firstBatchBase(p *fetchedPartition) (int64, bool) {
-	stream, ok := p.Records.Records.(*protocol.RecordStream)
-	if !ok || len(stream.Records) == 0 {
+	bs := p.Records.batches
+	switch {
+	case len(bs) == 0:
 		return 0, false
+	case bs[0].v2:
+		return bs[0].base, true
+	case len(bs[0].records) > 0:
+		return bs[0].records[0].Offset, true
 	}
-	type based interface{ Offset() int64 }
-	b, ok := stream.Records[0].(based)
-	if !ok {
-		return 0, false
-	}
-	return b.Offset(), true
+	return 0, false
 }
 
 // Addr returns the bootstrap addresses, for log lines.
