@@ -35,6 +35,7 @@ type options struct {
 	profile  string
 	memMiB   int
 	parquet  bool
+	base     string
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&o.profile, "cpu-profile", "", "write the first single-shard run's CPU profile to this file (karch shard --cpu-profile)")
 	flag.IntVar(&o.memMiB, "memory-limit-mib", 0, "the shards' soft heap limit (karch shard --memory-limit-mib); 0: karch's default")
 	flag.BoolVar(&o.parquet, "parquet", false, "alternate runs of JSON Lines alone and of JSON Lines with Parquet (the demo's typed columns), and compare them")
+	flag.StringVar(&o.base, "karch-base", "", "alternate single-shard runs of this karch binary (main's, say) and of -karch's, and compare them")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "shardbench:", err)
@@ -86,6 +88,9 @@ func run(ctx context.Context, o options) error {
 	if o.parquet {
 		return runParquet(ctx, o, data)
 	}
+	if o.base != "" {
+		return runAgainstBase(ctx, o, data)
+	}
 	var results []result
 	for i := range o.runs {
 		r, err := runShards(ctx, o, data, 1, i, false)
@@ -99,6 +104,39 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	printTable(os.Stdout, results, base)
+	return nil
+}
+
+// runAgainstBase alternates single-shard runs of the base binary and of -karch's, and
+// prints both tables and the ratios of their medians.
+func runAgainstBase(ctx context.Context, o options, data dataset) error {
+	var before, after []result
+	for i := range o.runs {
+		for _, bin := range []string{o.base, o.karch} {
+			ob := o
+			ob.karch = bin
+			r, err := runShards(ctx, ob, data, 1, i, false)
+			if err != nil {
+				return err
+			}
+			if bin == o.base {
+				before = append(before, r)
+			} else {
+				after = append(after, r)
+			}
+		}
+	}
+	base, err := baseline(ctx, o, data)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s:\n", o.base)
+	printTable(os.Stdout, before, base)
+	fmt.Printf("\n%s:\n", o.karch)
+	printTable(os.Stdout, after, base)
+	b, a := median(before), median(after)
+	fmt.Printf("\n%s / %s, medians: %.2fx the records/s, %.2fx the CPU s/GB, %.2fx the peak RSS\n",
+		o.karch, o.base, a.recsPerSec()/b.recsPerSec(), a.cpuPerGB()/b.cpuPerGB(), maxRSS(after)/maxRSS(before))
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func runPeers(ctx context.Context, o options, d dataset) error {
 	cs := []contender{
 		{"karch, 1 shard", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 1, i, false) }},
 		{"karch, 2 shards", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 2, i, false) }},
+		{"karch, 1 shard, JSON Lines and Parquet", func(ctx context.Context, i int) (result, error) { return runShards(ctx, o, d, 1, i, true) }},
 		{"OSO kafka-backup-core 0.25.2", func(ctx context.Context, i int) (result, error) { return runOSO(ctx, o, d, i) }},
 		{"kcat -J | zstd -3 | aws s3 cp", func(ctx context.Context, i int) (result, error) { return runKcat(ctx, o, d, i) }},
 	}
@@ -104,6 +106,9 @@ func peersTable(w io.Writer, o options, d dataset, rows []row) {
 		}
 		fmt.Fprintf(w, "| %s | %.2f | %.1f | %.0f | %s | %.1f | %.2f | %s |\n", name, r.seconds, r.mbPerSec(), r.recsPerSec(), stored, r.cpu, r.cpuPerGB(), rss)
 	}
+	karch, oso := rows[0].r, rows[slices.IndexFunc(rows, func(r row) bool { return strings.HasPrefix(r.name, "OSO") })].r
+	fmt.Fprintf(w, "\nkarch, 1 shard / OSO, medians: %.2fx the records/s, %.2fx the CPU s/GB, %.2fx the peak RSS.\n",
+		karch.recsPerSec()/oso.recsPerSec(), karch.cpuPerGB()/oso.cpuPerGB(), float64(karch.peakRSS)/float64(oso.peakRSS))
 }
 
 // chart draws records/s by contender as horizontal bars, top to bottom in table order.
