@@ -201,7 +201,9 @@ func readWithFranz(raw []byte) ([]archive.Record, error) {
 // nanoseconds (time.Unix(0, ms*1e6)), and so wraps past the years 1678 to 2262.
 func anyTime(int64) bool { return true }
 
-func nanosRange(ms int64) bool { return ms > math.MinInt64/int64(time.Millisecond) && ms < math.MaxInt64/int64(time.Millisecond) }
+func nanosRange(ms int64) bool {
+	return ms > math.MinInt64/int64(time.Millisecond) && ms < math.MaxInt64/int64(time.Millisecond)
+}
 
 // recordsDiffer says how two readings of the same records differ, or "" if they do not;
 // timestamps are compared where exact says the other reader keeps them.
