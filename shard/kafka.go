@@ -63,8 +63,9 @@ const defaultClientID = "karch-shard"
 // those hand back transaction markers and records of aborted transactions as if they were
 // data, while the raw fetch response says which batches are control batches and which
 // producers' transactions were aborted, so the filtering the Java consumer does can be done
-// here. It decodes that response itself (fetchRequest), to keep the batch header fields
-// kafka-go drops: a batch's last offset and its LogAppendTime timestamp.
+// here. It decodes that response itself (fetchRequest, and decodeRecordSet for the batches),
+// to keep the batch header fields kafka-go drops (a batch's last offset, its LogAppendTime
+// timestamp) and to refuse a batch that does not hold what its header says.
 //
 // Errors are classified by ClassifyKafkaError; a missing topic or partition and an offset
 // that is no longer in the log are permanent as well.
@@ -373,7 +374,8 @@ func (k *KafkaReader) Addr() net.Addr { return k.client.Addr }
 // fetchRequest is a Fetch request whose response is read here rather than by kafka-go:
 // kafka-go's decoder drops each batch's last offset delta and max timestamp, and without them
 // an empty control batch cannot be passed over, nor a LogAppendTime record given the timestamp
-// Kafka's consumers see. It uses kafka-go's RawExchanger hook, which hands the request the
+// Kafka's consumers see; kafka-go's reflection decodes the fields around the record sets, and
+// recordSet the record sets. It uses kafka-go's RawExchanger hook, which hands the request the
 // broker connection for one exchange; kafka-go still routes it to the partition leader,
 // negotiates the version and owns the connection.
 type fetchRequest struct {
