@@ -107,29 +107,36 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// runAgainstBase alternates single-shard runs of the base binary and of -karch's, and
-// prints both tables and the ratios of their medians.
-func runAgainstBase(ctx context.Context, o options, data dataset) error {
-	var before, after []result
+// alternate runs two single-shard variants o.runs times each, run by run in turn, so that
+// the machine's drift falls on both alike, then the in-process zstd baseline.
+func alternate(ctx context.Context, o options, data dataset, variants [2]func(i int) (result, error)) ([2][]result, float64, error) {
+	var rs [2][]result
 	for i := range o.runs {
-		for _, bin := range []string{o.base, o.karch} {
-			ob := o
-			ob.karch = bin
-			r, err := runShards(ctx, ob, data, 1, i, false)
+		for v, run := range variants {
+			r, err := run(i)
 			if err != nil {
-				return err
+				return rs, 0, err
 			}
-			if bin == o.base {
-				before = append(before, r)
-			} else {
-				after = append(after, r)
-			}
+			rs[v] = append(rs[v], r)
 		}
 	}
 	base, err := baseline(ctx, o, data)
+	return rs, base, err
+}
+
+// runAgainstBase alternates single-shard runs of the base binary and of -karch's, and
+// prints both tables and the ratios of their medians.
+func runAgainstBase(ctx context.Context, o options, data dataset) error {
+	ob := o
+	ob.karch = o.base
+	rs, base, err := alternate(ctx, o, data, [2]func(int) (result, error){
+		func(i int) (result, error) { return runShards(ctx, ob, data, 1, i, false) },
+		func(i int) (result, error) { return runShards(ctx, o, data, 1, i, false) },
+	})
 	if err != nil {
 		return err
 	}
+	before, after := rs[0], rs[1]
 	fmt.Printf("\n%s:\n", o.base)
 	printTable(os.Stdout, before, base)
 	fmt.Printf("\n%s:\n", o.karch)
@@ -143,24 +150,14 @@ func runAgainstBase(ctx context.Context, o options, data dataset) error {
 // runParquet alternates single-shard runs of JSON Lines alone and of both formats, and
 // prints both tables and the ratios of their medians.
 func runParquet(ctx context.Context, o options, data dataset) error {
-	var jsonl, both []result
-	for i := range o.runs {
-		for _, parquet := range []bool{false, true} {
-			r, err := runShards(ctx, o, data, 1, i, parquet)
-			if err != nil {
-				return err
-			}
-			if parquet {
-				both = append(both, r)
-			} else {
-				jsonl = append(jsonl, r)
-			}
-		}
-	}
-	base, err := baseline(ctx, o, data)
+	rs, base, err := alternate(ctx, o, data, [2]func(int) (result, error){
+		func(i int) (result, error) { return runShards(ctx, o, data, 1, i, false) },
+		func(i int) (result, error) { return runShards(ctx, o, data, 1, i, true) },
+	})
 	if err != nil {
 		return err
 	}
+	jsonl, both := rs[0], rs[1]
 	fmt.Println("\nJSON Lines alone:")
 	printTable(os.Stdout, jsonl, base)
 	fmt.Printf("\nJSON Lines and Parquet (typed columns %s):\n", benchColumns)
