@@ -71,6 +71,18 @@ func encodeBatch(spec batchSpec, recs ...archive.Record) []byte {
 	return seal(b)
 }
 
+// with32 and with16 set a header field of batch b and seal its CRC again, as a broker that
+// wrote the field wrong would have.
+func with32(b []byte, at int, v uint32) []byte {
+	binary.BigEndian.PutUint32(b[at:], v)
+	return seal(b)
+}
+
+func with16(b []byte, at int, v uint16) []byte {
+	binary.BigEndian.PutUint16(b[at:], v)
+	return seal(b)
+}
+
 func appendRecord(b []byte, offDelta, tsDelta int64, r archive.Record) []byte {
 	rec := append([]byte{}, 0) // attributes
 	rec = binary.AppendVarint(rec, tsDelta)
@@ -141,41 +153,17 @@ func TestDecodeRecordSetRefusesCorruptBatches(t *testing.T) {
 		why   string
 	}{
 		{"bad CRC", func() []byte { b := good(); b[len(b)-1] ^= 1; return b }, "CRC-32C"},
-		{"more records announced", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint32(b[batchRecordsAt:], 5)
-			return seal(b)
-		}, "record, 5 of 5"},
-		{"fewer records announced", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint32(b[batchRecordsAt:], 3)
-			return seal(b)
-		}, "bytes after its 3 records"},
-		{"a record past the last offset", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint32(b[batchLastDeltaAt:], 2)
-			return seal(b)
-		}, "before the batch's end, 13"},
+		{"more records announced", func() []byte { return with32(good(), batchRecordsAt, 5) }, "record, 5 of 5"},
+		{"fewer records announced", func() []byte { return with32(good(), batchRecordsAt, 3) }, "bytes after its 3 records"},
+		{"a record past the last offset", func() []byte { return with32(good(), batchLastDeltaAt, 2) }, "before the batch's end, 13"},
 		{"offsets out of order", func() []byte {
 			recs := edgeRecords(10)
 			recs[1].Offset, recs[2].Offset = recs[2].Offset, recs[1].Offset
 			return encodeBatch(batchSpec{base: 10}, recs...)
 		}, "not after 13"},
-		{"an unknown codec", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint16(b[batchAttributesAt:], 6)
-			return seal(b)
-		}, "codec 6"},
-		{"compressed bytes that are not", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint16(b[batchAttributesAt:], uint16(compress.Zstd))
-			return seal(b)
-		}, "does not decompress"},
-		{"a count that claims gigabytes", func() []byte {
-			b := good()
-			binary.BigEndian.PutUint32(b[batchRecordsAt:], math.MaxInt32)
-			return seal(b)
-		}, "announces 2147483647 records"},
+		{"an unknown codec", func() []byte { return with16(good(), batchAttributesAt, 6) }, "codec 6"},
+		{"compressed bytes that are not", func() []byte { return with16(good(), batchAttributesAt, uint16(compress.Zstd)) }, "does not decompress"},
+		{"a count that claims gigabytes", func() []byte { return with32(good(), batchRecordsAt, math.MaxInt32) }, "announces 2147483647 records"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set := slices.Concat(encodeBatch(batchSpec{base: 0}, archive.Record{Offset: 0, Value: []byte("v")}), tc.batch())

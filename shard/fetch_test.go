@@ -42,10 +42,7 @@ func emptyMarker(pid, offset int64) []byte {
 
 // compactedTail makes the batch's last offset lie delta past its base, as it stays when
 // the log cleaner removes the batch's last records.
-func compactedTail(b []byte, delta int32) []byte {
-	binary.BigEndian.PutUint32(b[batchLastDeltaAt:], uint32(delta))
-	return seal(b)
-}
+func compactedTail(b []byte, delta int32) []byte { return with32(b, batchLastDeltaAt, uint32(delta)) }
 
 // response decodes batches as a fetch response's record set.
 func response(t *testing.T, aborted []fetchapi.ResponseTransaction, batches ...[]byte) *fetchedPartition {
@@ -174,9 +171,8 @@ func TestConsume(t *testing.T) {
 func TestConsumeLogAppendTime(t *testing.T) {
 	const appended = 1795399201123
 	appendedBatch := dataBatch(-1, false, 0, 1)
-	binary.BigEndian.PutUint16(appendedBatch[batchAttributesAt:], attrLogAppendTime)
 	binary.BigEndian.PutUint64(appendedBatch[batchMaxTimestampAt:], appended)
-	res := response(t, nil, seal(appendedBatch), dataBatch(-1, false, 2))
+	res := response(t, nil, with16(appendedBatch, batchAttributesAt, attrLogAppendTime), dataBatch(-1, false, 2))
 	var got []archive.Record
 	if _, err := consume(res, "t", 0, 0, 3, func(r *archive.Record) error {
 		got = append(got, *r)

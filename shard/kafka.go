@@ -362,10 +362,8 @@ func firstBatchBase(p *fetchedPartition) (int64, bool) {
 		return 0, false
 	case bs[0].v2:
 		return bs[0].base, true
-	case len(bs[0].records) > 0:
-		return bs[0].records[0].Offset, true
 	}
-	return 0, false
+	return bs[0].records[0].Offset, true // a v0/v1 entry holds a record (legacyBatch)
 }
 
 // Addr returns the bootstrap addresses, for log lines.
