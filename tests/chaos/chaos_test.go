@@ -100,7 +100,7 @@ func runChaos(t *testing.T, seed uint64, names []string) *Report {
 
 func scenarioNamed(t *testing.T, name string) *Scenario {
 	t.Helper()
-	for _, sc := range Scenarios() {
+	for _, sc := range AllScenarios() {
 		if sc.Name == name {
 			return sc
 		}

@@ -9,30 +9,32 @@ import (
 	"time"
 )
 
-// coordinator is one `karch run` process of a trial, and the shard processes it starts.
+// coordinator is one karch process of a trial (`karch run`, `karch backfill` or `karch
+// restore`), and the shard processes it starts.
 type coordinator struct {
+	args []string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
 	code int
 }
 
-// startCoordinator starts `karch run` with env, its output and its shards' in the file log.
+// startCoordinator starts karch with args and env, its output and its shards' in the file log.
 // A file, not a pipe: shards may outlive a killed coordinator, and a pipe would hold its Wait
 // until they end. The process gets a process group of its own, so that its shards can be
 // killed with it at the trial's end.
-func startCoordinator(karch, log string, env []string) (*coordinator, error) {
+func startCoordinator(karch string, args []string, log string, env []string) (*coordinator, error) {
 	out, err := os.Create(log)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	c := &coordinator{cmd: exec.Command(karch, "run"), log: log, done: make(chan struct{})}
+	c := &coordinator{args: args, cmd: exec.Command(karch, args...), log: log, done: make(chan struct{})}
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.Stdout, c.cmd.Stderr = out, out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start karch run: %w", err)
+		return nil, fmt.Errorf("start karch %s: %w", args[0], err)
 	}
 	go func() {
 		defer close(c.done)

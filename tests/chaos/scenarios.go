@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -96,7 +97,175 @@ func Scenarios() []*Scenario {
 			}},
 		{Name: "minio-kill-restart", About: "kill -9 of MinIO halfway through a piece's upload, restarted 1 to 2 s later", Workload: small,
 			Inject: serverKill("minio", 2)},
+		{Name: "volume-kill-anything-anytime", About: "kill -9 of the coordinator or of a shard at seeded moments, over 108,000 records in 4 partitions and 3 windows, in transactions", Workload: volume,
+			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: killAnytime(6)},
+		{Name: "volume-s3-500-and-resets", About: "HTTP 500 on 4% of S3 requests and connections reset mid-upload, over 108,000 records in 4 partitions and 3 windows", Workload: volume,
+			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: func(t *Trial) error {
+				t.S3Fault(faults.ResetMidRequest, uploads, data, 0.1, 6)
+				return s3Errors(faults.Status500, 0.04, 20).inject(t)
+			}},
 	}
+}
+
+// volume is the workload of the volume scenarios: 108,000 records, so that faults land
+// across many pieces of several windows.
+var volume = Workload{Partitions: 4, Records: 9000, Transactions: true}
+
+// BackfillScenarios run `karch backfill` of the trial's windows instead of `karch run`.
+func BackfillScenarios() []*Scenario {
+	return []*Scenario{
+		{Name: "backfill-kill-shard-mid-piece", About: "kill -9 of a backfill's shard halfway through a piece's body", Workload: small, Command: "backfill",
+			Inject: killAt(faults.MidBody, uploads, data, 0.15, 4, shardsOnly)},
+		{Name: "backfill-kill-coordinator-plan-stored", About: "kill -9 of the backfill after one of its windows' plans is stored, rerun with the same arguments", Workload: small, Command: "backfill",
+			Inject: killAt(faults.AfterApplied, puts, plan, 0.5, 3, coordinatorsOnly)},
+		{Name: "backfill-kill-coordinator-manifest-stored", About: "kill -9 of the backfill after S3 created one of its windows' manifests, before it heard so; rerun with the same arguments", Workload: small, Command: "backfill",
+			Inject: killAt(faults.AfterApplied, puts, manifest, 0.5, 3, coordinatorsOnly)},
+		{Name: "backfill-kill-anything-anytime", About: "kill -9 of the backfill or of one of its shards at seeded moments", Workload: small, Command: "backfill",
+			Inject: killAnytime(5)},
+		{Name: "backfill-sigstop-past-lease", About: "SIGSTOP of a backfill past its lease's TTL, another backfill started, then SIGCONT while it runs", Workload: small, Command: "backfill",
+			Inject: stopPastLease},
+		{Name: "backfill-two-at-once", About: "two backfills of the same range started at once, twice", Workload: small, Command: "backfill",
+			Inject: coordinatorsAtOnce(2, 2)},
+		{Name: "backfill-racing-run", About: "a backfill and the CronJob's `karch run` of the same windows started at once, twice", Workload: small, Command: "backfill",
+			Inject: backfillRacingRun},
+		{Name: "backfill-s3-put-applied-response-lost", About: "PutObject applied, its response dropped, on 15% of a backfill's puts", Workload: small, Command: "backfill",
+			Inject: s3Errors(faults.ApplyThenDrop, 0.15, 10).ops(puts).inject},
+	}
+}
+
+// RestoreScenarios archive the trial's windows without faults, then restore them into a new
+// topic under faults; the checker compares the two topics record by record, by origin.
+func RestoreScenarios() []*Scenario {
+	return []*Scenario{
+		{Name: "restore-kill-anytime", About: "kill -9 of `karch restore` at seeded moments while it writes, then rerun", Workload: small, Restore: true,
+			Inject: func(t *Trial) error {
+				return t.RestoreDuring(4, func(r *coordinator) bool {
+					t.Sleep(t.Between(200*time.Millisecond, 1500*time.Millisecond))
+					return t.Kill("the restore at a random moment", r.pid())
+				})
+			}},
+		{Name: "restore-two-at-once", About: "two restores of the same windows into one topic started at once, twice", Workload: small, Restore: true,
+			Inject: restoresAtOnce},
+		{Name: "restore-kafka-kill-restart", About: "kill -9 of the Kafka broker while a restore writes, restarted 1 to 3 s later", Workload: small, Restore: true,
+			Inject: func(t *Trial) error {
+				return t.RestoreDuring(2, func(*coordinator) bool {
+					t.Sleep(t.Between(200*time.Millisecond, 1500*time.Millisecond))
+					if t.srv.Kill("kafka") != nil {
+						return false
+					}
+					t.Fault("kill -9", "kafka")
+					t.Sleep(t.Between(time.Second, 3*time.Second))
+					return t.srv.Up(t.ctx) == nil
+				})
+			}},
+		{Name: "restore-kafka-connection-resets", About: "every Kafka connection reset at seeded moments while a restore writes", Workload: small, Restore: true,
+			Inject: func(t *Trial) error {
+				return t.RestoreDuring(6, func(*coordinator) bool {
+					t.Sleep(t.Between(100*time.Millisecond, 800*time.Millisecond))
+					return t.kafka.ResetPeer() > 0
+				})
+			}},
+		{Name: "restore-sigstop-past-lease", About: "SIGSTOP of a restore past its lease's TTL, a second restore started, then SIGCONT while the second writes", Workload: small, Restore: true,
+			Inject: restoreStopPastLease},
+		{Name: "restore-redis-restart", About: "kill -9 of Redis while a restore writes (its lease vanishes), restarted, and a second restore started", Workload: small, Restore: true,
+			Inject: restoreRedisRestart},
+	}
+}
+
+// AllScenarios are every scenario, in the order `make chaos` runs them.
+func AllScenarios() []*Scenario {
+	return slices.Concat(Scenarios(), BackfillScenarios(), RestoreScenarios())
+}
+
+// backfillRacingRun starts a backfill and `karch run` together, in a seeded order, twice.
+func backfillRacingRun(t *Trial) error {
+	t.s3Background(faults.Delay(200*time.Millisecond), 0.2) // widens the races
+	for range 2 {
+		first, second := t.Start, func(...string) (*coordinator, error) { return t.StartCommand([]string{"run"}) }
+		if t.Intn(2) == 0 {
+			first, second = second, first
+		}
+		a, err := first()
+		if err != nil {
+			return err
+		}
+		b, err := second()
+		if err != nil {
+			return err
+		}
+		t.Fault("concurrent command", "karch backfill and karch run started at once")
+		if err := t.WaitAll(a, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoresAtOnce starts two restores together, twice: the lease lets one write.
+func restoresAtOnce(t *Trial) error {
+	for range 2 {
+		a, err := t.StartRestore()
+		if err != nil {
+			return err
+		}
+		b, err := t.StartRestore()
+		if err != nil {
+			return err
+		}
+		t.Fault("concurrent restore", "two restores into one topic started at once")
+		if err := t.WaitAll(a, b); err != nil {
+			return err
+		}
+		t.afterRestore(a)
+	}
+	return nil
+}
+
+// restoreStopPastLease stops restore A while it writes, waits past its lease's TTL, starts
+// restore B, and continues A while B writes: A's lease is B's now, so A must write nothing
+// more, and B must write each record A did not.
+func restoreStopPastLease(t *Trial) error {
+	a, err := t.StartRestore()
+	if err != nil {
+		return err
+	}
+	t.Sleep(t.Between(800*time.Millisecond, 1500*time.Millisecond))
+	if !t.Stop(a.pid()) {
+		return t.Wait(a)
+	}
+	t.Sleep(leaseTTL + time.Second)
+	b, err := t.StartRestore()
+	if err != nil {
+		return err
+	}
+	t.Fault("second restore", "started while the first was stopped past its lease")
+	t.Sleep(t.Between(300*time.Millisecond, 1500*time.Millisecond))
+	t.Continue(a.pid())
+	return t.WaitAll(a, b)
+}
+
+// restoreRedisRestart kills Redis while restore A writes, so that A's lease vanishes with it,
+// restarts it, and starts restore B, which finds no lease: A must stop writing before B
+// begins.
+func restoreRedisRestart(t *Trial) error {
+	a, err := t.StartRestore()
+	if err != nil {
+		return err
+	}
+	t.Sleep(t.Between(500*time.Millisecond, 1500*time.Millisecond))
+	if t.srv.Kill("redis") != nil {
+		return t.Wait(a)
+	}
+	t.Fault("kill -9", "redis")
+	if err := t.srv.Up(t.ctx); err != nil {
+		return err
+	}
+	b, err := t.StartRestore()
+	if err != nil {
+		return err
+	}
+	t.Fault("second restore", "started on the restarted Redis, which holds no lease")
+	return t.WaitAll(a, b)
 }
 
 // The processes a kill hook may hit.

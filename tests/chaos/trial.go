@@ -25,6 +25,13 @@ type Scenario struct {
 	Workload Workload
 	// Env holds karch settings beyond a trial's defaults.
 	Env []string
+	// Command is what the trial's coordinators run: "run" (the default) or "backfill", which
+	// archives the trial's windows in one run, as `karch backfill --from --to`.
+	Command string
+	// Restore makes the fault phase a restore's: the windows are archived without faults
+	// first, and Inject starts `karch restore` of them all into a new topic. The trial then
+	// restores without faults until a restore succeeds, and checks the target topic too.
+	Restore bool
 	// Inject is the fault phase: it starts coordinators, injects faults at seeded points and
 	// waits for the coordinators it started. The trial then runs karch without faults until
 	// every window is committed, and checks.
@@ -42,6 +49,7 @@ type Trial struct {
 	dir      string
 	pipeline string
 	topic    string
+	target   string // the topic a restore scenario restores into
 	prefix   string
 	start    time.Time
 
@@ -66,6 +74,7 @@ type Result struct {
 	Runs      int      `json:"runs_until_committed"`
 	ExitCodes []int    `json:"exit_codes"`
 	Records   int64    `json:"records_archived"`
+	Restored  int64    `json:"records_restored,omitempty"`
 	Lost      int      `json:"lost"`
 	Dup       int      `json:"duplicated"`
 	Mismatch  int      `json:"mismatched"`
@@ -104,6 +113,7 @@ func (h *Harness) Run(ctx context.Context, sc *Scenario, seed uint64) *Result {
 	id := fmt.Sprintf("%s-s%d-%d", sc.Name, seed, time.Now().UnixNano()%1e9)
 	t.dir = filepath.Join(h.Dir, id)
 	t.pipeline, t.topic, t.prefix = "chaos-"+strconv.FormatUint(uint64(time.Now().UnixNano()%1e12), 36), "chaos."+id, "runs/"+id
+	t.target = t.topic + ".restored"
 	t.start = pinnedStart()
 	res := &Result{Scenario: sc.Name, Seed: seed, Logs: t.dir}
 	err := t.run(res)
@@ -135,6 +145,11 @@ func (t *Trial) run(res *Result) error {
 	}
 	defer t.closeProxies()
 	defer t.killAll()
+	if t.Scenario.Restore {
+		if err := t.prepareRestore(); err != nil {
+			return err
+		}
+	}
 	injectErr := t.Scenario.Inject(t)
 	t.pending.Wait()
 	res.Faults = t.faults()
@@ -147,11 +162,35 @@ func (t *Trial) run(res *Result) error {
 		return err
 	}
 	converged := t.converge()
+	if converged == nil && t.Scenario.Restore {
+		converged = t.convergeRestore()
+	}
 	res.Runs, res.ExitCodes = len(t.coords), t.exitCodes()
 	if converged != nil {
 		return converged
 	}
-	return t.check(res)
+	if err := t.check(res); err != nil {
+		return err
+	}
+	if t.Scenario.Restore {
+		if err := t.checkRestore(res); err != nil {
+			return err
+		}
+	}
+	return t.checkExitCodes()
+}
+
+// checkExitCodes fails a trial in which karch called a fault permanent (exit 3): every fault
+// the scenarios inject passes, so each is for a rerun to get past.
+func (t *Trial) checkExitCodes() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.coords {
+		if c.exited() && c.code == 3 {
+			return fmt.Errorf("karch %s exited 3 (permanent) under a passing fault (log %s)", c.args[0], c.log)
+		}
+	}
+	return nil
 }
 
 // converge runs coordinators without faults until every window is committed. A pipeline that
@@ -202,12 +241,25 @@ func (t *Trial) Env() []string {
 	return append(env, t.Scenario.Env...)
 }
 
-// Start starts a coordinator; extra settings override the trial's.
+// Start starts a coordinator of the scenario's command; extra settings override the trial's.
 func (t *Trial) Start(extra ...string) (*coordinator, error) {
+	if t.Scenario.Command == "backfill" {
+		return t.StartCommand(t.backfillArgs(), extra...)
+	}
+	return t.StartCommand([]string{"run"}, extra...)
+}
+
+// backfillArgs are those of the backfill of every window of the trial.
+func (t *Trial) backfillArgs() []string {
+	return []string{"backfill", "--from", t.start.Format(time.RFC3339), "--to", t.start.Add(windows * time.Hour).Format(time.RFC3339)}
+}
+
+// StartCommand starts karch with args; extra settings override the trial's.
+func (t *Trial) StartCommand(args []string, extra ...string) (*coordinator, error) {
 	t.mu.Lock()
 	n := len(t.coords)
 	t.mu.Unlock()
-	c, err := startCoordinator(t.karch, filepath.Join(t.dir, fmt.Sprintf("run-%02d.log", n+1)), append(t.Env(), extra...))
+	c, err := startCoordinator(t.karch, args, filepath.Join(t.dir, fmt.Sprintf("%s-%02d.log", args[0], n+1)), append(t.Env(), extra...))
 	if err != nil {
 		return nil, err
 	}

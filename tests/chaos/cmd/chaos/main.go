@@ -61,7 +61,7 @@ func chaosRun(seedList, pattern, out, logs string) error {
 		return fmt.Errorf("-run: %w", err)
 	}
 	var scenarios []*chaos.Scenario
-	for _, sc := range chaos.Scenarios() {
+	for _, sc := range chaos.AllScenarios() {
 		if match.MatchString(sc.Name) {
 			scenarios = append(scenarios, sc)
 		}
