@@ -1,7 +1,8 @@
-// Package restore writes archived records back into a Kafka topic, exactly once: with an
-// idempotent producer, and resumable, because every restored record carries its origin
-// (topic/partition/offset) in a header that a rerun reads back to continue after the last
-// record already written.
+// Package restore writes archived records back into a Kafka topic, exactly once at
+// read_committed: in transactions under a transactional id of the target topic, which fences
+// any earlier restore into it, and resumable, because every restored record carries its
+// origin (topic/partition/offset) in a header that a rerun reads back to write only what is
+// not there.
 package restore
 
 import (
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
@@ -81,6 +83,10 @@ const DefaultStableWait = 2 * time.Minute
 // ErrTargetBusy is returned when another restore holds the lease on the target topic.
 var ErrTargetBusy = errors.New("restore: another restore into the target topic is running")
 
+// ErrFenced is returned when another restore into the target topic took its transactional
+// id over: that one writes now, and what this one had not committed is aborted.
+var ErrFenced = errors.New("restore: another restore into the target topic took it over")
+
 // Stats counts a restore.
 type Stats struct {
 	// Written counts the records produced (or, in a dry run, that would be).
@@ -113,29 +119,84 @@ func Run(ctx context.Context, b blob.Bucket, pipeline string, opts Options, log 
 		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
 	}
 	defer adm.Close()
-	ctx, release, err := leaseTarget(ctx, adm, opts, log)
+	name, err := targetName(ctx, adm, opts.ToTopic)
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := leaseTarget(ctx, name, opts, log)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	r := &restorer{cl: adm, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}}
+	r := &restorer{cl: adm, opts: opts, log: log, stats: &Stats{Written: map[int32]int64{}}, pending: map[int32]int64{}}
 	if err := r.prepare(ctx, windows); err != nil {
 		return nil, err
 	}
-	if r.cl, err = kgo.NewClient(append(slices.Clone(opts.Client), kgo.SeedBrokers(opts.Brokers...), kgo.DefaultProduceTopic(opts.ToTopic),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
-		kgo.ProducerBatchMaxBytes(r.maxBatch), kgo.MaxBufferedBytes(max(64<<20, 2*int(r.maxBatch))), kgo.ProducerLinger(5*time.Millisecond))...); err != nil {
-		return nil, failure.Permanent(fmt.Errorf("kafka client: %w", err))
+	if !opts.DryRun {
+		if err := r.fence(ctx, name); err != nil {
+			return nil, err
+		}
+		defer r.producer.Close()
 	}
-	defer r.cl.Close()
+	if err := r.scan(ctx); err != nil {
+		return nil, err
+	}
 	if opts.Progress != nil {
 		opts.Progress.Total(total(windows, opts))
 	}
 	err = r.write(ctx, b, windows)
 	if err != nil && !opts.DryRun {
-		r.settleInFlight(ctx)
+		r.abort(ctx)
 	}
 	return r.stats, err
+}
+
+// fence starts the restore's transactional producer. Its transactional id is the target
+// topic's, shared by every restore into it, so taking it fences any earlier restore into the
+// topic that still runs (its writes and commits fail from now on) and aborts that one's open
+// transaction: a restore whose lease was lost (Redis restarted, a pause past the lease's TTL)
+// cannot write beside this one, and the scan that follows sees all that one committed.
+func (r *restorer) fence(ctx context.Context, name string) error {
+	var err error
+	r.producer, err = kgo.NewClient(append(slices.Clone(r.opts.Client), kgo.SeedBrokers(r.opts.Brokers...), kgo.DefaultProduceTopic(r.opts.ToTopic),
+		kgo.TransactionalID(name), kgo.TransactionTimeout(transactionTimeout),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.ZstdCompression()),
+		kgo.ProducerBatchMaxBytes(r.maxBatch), kgo.MaxBufferedBytes(max(64<<20, 2*int(r.maxBatch))), kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return failure.Permanent(fmt.Errorf("kafka client: %w", err))
+	}
+	if _, _, err := r.producer.ProducerID(ctx); err != nil {
+		r.producer.Close()
+		return fmt.Errorf("take the transactional id %s of topic %s: %w", name, r.opts.ToTopic, err)
+	}
+	return nil
+}
+
+// Transactions of a restore. Each commits what was written at least every commitEvery (or
+// commitRecords records), so that a restore cut short loses seconds of work, and so that no
+// transaction nears transactionTimeout, after which the broker would abort it.
+const (
+	commitEvery        = 5 * time.Second
+	commitRecords      = 100_000
+	transactionTimeout = time.Minute
+)
+
+// abortWait bounds how long a failed restore takes to abort its open transaction.
+const abortWait = 30 * time.Second
+
+// abort ends the open transaction of a failed restore, up to abortWait, so that the lease is
+// released only once nothing more of this restore can reach the target; a restore that
+// cannot abort (fenced, the broker gone) leaves it to the next one, whose fence aborts it.
+func (r *restorer) abort(ctx context.Context) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortWait)
+	defer cancel()
+	err := r.producer.AbortBufferedRecords(actx)
+	if err == nil {
+		err = r.producer.EndTransaction(actx, kgo.TryAbort) // nil when none is open
+	}
+	if err != nil {
+		r.log.Warn("the failed restore's open transaction is left to the next restore to abort", "topic", r.opts.ToTopic, "err", err)
+	}
 }
 
 // total counts the records of the windows' partitions that the restore writes.
@@ -151,26 +212,18 @@ func total(windows []audit.Stored, opts Options) int64 {
 	return n
 }
 
-// inFlightWait bounds how long a failed restore waits for the records it has sent.
-const inFlightWait = 30 * time.Second
-
-// settleInFlight waits, up to inFlightWait, until every record a failed restore handed the
-// producer has landed or failed, so that the lease is released only when nothing more of
-// this restore can reach the target: a restore taking the lease next must see all of it.
-func (r *restorer) settleInFlight(ctx context.Context) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), inFlightWait)
-	defer cancel()
-	if err := r.cl.Flush(fctx); err != nil {
-		r.log.Warn("records of the failed restore may still be in flight", "topic", r.opts.ToTopic, "err", err)
-	}
-}
-
 // restorer is one restore under way.
 type restorer struct {
-	cl    *kgo.Client
-	opts  Options
-	log   *slog.Logger
-	stats *Stats
+	// cl reads the target's metadata and offsets; producer writes, in transactions.
+	cl       *kgo.Client
+	producer *kgo.Client
+	opts     Options
+	log      *slog.Logger
+	stats    *Stats
+	// pending counts per target partition the records of the open transaction, and began
+	// is when it began: a commit moves the counts into stats.
+	pending map[int32]int64
+	began   time.Time
 	// partitions is the target topic's partition count.
 	partitions int32
 	// maxBatch is the largest record batch the target topic takes (max.message.bytes).
@@ -192,7 +245,7 @@ type route struct {
 }
 
 // prepare checks the target before anything is written: it exists with enough partitions
-// for the mapping, and, unless the origin is left off, it finds what an earlier run wrote.
+// for the mapping.
 func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
 	n, err := partitionCount(ctx, r.cl, r.opts.ToTopic)
 	if err != nil {
@@ -206,6 +259,11 @@ func (r *restorer) prepare(ctx context.Context, windows []audit.Stored) error {
 		return err
 	}
 	r.done = map[route]*present{}
+	return nil
+}
+
+// scan finds what earlier restores wrote, unless the origin is left off.
+func (r *restorer) scan(ctx context.Context) error {
 	if r.opts.NoOrigin {
 		return nil
 	}
@@ -285,26 +343,84 @@ func origin(r *archive.Record) []byte {
 }
 
 // write produces every record of the windows that an earlier run has not written, in
-// offset order per source partition, and waits until the broker has them all.
+// offset order per source partition, in transactions, and commits the last one.
 func (r *restorer) write(ctx context.Context, b blob.Bucket, windows []audit.Stored) error {
 	limit := limiters{records: limiter(r.opts.Rate), bytes: limiter(r.opts.RateBytes)}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if err := r.begin(); err != nil {
+		return err
+	}
 	for _, w := range windows {
 		err := audit.Records(pctx, b, w.Dir, w.Manifest, r.opts.Filter, func(rec *archive.Record) error {
-			return r.one(pctx, limit, rec, cancel)
+			if err := r.one(pctx, limit, rec, cancel); err != nil {
+				return err
+			}
+			return r.commitDue(pctx)
 		})
 		if err != nil {
 			return firstCause(pctx, err)
 		}
 	}
-	if r.opts.DryRun {
+	return r.commit(pctx)
+}
+
+func (r *restorer) begin() error {
+	if r.producer == nil {
 		return nil
 	}
-	if err := r.cl.Flush(pctx); err != nil {
-		return firstCause(pctx, err)
+	r.began = time.Now()
+	if err := r.producer.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin a transaction in %s: %w", r.opts.ToTopic, err)
 	}
-	return context.Cause(pctx)
+	return nil
+}
+
+// commitDue commits the open transaction and begins the next once it is commitEvery old or
+// holds commitRecords records.
+func (r *restorer) commitDue(ctx context.Context) error {
+	var n int64
+	for _, c := range r.pending {
+		n += c
+	}
+	if r.producer == nil || n < commitRecords && time.Since(r.began) < commitEvery {
+		return nil
+	}
+	if err := r.commit(ctx); err != nil {
+		return err
+	}
+	return r.begin()
+}
+
+// commit waits until the broker has every record of the open transaction and commits it;
+// a record that failed fails the restore instead, and the transaction is aborted.
+func (r *restorer) commit(ctx context.Context) error {
+	if r.producer == nil {
+		return nil
+	}
+	if err := r.producer.Flush(ctx); err != nil {
+		return firstCause(ctx, err)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if err := r.producer.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		return r.fenced(fmt.Errorf("commit the restore's transaction in %s: %w", r.opts.ToTopic, err))
+	}
+	for p, n := range r.pending {
+		r.stats.Written[p] += n
+	}
+	clear(r.pending)
+	return nil
+}
+
+// fenced names a restore that another took over as such (retryable: the other one writes
+// now); Kafka calls the error not retriable, which would make it permanent.
+func (r *restorer) fenced(err error) error {
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) {
+		return fmt.Errorf("%w: topic %s (%v); what this one had not committed is aborted", ErrFenced, r.opts.ToTopic, err)
+	}
+	return err
 }
 
 // one produces one record, unless an earlier run wrote it; a failed produce cancels the
@@ -326,13 +442,14 @@ func (r *restorer) one(ctx context.Context, limit limiters, rec *archive.Record,
 		return failure.Permanent(fmt.Errorf("record %s/%d@%d is %d bytes as a record batch, and topic %s takes at most %d (max.message.bytes): raise the topic's max.message.bytes, then run again",
 			rec.Topic, rec.Partition, rec.Offset, size, r.opts.ToTopic, r.maxBatch))
 	}
-	r.stats.Written[kr.Partition]++
 	if r.opts.DryRun {
+		r.stats.Written[kr.Partition]++
 		return nil
 	}
-	r.cl.Produce(ctx, kr, func(_ *kgo.Record, err error) {
+	r.pending[kr.Partition]++
+	r.producer.Produce(ctx, kr, func(_ *kgo.Record, err error) {
 		if err != nil {
-			fail(fmt.Errorf("produce %s/%d@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, r.opts.ToTopic, err))
+			fail(r.fenced(fmt.Errorf("produce %s/%d@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, r.opts.ToTopic, err)))
 		}
 	})
 	return nil

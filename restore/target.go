@@ -15,18 +15,22 @@ import (
 	"github.com/karch-archive/karch/lock"
 )
 
-// leaseTarget takes the lease on the target topic, named by the cluster's id so that one
-// topic name on two clusters is two targets, and returns the context the restore works under:
-// losing the lease stops it. Without a Locker it returns ctx.
-func leaseTarget(ctx context.Context, cl *kgo.Client, opts Options, log *slog.Logger) (context.Context, func(), error) {
+// targetName names the target topic by the cluster's id too, so that one topic name on two
+// clusters is two targets: the name of its lease and of its restores' transactional id.
+func targetName(ctx context.Context, cl *kgo.Client, topic string) (string, error) {
+	meta, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the target cluster's metadata: %w", err)
+	}
+	return "karch:restore:" + meta.Cluster + ":" + topic, nil
+}
+
+// leaseTarget takes the lease on the target topic and returns the context the restore works
+// under: losing the lease stops it. Without a Locker it returns ctx.
+func leaseTarget(ctx context.Context, name string, opts Options, log *slog.Logger) (context.Context, func(), error) {
 	if opts.Locker == nil || opts.DryRun {
 		return ctx, func() {}, nil
 	}
-	meta, err := kadm.NewClient(cl).BrokerMetadata(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the target cluster's metadata: %w", err)
-	}
-	name := "karch:restore:" + meta.Cluster + ":" + opts.ToTopic
 	lease, err := opts.Locker.Acquire(ctx, name)
 	if errors.Is(err, lock.ErrHeld) {
 		return nil, nil, fmt.Errorf("%w: topic %s (lease %s); run this one again when that one is done", ErrTargetBusy, opts.ToTopic, name)

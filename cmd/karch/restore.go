@@ -33,10 +33,13 @@ the null-ness of each, headers in order with duplicates, and the create timestam
 as archived. Each record gets a header karch.origin = topic/partition/offset (unless
 --no-origin-header), by which a rerun after a crash finds what is there already and
 writes only the records that are not there, exactly (a record is skipped only if that very
-record is there); with an idempotent producer, every record lands exactly once. Before it
-reads the target it waits (--stable-wait) until no transaction is open in it, and it holds a
-lease on the target topic in the pipeline's Redis, so a second restore into the same topic at
-the same time is refused, exit 1 (--no-lease when no other restore can run). The target
+record is there). It writes in Kafka transactions under the target topic's own
+transactional id (karch:restore:<cluster id>:<topic>), which fences any earlier restore into
+the topic that still runs: read at read_committed, the target holds every record exactly
+once (a read_uncommitted reader also sees what an interrupted restore wrote and aborted).
+Before it reads the target it waits (--stable-wait) until no transaction is open in it, and it
+holds a lease on the target topic in the pipeline's Redis, so a second restore into the same
+topic at the same time is refused, exit 1 (--no-lease when no other restore can run). The target
 topic must exist; by default each record keeps its partition number (the topic needs that
 many partitions; checked before anything is written), or --partition-map 0=3,1=4 maps them,
 or --by-key hashes keys as Kafka's default partitioner does. --dry-run counts, --to-stdout
@@ -45,8 +48,8 @@ prints JSON Lines instead of writing. One restore writes the records of one sour
 (--to-stdout prints them all); a topic deleted and created again under its name within the
 windows is refused too, since the records of the two would have the same origins. With
 --translate-group, --topic is the group's source topic (default: the pipeline's one topic).
-Exit codes: 0 done, 1 retryable (another restore into the topic is running, a transaction
-still open in it), 3 permanent (no such window or topic, several source topics and no
+Exit codes: 0 done, 1 retryable (another restore into the topic is running or took it over,
+a transaction still open in it), 3 permanent (no such window or topic, several source topics and no
 --topic, too few partitions, a record larger than the topic's max.message.bytes, no redis
 without --no-lease).
 `

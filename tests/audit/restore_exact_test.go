@@ -10,30 +10,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/karch-archive/karch/internal/testenv"
 	"github.com/karch-archive/karch/restore"
+	"github.com/karch-archive/karch/tests/chaos/checker"
 )
 
-// originSet reads topic through and returns its origins, failing on one seen twice.
-func originSet(t *testing.T, addr, topic string, partitions int) map[string]bool {
+// originSet reads topic through at read_committed, as its consumers that want each record
+// once do, and returns its origins, failing on one seen twice.
+func originSet(t *testing.T, addr, topic string) map[string]bool {
 	t.Helper()
 	seen := map[string]bool{}
-	for p, end := range testenv.EndOffsets(t, addr, topic, partitions) {
-		if end == 0 {
-			continue
-		}
-		for _, m := range testenv.Consume(t, addr, topic, p, 0, end) {
-			for _, h := range m.Headers {
-				if h.Key == restore.OriginHeader {
-					if seen[string(h.Value)] {
-						t.Fatalf("origin %s twice in %s", h.Value, topic)
-					}
-					seen[string(h.Value)] = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := checker.ReadCommitted(ctx, []string{addr}, topic, func(r *kgo.Record) {
+		for _, h := range r.Headers {
+			if h.Key == restore.OriginHeader {
+				if seen[string(h.Value)] {
+					t.Errorf("origin %s twice in %s", h.Value, topic)
 				}
+				seen[string(h.Value)] = true
 			}
 		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return seen
 }
@@ -86,7 +89,7 @@ func TestRestoreEarlierWindowAfterLater(t *testing.T) {
 			t.Fatalf("restore window %d: exit %d\n%s", w, code, out)
 		}
 	}
-	sameSet(t, "windows 1 then 0", originSet(t, addr, dst, 2), a.wantOrigins(t, 0, 2))
+	sameSet(t, "windows 1 then 0", originSet(t, addr, dst), a.wantOrigins(t, 0, 2))
 }
 
 // --from-offset 50 and then the whole window: the offsets below 50 are written by the second.
@@ -99,7 +102,7 @@ func TestRestoreFromOffsetThenAll(t *testing.T) {
 			t.Fatalf("restore %v: exit %d\n%s", args, code, out)
 		}
 	}
-	sameSet(t, "--from-offset 30, then all", originSet(t, addr, dst, 2), a.wantOrigins(t, 0, 1))
+	sameSet(t, "--from-offset 30, then all", originSet(t, addr, dst), a.wantOrigins(t, 0, 1))
 }
 
 // A target that holds the window's first records but one, whose produce failed while the
@@ -126,7 +129,7 @@ func TestRestoreFillsTheRecordAFailedProduceLeft(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "9 were there already") {
 		t.Fatalf("rerun: exit %d; want 0 with 9 there already:\n%s", code, out)
 	}
-	sameSet(t, "the hole filled", originSet(t, addr, dst, 2), a.wantOrigins(t, 0, 1))
+	sameSet(t, "the hole filled", originSet(t, addr, dst), a.wantOrigins(t, 0, 1))
 }
 
 // Two restores of the same windows into one topic at once: one holds the target's lease,
@@ -159,7 +162,7 @@ func TestRestoreTwoAtOnce(t *testing.T) {
 	if codes[0] != 1 || codes[1] != 1 {
 		t.Fatalf("exit codes %v; want one 0 and one 1:\n%s\n%s", codes, outs[0], outs[1])
 	}
-	sameSet(t, "two restores at once", originSet(t, addr, dst, 2), a.wantOrigins(t, 0, 3))
+	sameSet(t, "two restores at once", originSet(t, addr, dst), a.wantOrigins(t, 0, 3))
 }
 
 // A restore into a topic where another producer's transaction is open below the end waits
@@ -178,7 +181,7 @@ func TestRestoreWaitsForAnOpenTransaction(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "10 were there already") {
 		t.Fatalf("rerun behind an open transaction: exit %d; want 0 with 10 there already:\n%s", code, out)
 	}
-	sameSet(t, "after the open transaction", originSet(t, addr, dst, 2), a.wantOrigins(t, 0, 1))
+	sameSet(t, "after the open transaction", originSet(t, addr, dst), a.wantOrigins(t, 0, 1))
 	openTransaction(t, addr, dst, "dead-again")
 	if code, out := a.karch(t, "restore", "--window", window(0), "--to-topic", dst, "--stable-wait", "1ms"); code != 1 || !strings.Contains(out, "a transaction is open") {
 		t.Fatalf("restore behind an open transaction with no wait: exit %d; want 1 naming it:\n%s", code, out)
@@ -256,5 +259,48 @@ func TestRestoreLargeRecord(t *testing.T) {
 	code, out := a.karch(t, "restore", "--window", window(0), "--to-topic", small)
 	if want := fmt.Sprintf("record %s/0@2 is", src); code != 3 || !strings.Contains(out, want) || !strings.Contains(out, "max.message.bytes") {
 		t.Fatalf("restore into a 1 MB topic: exit %d; want 3 naming %q and max.message.bytes:\n%s", code, want, out)
+	}
+}
+
+// A restore whose lease vanishes while it writes (Redis restarted empty, or a pause past the
+// lease's TTL) must write nothing more once the next restore has taken the lease: the two
+// would write the same records. The first renews every 20 s here, so it notices late; the
+// broker must stop it instead, and the target holds each record once at read_committed.
+func TestRestoreLeaseLostWhileWriting(t *testing.T) {
+	addr := testenv.Kafka(t)
+	a := newArchive(t)
+	dst := testenv.Topic(t, addr, 2)
+	args := a.args([]string{"restore", "--from", window(0), "--to", window(3), "--to-topic", dst})
+	first := exec.Command(karchBin, append(args, "--rate", "30")...) // 10 s for the 300
+	first.Env = append(os.Environ(), "KARCH_REDIS="+testenv.Redis(t), "KARCH_LEASE_TTL=60s")
+	var out bytes.Buffer
+	first.Stdout, first.Stderr = &out, &out
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t)})
+	defer rdb.Close()
+	keys, err := rdb.Keys(context.Background(), "karch:restore:*:"+dst).Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("the first restore's lease: keys %v, %v", keys, err)
+	}
+	if err := rdb.Del(context.Background(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := a.karch(t, "restore", "--from", window(0), "--to", window(3), "--to-topic", dst); code != 0 {
+		t.Fatalf("the second restore: exit %d\n%s", code, out)
+	}
+	first.Wait()
+	if code := first.ProcessState.ExitCode(); code != 1 || !strings.Contains(out.String(), "another restore into the target topic took it over") {
+		t.Errorf("the first restore: exit %d; want 1, saying that another took the topic over:\n%s", code, out.String())
+	}
+	rep, err := checker.CheckRestore(context.Background(), checker.RestoreConfig{Brokers: []string{addr}, Source: a.topic, Target: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Records != 300 {
+		t.Fatalf("the target at read_committed holds %d records, want the 300 once (first restore: exit %d):\n%s\n%s",
+			rep.Records, first.ProcessState.ExitCode(), rep, out.String())
 	}
 }
