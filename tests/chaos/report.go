@@ -19,6 +19,7 @@ type Report struct {
 	Results  []*Result `json:"results"`
 	Faults   int       `json:"faults"`
 	Records  int64     `json:"records_archived"`
+	Restored int64     `json:"records_restored"`
 	Lost     int       `json:"lost"`
 	Dup      int       `json:"duplicated"`
 	Mismatch int       `json:"mismatched"`
@@ -30,6 +31,7 @@ func (rep *Report) Add(r *Result) {
 	rep.Results = append(rep.Results, r)
 	rep.Faults += r.Faults
 	rep.Records += r.Records
+	rep.Restored += r.Restored
 	rep.Lost += r.Lost
 	rep.Dup += r.Dup
 	rep.Mismatch += r.Mismatch
@@ -44,12 +46,12 @@ func (rep *Report) Passed() bool { return rep.Failed == 0 && len(rep.Results) > 
 // Table prints the results table, one trial a line, and the totals.
 func (rep *Report) Table(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tseed\tfaults\truns\texit codes\trecords\tlost\tdup\tmismatch\tsecs\tresult\t")
+	fmt.Fprintln(tw, "scenario\tseed\tfaults\truns\texit codes\trecords\trestored\tlost\tdup\tmismatch\tsecs\tresult\t")
 	for _, r := range rep.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%.0f\t%s\t\n", r.Scenario, r.Seed, r.Faults, r.Runs,
-			codes(r.ExitCodes), r.Records, r.Lost, r.Dup, r.Mismatch, r.Seconds, verdict(r))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\t\n", r.Scenario, r.Seed, r.Faults, r.Runs,
+			codes(r.ExitCodes), r.Records, r.Restored, r.Lost, r.Dup, r.Mismatch, r.Seconds, verdict(r))
 	}
-	fmt.Fprintf(tw, "total (%d trials)\t\t%d\t\t\t%d\t%d\t%d\t%d\t%.0f\t%d failed\t\n", len(rep.Results), rep.Faults, rep.Records, rep.Lost, rep.Dup, rep.Mismatch, rep.Seconds, rep.Failed)
+	fmt.Fprintf(tw, "total (%d trials)\t\t%d\t\t\t%d\t%d\t%d\t%d\t%d\t%.0f\t%d failed\t\n", len(rep.Results), rep.Faults, rep.Records, rep.Restored, rep.Lost, rep.Dup, rep.Mismatch, rep.Seconds, rep.Failed)
 	tw.Flush()
 	for _, r := range rep.Results {
 		if !r.Passed() {
@@ -76,15 +78,15 @@ func verdict(r *Result) string {
 // Markdown writes the table as a markdown document, with the command that made it.
 func (rep *Report) Markdown(w io.Writer, scenarios []*Scenario) {
 	fmt.Fprintf(w, "# karch chaos results\n\n")
-	fmt.Fprintf(w, "Made by `%s` on %s, in %.0f s. Each line is one scenario run with one seed on a fresh topic and store prefix: faults injected at seeded points, then karch rerun without faults until every window committed, then the independent checker (tests/chaos/checker) read every record back by offset.\n\n",
+	fmt.Fprintf(w, "Made by `%s` on %s, in %.0f s. Each line is one scenario run with one seed on a fresh topic and store prefix: faults injected at seeded points, then karch rerun without faults until every window committed (and, in the restore scenarios, until a restore succeeded), then the independent checker (tests/chaos/checker) read every record back by offset, and every restored record by its origin.\n\n",
 		rep.Command, rep.Started.UTC().Format(time.RFC3339), rep.Seconds)
-	fmt.Fprintf(w, "**%d faults injected over %d trials; %d records archived; lost %d, duplicated %d, mismatched %d; %d trials failed.**\n\n",
-		rep.Faults, len(rep.Results), rep.Records, rep.Lost, rep.Dup, rep.Mismatch, rep.Failed)
-	fmt.Fprintln(w, "| scenario | seed | faults | runs until committed | exit codes seen | records archived | lost | duplicated | mismatched | seconds | result |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintf(w, "**%d faults injected over %d trials; %d records archived, %d restored; lost %d, duplicated %d, mismatched %d; %d trials failed.**\n\n",
+		rep.Faults, len(rep.Results), rep.Records, rep.Restored, rep.Lost, rep.Dup, rep.Mismatch, rep.Failed)
+	fmt.Fprintln(w, "| scenario | seed | faults | runs | exit codes seen | records archived | records restored | lost | duplicated | mismatched | seconds | result |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rep.Results {
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %d | %d | %d | %d | %.0f | %s |\n", r.Scenario, r.Seed, r.Faults, r.Runs,
-			codes(r.ExitCodes), r.Records, r.Lost, r.Dup, r.Mismatch, r.Seconds, verdict(r))
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %d | %d | %d | %d | %d | %.0f | %s |\n", r.Scenario, r.Seed, r.Faults, r.Runs,
+			codes(r.ExitCodes), r.Records, r.Restored, r.Lost, r.Dup, r.Mismatch, r.Seconds, verdict(r))
 	}
 	fmt.Fprintln(w, "\n## Scenarios\n\n| scenario | what it injects |\n|---|---|")
 	for _, sc := range scenarios {

@@ -74,7 +74,7 @@ type Result struct {
 	Runs      int      `json:"runs_until_committed"`
 	ExitCodes []int    `json:"exit_codes"`
 	Records   int64    `json:"records_archived"`
-	Restored  int64    `json:"records_restored,omitempty"`
+	Restored  int64    `json:"records_restored"`
 	Lost      int      `json:"lost"`
 	Dup       int      `json:"duplicated"`
 	Mismatch  int      `json:"mismatched"`
