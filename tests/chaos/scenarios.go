@@ -97,9 +97,9 @@ func Scenarios() []*Scenario {
 			}},
 		{Name: "minio-kill-restart", About: "kill -9 of MinIO halfway through a piece's upload, restarted 1 to 2 s later", Workload: small,
 			Inject: serverKill("minio", 2)},
-		{Name: "volume-kill-anything-anytime", About: "kill -9 of the coordinator or of a shard at seeded moments, over 108,000 records in 4 partitions and 3 windows, in transactions", Workload: volume,
+		{Name: "volume-kill-anything-anytime", About: "kill -9 of the coordinator or of a shard at seeded moments, over 144,000 records (about 109,000 committed) in 4 partitions and 3 windows, in transactions", Workload: volume,
 			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: killAnytime(6)},
-		{Name: "volume-s3-500-and-resets", About: "HTTP 500 on 4% of S3 requests and connections reset mid-upload, over 108,000 records in 4 partitions and 3 windows", Workload: volume,
+		{Name: "volume-s3-500-and-resets", About: "HTTP 500 on 4% of S3 requests and connections reset mid-upload, over 144,000 records (about 109,000 committed) in 4 partitions and 3 windows", Workload: volume,
 			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: func(t *Trial) error {
 				t.S3Fault(faults.ResetMidRequest, uploads, data, 0.1, 6)
 				return s3Errors(faults.Status500, 0.04, 20).inject(t)
@@ -107,9 +107,9 @@ func Scenarios() []*Scenario {
 	}
 }
 
-// volume is the workload of the volume scenarios: 108,000 records, so that faults land
+// volume is the workload of the volume scenarios: 144,000 records (about 109,000 committed), so that faults land
 // across many pieces of several windows.
-var volume = Workload{Partitions: 4, Records: 9000, Transactions: true}
+var volume = Workload{Partitions: 4, Records: 12000, Transactions: true}
 
 // BackfillScenarios run `karch backfill` of the trial's windows instead of `karch run`.
 func BackfillScenarios() []*Scenario {
@@ -172,9 +172,30 @@ func RestoreScenarios() []*Scenario {
 	}
 }
 
+// TableScenarios write a Parquet copy of each window and append it to an Iceberg table in
+// the sql catalog; after the trial, `karch verify --deep --table` must find the table holding
+// every committed window once, with as many records as the checker read.
+func TableScenarios() []*Scenario {
+	parquet, table := []faults.Kind{faults.KindParquet}, []faults.Kind{faults.KindTable}
+	return []*Scenario{
+		{Name: "parquet-kill-shard-mid-piece", About: "kill -9 of a shard halfway through the body of a Parquet piece's upload", Workload: small, Table: true,
+			Inject: killAt(faults.MidBody, uploads, parquet, 0.3, 4, shardsOnly)},
+		{Name: "table-kill-coordinator-manifest-stored", About: "kill -9 of the coordinator after S3 created a window's manifest, before it appended the window to the table", Workload: small, Table: true,
+			Inject: killAt(faults.AfterApplied, puts, manifest, 0.7, 3, coordinatorsOnly)},
+		{Name: "table-kill-coordinator-mid-commit", About: "kill -9 of the coordinator as it writes the table's metadata, manifests and manifest lists", Workload: small, Table: true,
+			Inject: killAt(faults.AfterApplied, puts, table, 0.3, 3, coordinatorsOnly)},
+		{Name: "table-catalog-down", About: "kill -9 of PostgreSQL (the sql catalog) as the table's files are written, restarted 1 to 3 s later", Workload: small, Table: true,
+			Inject: serverKillAt("postgres", faults.BeforeForward, puts, table, 2)},
+		{Name: "table-three-coordinators-no-redis", About: "three coordinators at once with in-process leases, twice: concurrent appends to one table", Workload: small, Table: true,
+			Env: []string{"KARCH_REDIS="}, Inject: coordinatorsAtOnce(3, 2)},
+		{Name: "table-s3-put-applied-response-lost", About: "PutObject applied, its response dropped, on 30% of the table's writes", Workload: small, Table: true,
+			Inject: s3Errors(faults.ApplyThenDrop, 0.3, 6).ops(puts).kinds(table).inject},
+	}
+}
+
 // AllScenarios are every scenario, in the order `make chaos` runs them.
 func AllScenarios() []*Scenario {
-	return slices.Concat(Scenarios(), BackfillScenarios(), RestoreScenarios())
+	return slices.Concat(Scenarios(), BackfillScenarios(), RestoreScenarios(), TableScenarios())
 }
 
 // backfillRacingRun starts a backfill and `karch run` together, in a seeded order, twice.
@@ -410,9 +431,15 @@ func s3Slow(t *Trial) error {
 // serverKill kills a server ("kafka" or "minio") halfway through a piece's upload, n times,
 // and restarts it 1 to 3 s later while karch runs on.
 func serverKill(name string, n int) func(*Trial) error {
+	return serverKillAt(name, faults.MidBody, uploads, data, n)
+}
+
+// serverKillAt kills a server at stage of a seeded third of the S3 requests that match ops
+// and kinds, n times, and restarts it 1 to 3 s later while karch runs on.
+func serverKillAt(name string, stage faults.Stage, ops []faults.Op, kinds []faults.Kind, n int) func(*Trial) error {
 	return func(t *Trial) error {
 		var down atomic.Bool // no second kill before the restart
-		t.S3Hook(faults.MidBody, uploads, data, 0.3, n, func(faults.Request) {
+		t.S3Hook(stage, ops, kinds, 0.3, n, func(faults.Request) {
 			if down.Swap(true) {
 				return
 			}

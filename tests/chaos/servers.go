@@ -30,6 +30,8 @@ type Servers struct {
 	KafkaProxied, KafkaProxy string
 	Redis                    string
 	S3                       S3
+	// Postgres is the sql catalog of the table scenarios, without its password (pgPassword).
+	Postgres string
 
 	root, state string
 	env         []string
@@ -50,6 +52,8 @@ const (
 	kafkaProxyPort = 29095
 	redisPort      = 26379
 	s3Port         = 29000
+	pgPort         = 25432
+	pgPassword     = "karch-chaos-pg"
 )
 
 // PrivateServers describes the private set of the repository at root. Nothing starts.
@@ -65,6 +69,7 @@ func PrivateServers(root string) *Servers {
 		KafkaProxy:   addr(kafkaProxyPort),
 		Redis:        addr(redisPort),
 		S3:           S3{Endpoint: "http://" + addr(s3Port), Bucket: "karch-chaos", AccessKey: "karchchaos", SecretKey: "karchchaos-secret"},
+		Postgres:     "postgres://karch@" + addr(pgPort) + "/karch_iceberg?sslmode=disable",
 		root:         root,
 		state:        StateDir(cache),
 	}
@@ -73,6 +78,7 @@ func PrivateServers(root string) *Servers {
 		"KARCHDEV_KAFKA_PORT=" + strconv.Itoa(kafkaPort), "KARCHDEV_KAFKA_CONTROLLER_PORT=" + strconv.Itoa(kafkaCtlPort),
 		"KARCHDEV_KAFKA_PROXIED_PORT=" + strconv.Itoa(kafkaProxied), "KARCHDEV_KAFKA_PROXY_PORT=" + strconv.Itoa(kafkaProxyPort),
 		"KARCHDEV_REDIS_PORT=" + strconv.Itoa(redisPort), "KARCHDEV_S3_PORT=" + strconv.Itoa(s3Port),
+		"KARCHDEV_PG_PORT=" + strconv.Itoa(pgPort), "KARCHDEV_PG_USER=karch", "KARCHDEV_PG_PASSWORD=" + pgPassword,
 		"KARCHDEV_S3_BUCKET=" + s.S3.Bucket, "KARCHDEV_S3_ACCESS_KEY=" + s.S3.AccessKey, "KARCHDEV_S3_SECRET_KEY=" + s.S3.SecretKey,
 		// No TLS listeners: make exports the shared servers' TLS ports, which would clash.
 		"KARCHDEV_KAFKA_SASL_PORT=", "KARCHDEV_KAFKA_MTLS_PORT=", "KARCHDEV_REDIS_TLS_PORT=",
@@ -97,12 +103,13 @@ func readyTimeout() string {
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 // Up starts whatever of the set is not running, and reuses the rest.
-func (s *Servers) Up(ctx context.Context) error { return s.script(ctx, "up") }
+func (s *Servers) Up(ctx context.Context) error { return s.script(ctx, "up", "postgres") }
 
-func (s *Servers) script(ctx context.Context, verb string) error {
+func (s *Servers) script(ctx context.Context, args ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.root, "tests", "services", "services.sh"), verb)
+	verb := args[0]
+	cmd := exec.CommandContext(ctx, filepath.Join(s.root, "tests", "services", "services.sh"), args...)
 	cmd.Env = append(os.Environ(), s.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -111,7 +118,7 @@ func (s *Servers) script(ctx context.Context, verb string) error {
 	return nil
 }
 
-// Kill sends SIGKILL to one server ("kafka", "redis" or "minio") and its process group, as
+// Kill sends SIGKILL to one server ("kafka", "redis", "minio" or "postgres") and its process group, as
 // a machine losing power would, and waits for it to be gone. It fails if the server is not
 // running.
 func (s *Servers) Kill(name string) error {

@@ -32,6 +32,9 @@ type Scenario struct {
 	// first, and Inject starts `karch restore` of them all into a new topic. The trial then
 	// restores without faults until a restore succeeds, and checks the target topic too.
 	Restore bool
+	// Table adds a Parquet copy of each window and an Iceberg table in the sql catalog, which
+	// `karch verify --deep --table` checks after the trial.
+	Table bool
 	// Inject is the fault phase: it starts coordinators, injects faults at seeded points and
 	// waits for the coordinators it started. The trial then runs karch without faults until
 	// every window is committed, and checks.
@@ -177,6 +180,11 @@ func (t *Trial) run(res *Result) error {
 			return err
 		}
 	}
+	if t.Scenario.Table {
+		if err := t.checkTable(res); err != nil {
+			return err
+		}
+	}
 	return t.checkExitCodes()
 }
 
@@ -237,6 +245,10 @@ func (t *Trial) Env() []string {
 		"KARCH_SHARDS=3", "KARCH_PARALLELISM=3", "KARCH_PIECE_RECORDS=250", "KARCH_RETRIES=3",
 		"KARCH_BINARY=" + t.karch,
 		"AWS_ACCESS_KEY_ID=" + t.srv.S3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + t.srv.S3.SecretKey, "AWS_REGION=us-east-1",
+	}
+	if t.Scenario.Table {
+		env = append(env, "KARCH_FORMATS=jsonl,parquet", "KARCH_TABLE="+t.table(), "KARCH_TABLE_CATALOG=sql",
+			"KARCH_TABLE_CATALOG_URI="+t.srv.Postgres, "KARCH_TABLE_CATALOG_PASSWORD="+pgPassword)
 	}
 	return append(env, t.Scenario.Env...)
 }

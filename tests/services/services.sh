@@ -919,7 +919,8 @@ case "${1:-}" in
       case $extra in
         kube) up_kube; up_node ;;
         iceberg) up_postgres; up_iceberg_rest ;;
-        *) die "usage: $0 up [iceberg] [kube]" ;;
+        postgres) up_postgres ;;
+        *) die "usage: $0 up [iceberg] [postgres] [kube]" ;;
       esac
     done
     ;;

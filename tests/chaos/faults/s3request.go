@@ -39,6 +39,8 @@ const (
 	KindReceipt  Kind = "receipt"  // .../receipts/shard-NNNNN.json
 	KindManifest Kind = "manifest" // .../MANIFEST.json
 	KindData     Kind = "data"     // .../data/<topic>/<partition>/<first>.jsonl.zst
+	KindParquet  Kind = "parquet"  // .../data/<topic>/<partition>/<first>.parquet
+	KindTable    Kind = "table"    // the Iceberg table's metadata and manifests, under _iceberg/
 	KindOther    Kind = "other"
 )
 
@@ -153,6 +155,10 @@ func KindOf(key string) Kind {
 		return KindReceipt
 	case strings.HasSuffix(base, ".jsonl.zst") && strings.Contains(dir, "/data/"):
 		return KindData
+	case strings.HasSuffix(base, ".parquet") && strings.Contains(dir, "/data/"):
+		return KindParquet
+	case strings.Contains(dir, "/_iceberg/"):
+		return KindTable
 	}
 	return KindOther
 }
