@@ -15,8 +15,9 @@ var karchBin string
 func TestMain(m *testing.M) { testenv.MainWithKarch(m, &karchBin) }
 
 // subsetSeed and subset are the seeded part of the chaos run that `make test` runs: the
-// quicker scenarios of each family, at least minSubsetFaults faults in all. `make chaos`
-// runs every scenario with three seeds.
+// quicker scenarios of each family (the volume trials, over a minute each, run only in `make
+// chaos`), at least minSubsetFaults faults in all. `make chaos` runs every scenario with
+// several seeds (CHAOS_FLAGS in the Makefile).
 const (
 	subsetSeed      = 20261125
 	minSubsetFaults = 30
@@ -34,6 +35,10 @@ var subset = []string{
 	"kafka-connection-resets",
 	"redis-restart",
 	"minio-kill-restart",
+	"backfill-kill-coordinator-manifest-stored",
+	"restore-kill-anytime",
+	"parquet-kill-shard-mid-piece",
+	"table-kill-coordinator-mid-commit",
 }
 
 // regressions are the scenarios and seeds that found a bug in karch: each failed before its

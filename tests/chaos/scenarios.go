@@ -57,10 +57,10 @@ func Scenarios() []*Scenario {
 			Inject: coordinatorsAtOnce(3, 2)},
 		{Name: "three-coordinators-no-redis", About: "three coordinators started at once with in-process leases (no Redis): only the manifest's create-if-absent keeps them apart", Workload: small,
 			Env: []string{"KARCH_REDIS="}, Inject: coordinatorsAtOnce(3, 2)},
-		{Name: "s3-500", About: "HTTP 500 InternalError on 8% of S3 requests", Workload: small,
-			Inject: s3Errors(faults.Status500, 0.08, 12).inject},
-		{Name: "s3-503-slowdown", About: "HTTP 503 ServiceUnavailable and SlowDown on 8% of S3 requests each", Workload: small,
-			Inject: s3Errors(faults.Status503, 0.08, 6).and(s3Errors(faults.SlowDown, 0.08, 6)).inject},
+		{Name: "s3-500", About: "HTTP 500 InternalError on 12% of S3 requests, 30 at most", Workload: small,
+			Inject: s3Errors(faults.Status500, 0.12, 30).inject},
+		{Name: "s3-503-slowdown", About: "HTTP 503 ServiceUnavailable and SlowDown on 10% of S3 requests each, 12 of each at most", Workload: small,
+			Inject: s3Errors(faults.Status503, 0.1, 12).and(s3Errors(faults.SlowDown, 0.1, 12)).inject},
 		{Name: "s3-reset-mid-body", About: "connections reset halfway through uploads' bodies and through downloads' responses", Workload: small,
 			Inject: s3Resets},
 		{Name: "s3-slow-responses", About: "S3 responses delayed 1 to 3 s", Workload: small,
@@ -68,7 +68,7 @@ func Scenarios() []*Scenario {
 		{Name: "s3-stalled-requests", About: "S3 requests that the server never answers (held for 10 minutes): karch must give up on them and retry", Workload: small,
 			Inject: s3Errors(faults.Delay(10*time.Minute), 0.05, 2).inject},
 		{Name: "s3-put-applied-response-lost", About: "PutObject applied by MinIO, its response dropped: the client retries a request that succeeded (pieces, receipts, plans, manifests)", Workload: small,
-			Inject: s3Errors(faults.ApplyThenDrop, 0.15, 10).ops(puts).inject},
+			Inject: s3Errors(faults.ApplyThenDrop, 0.2, 24).ops(puts).inject},
 		{Name: "s3-manifest-applied-response-lost", About: "the manifest's conditional create applied, its response dropped: the retry meets the manifest it created", Workload: small,
 			Inject: s3Errors(faults.ApplyThenDrop, 1, 3).ops(puts).kinds(manifest).inject},
 		{Name: "s3-complete-multipart-response-lost", About: "CompleteMultipartUpload applied, its response dropped, on pieces of 10 MiB", Workload: Workload{Partitions: 1, Records: 160, ValueSize: 64 << 10},
@@ -79,7 +79,7 @@ func Scenarios() []*Scenario {
 		{Name: "kafka-slow-link", About: "Kafka connections with 100 ms (±50) latency and 300 KB/s, and reset twice", Workload: small,
 			Inject: kafkaSlow},
 		{Name: "kafka-connection-resets", About: "every Kafka connection reset at seeded moments", Workload: small,
-			Inject: tcpResets(func(t *Trial) *faults.TCPProxy { return t.kafka }, 6)},
+			Inject: tcpResets(func(t *Trial) *faults.TCPProxy { return t.kafka }, 12)},
 		{Name: "kafka-half-open", About: "Kafka connections go silent (open, no bytes either way) for 3 to 10 s", Workload: small,
 			Inject: kafkaHalfOpen},
 		{Name: "kafka-silent-connections", About: "open Kafka connections go silent for good at seeded moments (a hung broker, a peer gone behind a firewall): karch must give up on them and reconnect", Workload: small,
@@ -87,7 +87,7 @@ func Scenarios() []*Scenario {
 		{Name: "redis-restart", About: "kill -9 of Redis after a plan is stored (the lease vanishes), restarted, and a second coordinator started", Workload: small,
 			Inject: redisRestart},
 		{Name: "redis-cut-mid-renewal", About: "Redis connections cut at seeded moments while coordinators renew their leases", Workload: small,
-			Inject: tcpResets(func(t *Trial) *faults.TCPProxy { return t.redis }, 6)},
+			Inject: tcpResets(func(t *Trial) *faults.TCPProxy { return t.redis }, 12)},
 		{Name: "redis-silent-connections", About: "open Redis connections go silent for good at seeded moments, lease renewals among them", Workload: small,
 			Inject: func(t *Trial) error {
 				return t.DuringRuns(3, func() bool {
@@ -99,10 +99,10 @@ func Scenarios() []*Scenario {
 			Inject: serverKill("minio", 2)},
 		{Name: "volume-kill-anything-anytime", About: "kill -9 of the coordinator or of a shard at seeded moments, over 144,000 records (about 109,000 committed) in 4 partitions and 3 windows, in transactions", Workload: volume,
 			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: killAnytime(6)},
-		{Name: "volume-s3-500-and-resets", About: "HTTP 500 on 4% of S3 requests and connections reset mid-upload, over 144,000 records (about 109,000 committed) in 4 partitions and 3 windows", Workload: volume,
+		{Name: "volume-s3-500-and-resets", About: "HTTP 500 on 5% of S3 requests and connections reset mid-upload, over 144,000 records (about 109,000 committed) in 4 partitions and 3 windows", Workload: volume,
 			Env: []string{"KARCH_PIECE_RECORDS=3000"}, Inject: func(t *Trial) error {
 				t.S3Fault(faults.ResetMidRequest, uploads, data, 0.1, 6)
-				return s3Errors(faults.Status500, 0.04, 20).inject(t)
+				return s3Errors(faults.Status500, 0.05, 40).inject(t)
 			}},
 	}
 }
@@ -128,8 +128,8 @@ func BackfillScenarios() []*Scenario {
 			Inject: coordinatorsAtOnce(2, 2)},
 		{Name: "backfill-racing-run", About: "a backfill and the CronJob's `karch run` of the same windows started at once, twice", Workload: small, Command: "backfill",
 			Inject: backfillRacingRun},
-		{Name: "backfill-s3-put-applied-response-lost", About: "PutObject applied, its response dropped, on 15% of a backfill's puts", Workload: small, Command: "backfill",
-			Inject: s3Errors(faults.ApplyThenDrop, 0.15, 10).ops(puts).inject},
+		{Name: "backfill-s3-put-applied-response-lost", About: "PutObject applied, its response dropped, on 20% of a backfill's puts", Workload: small, Command: "backfill",
+			Inject: s3Errors(faults.ApplyThenDrop, 0.2, 24).ops(puts).inject},
 	}
 }
 
@@ -160,7 +160,7 @@ func RestoreScenarios() []*Scenario {
 			}},
 		{Name: "restore-kafka-connection-resets", About: "every Kafka connection reset at seeded moments while a restore writes", Workload: small, Restore: true,
 			Inject: func(t *Trial) error {
-				return t.RestoreDuring(6, func(*coordinator) bool {
+				return t.RestoreDuring(12, func(*coordinator) bool {
 					t.Sleep(t.Between(100*time.Millisecond, 800*time.Millisecond))
 					return t.kafka.ResetPeer() > 0
 				})
