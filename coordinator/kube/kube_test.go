@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -255,5 +256,48 @@ func TestClassify(t *testing.T) {
 		if got := failure.IsPermanent(classify(tc.err)); got != tc.permanent {
 			t.Errorf("%s: permanent %v, want %v", tc.name, got, tc.permanent)
 		}
+	}
+}
+
+// An API server that has just restarted refuses requests (Forbidden: "RBAC: role not
+// found") until its authorizer has synced: the runner retries refusals of the create and of
+// the awaited Job's reads for RefusalGrace, and believes them only after it.
+func TestRunnerWaitsOutARestartedAPIServersRefusals(t *testing.T) {
+	refusal := apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, "j",
+		errors.New(`RBAC: role.rbac.authorization.k8s.io "karch-coordinator" not found`))
+	refuse := func(client *fake.Clientset, verb string, n *atomic.Int32) {
+		client.PrependReactor(verb, "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if n.Add(-1) >= 0 {
+				return true, nil, refusal
+			}
+			return false, nil, nil
+		})
+	}
+	client := fake.NewClientset()
+	var creates, gets atomic.Int32
+	creates.Store(2)
+	gets.Store(2)
+	refuse(client, "create", &creates)
+	refuse(client, "get", &gets)
+	finish(t, client, batchv1.JobComplete, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := newRunner(client).Run(ctx, "s3://b/plan.json", plan(2)); err != nil {
+		t.Fatalf("two refused creates and two refused reads, then answers: %v; want the run done", err)
+	}
+
+	client = fake.NewClientset()
+	var always atomic.Int32
+	always.Store(1 << 30)
+	refuse(client, "create", &always)
+	r := newRunner(client)
+	r.RefusalGrace = 300 * time.Millisecond
+	began := time.Now()
+	err := r.Run(ctx, "s3://b/plan.json", plan(2))
+	if !failure.IsPermanent(err) || !apierrors.IsForbidden(err) {
+		t.Fatalf("refusals for good: %v; want the Forbidden, permanent", err)
+	}
+	if since := time.Since(began); since < r.RefusalGrace {
+		t.Fatalf("believed the refusal after %s, before the grace of %s", since, r.RefusalGrace)
 	}
 }

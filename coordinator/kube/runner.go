@@ -35,10 +35,46 @@ type Runner struct {
 	// be pulled, a missing Secret, no room on any node) before the run fails naming it;
 	// also how long the Job may go without any pod (a quota refusing them). Zero: 10m.
 	StartTimeout time.Duration
+	// RefusalGrace is how long the API server's refusals (Forbidden, Unauthorized) are
+	// retried before they are believed. Zero: 1m.
+	RefusalGrace time.Duration
 	Logger       *slog.Logger
 }
 
 const defaultStartTimeout = 10 * time.Minute
+
+// defaultRefusalGrace: an API server that has just restarted refuses requests until its
+// authorizer's caches have synced. Seen on the local control plane after a kill -9 of
+// kube-apiserver: "forbidden ... RBAC: role.rbac.authorization.k8s.io \"karch-coordinator\"
+// not found" for seconds, where calling it permanent failed the run (exit 3). A real RBAC
+// mistake still exits 3, a minute later.
+const defaultRefusalGrace = time.Minute
+
+func (r *Runner) refusalGrace() time.Duration {
+	if r.RefusalGrace > 0 {
+		return r.RefusalGrace
+	}
+	return defaultRefusalGrace
+}
+
+// refusals tracks the API server's refusals since its last other answer.
+type refusals struct {
+	since time.Time
+	grace time.Duration
+}
+
+// patient reports whether err is a refusal to retry: one within the grace since the first of
+// a row. Any other answer ends the row.
+func (f *refusals) patient(err error) bool {
+	if !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) {
+		f.since = time.Time{}
+		return false
+	}
+	if f.since.IsZero() {
+		f.since = time.Now()
+	}
+	return time.Since(f.since) < f.grace
+}
 
 func (r *Runner) startTimeout() time.Duration {
 	if r.StartTimeout > 0 {
@@ -65,9 +101,17 @@ func (r *Runner) RunBatch(ctx context.Context, batchURL string, batch *archive.B
 }
 
 func (r *Runner) run(ctx context.Context, job *batchv1.Job) error {
+	refused := refusals{grace: r.refusalGrace()}
+	backoff := apiBackoff()
 	for {
 		if err := r.launch(ctx, job); err != nil {
-			return err
+			if !refused.patient(err) || ctx.Err() != nil {
+				return err
+			}
+			if err := r.retryAfter(ctx, job.Name, err, backoff.Step()); err != nil {
+				return err
+			}
+			continue
 		}
 		err := r.await(ctx, job.Name)
 		if !errors.Is(err, errJobGone) {
@@ -170,24 +214,40 @@ func terminal(job *batchv1.Job) *batchv1.JobCondition {
 // ends (API servers close watches from time to time). Passing API errors are retried with
 // backoff; every StartTimeout/4 it checks that the Job's pods can start.
 func (r *Runner) await(ctx context.Context, name string) error {
-	backoff := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	backoff := apiBackoff()
+	refused := refusals{grace: r.refusalGrace()}
 	for {
 		done, err := r.awaitOnce(ctx, name)
 		switch {
 		case done:
 			return err
 		case err == nil:
+			refused.since = time.Time{}
 			continue // the watch ended: read the Job again
-		case failure.IsPermanent(err) || ctx.Err() != nil:
+		case ctx.Err() != nil:
+			return err
+		case refused.patient(err):
+		case failure.IsPermanent(err):
 			return err
 		}
-		delay := backoff.Step()
-		r.Logger.Warn("the API server failed a request; retrying", "job", name, "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		if err := r.retryAfter(ctx, name, err, backoff.Step()); err != nil {
+			return err
 		}
+	}
+}
+
+func apiBackoff() wait.Backoff {
+	return wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 30 * time.Second}
+}
+
+// retryAfter logs a failed request and waits delay, or until ctx ends.
+func (r *Runner) retryAfter(ctx context.Context, job string, err error, delay time.Duration) error {
+	r.Logger.Warn("the API server failed a request; retrying", "job", job, "err", err, "retry_in", delay)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(delay):
+		return nil
 	}
 }
 

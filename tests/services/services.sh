@@ -33,7 +33,7 @@ CONTAINERD_VERSION=v2.2.1 # the node's container runtime, with its runc shim and
 CRICTL_VERSION=v1.37.0
 # Bumped whenever the control plane's flags or credentials change, so that `up kube` restarts
 # a control plane that an older script started.
-KUBE_GENERATION=3
+KUBE_GENERATION=4
 PROMETHEUS_VERSION=v0.316.0 # promtool, for the alert rules' unit tests (tests/alerts)
 DUCKDB_VERSION=1.5.5 # DuckDB and its extensions (httpfs, iceberg, avro) from PyPI, for tests/audit; versions must match
 PYARROW_VERSION=26.0.1 # beside DuckDB: an independent reader of the Parquet pieces
@@ -134,8 +134,38 @@ start() {
   local name=$1; shift
   mkdir -p "$KARCHDEV_STATE/$name"
   log "starting $name (log: $KARCHDEV_STATE/$name/log)"
+  printf '%s\0' "$@" >"$KARCHDEV_STATE/$name/cmd" # for crash_restart
   setsid "$@" >"$KARCHDEV_STATE/$name/log" 2>&1 </dev/null &
   echo $! >"$KARCHDEV_STATE/$name/pid"
+}
+
+# crash_restart NAME DOWN_SECONDS: kill -9 of one component of the control plane or the node
+# (its process alone, as a crash would: containerd's shims and their containers live on),
+# and the same command started again DOWN_SECONDS later, with its state as the crash left it.
+# The cluster-failure tests (tests/kube) run it.
+crash_restart() {
+  local name=$1 down=$2 dir="$KARCHDEV_STATE/$1" pid ready
+  case $name in
+    etcd) ready=etcd_ready ;;
+    kube-apiserver) ready=apiserver_ready ;;
+    kube-controller-manager) ready=controller_ready ;;
+    kube-scheduler) ready=scheduler_ready ;;
+    containerd) ready=containerd_ready ;;
+    kubelet) ready=kubelet_ready ;;
+    *) die "crash-restart: $name is not a component of the control plane or the node" ;;
+  esac
+  [[ -f $dir/cmd ]] && ours "$name" || die "crash-restart: $name is not running from a command this script recorded (make services-down, then make kube-up)"
+  pid=$(cat "$dir/pid")
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  log "$name killed (pid $pid); starting it again in ${down}s"
+  sleep "$down"
+  local -a cmd
+  mapfile -d '' cmd <"$dir/cmd"
+  [[ $name == containerd ]] && rm -f "$(containerd_sock)" # the dead one's socket would pass for ready
+  setsid "${cmd[@]}" >>"$dir/log" 2>&1 </dev/null & # the log keeps what led to the crash
+  echo $! >"$dir/pid"
+  wait_ready "$name" "$ready"
 }
 
 # --- TLS ----------------------------------------------------------------------------------
@@ -935,6 +965,7 @@ case "${1:-}" in
     ensure_cmd zstd zstd
     up_kafka
     ;;
+  crash-restart) crash_restart "${2:?usage: $0 crash-restart NAME SECONDS}" "${3:-1}" ;;
   tools) install_promtool; install_duckdb ;;
   duckdb) install_duckdb "${2:-}" ;;
   import)
@@ -943,5 +974,5 @@ case "${1:-}" in
     ctr_ images import "$2" >"$(node_dir)/import.log" 2>&1 || { cat "$(node_dir)/import.log" >&2; die "node: importing $2 failed"; }
     log "node: imported $2"
     ;;
-  *) die "usage: $0 up [iceberg] [kube]|kafka|down [node]|status|tools|duckdb [core]|import IMAGE.tar" ;;
+  *) die "usage: $0 up [iceberg] [postgres] [kube]|kafka|down [node]|status|crash-restart NAME SECONDS|tools|duckdb [core]|import IMAGE.tar" ;;
 esac
