@@ -101,3 +101,49 @@ spec:
 	}
 	c.kubectl(nil, "apply", "-k", dir)
 }
+
+// TestDeletedBackfillBatchJobIsRelaunched: the Indexed Job of a backfill's batch deleted (by
+// hand, or by a garbage collection gone wrong) while its shards are held: the backfill
+// creates the Job again rather than waiting on it for ever, and commits every window exactly
+// once, decoded record by record.
+func TestDeletedBackfillBatchJobIsRelaunched(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	c := newCluster(t, holdShards(hold)) // until the first batch Job is deleted
+	p := newPipeline(t, c.ns, dueWindows)
+	c.deploy(p.settings)
+	c.startBackfill(p.start, p.start.Add(dueWindows*time.Hour))
+	first := c.waitBatchJob()
+	c.deleteJob(first.Name)
+	t.Logf("chaos: deleted the backfill's batch job %s", first.Name)
+	close(hold)
+	if job := c.waitJob("karch-backfill", 5*time.Minute); finished(job) != batchv1.JobComplete {
+		c.dumpLogs()
+		t.Fatalf("backfill job: %+v", job.Status)
+	}
+	if codes := c.exitCodes("karch-backfill"); !slices.Equal(codes, []int32{0}) {
+		t.Fatalf("backfill pods exited %v; want one exit 0", codes)
+	}
+	list, err := c.client.BatchV1().Jobs(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "karch.io/backfill"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].UID == first.UID {
+		t.Fatalf("%d batch jobs; want one, created again after the deletion", len(list.Items))
+	}
+	p.assertChained(t, dueWindows)
+	p.assertChecked(t)
+}
+
+// waitBatchJob waits for the first Indexed Job of a backfill.
+func (c *cluster) waitBatchJob() batchv1.Job {
+	c.t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		list, err := c.client.BatchV1().Jobs(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "karch.io/backfill"})
+		if err == nil && len(list.Items) > 0 {
+			return list.Items[0]
+		}
+	}
+	c.t.Fatal("the backfill created no batch job")
+	return batchv1.Job{}
+}
