@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/karch-archive/karch/tests/chaos/faults"
 )
 
@@ -74,6 +76,10 @@ func Scenarios() []*Scenario {
 		{Name: "s3-complete-multipart-response-lost", About: "CompleteMultipartUpload applied, its response dropped, on pieces of 10 MiB", Workload: Workload{Partitions: 1, Records: 160, ValueSize: 64 << 10},
 			Env:    []string{"KARCH_PIECE_RECORDS=1000"},
 			Inject: s3Errors(faults.ApplyThenDrop, 0.7, 3).ops([]faults.Op{faults.OpCompleteMultipartUpload}).inject},
+		{Name: "s3-clock-skew-ahead", About: "karch's clock 20 minutes ahead of the store's (past SigV4's 15 minutes and the lease's TTL) for every S3 request of the fault phase", Workload: small,
+			Inject: clockSkew(20 * time.Minute)},
+		{Name: "s3-clock-skew-behind", About: "karch's clock 20 minutes behind the store's for every S3 request of the fault phase", Workload: small,
+			Inject: clockSkew(-20 * time.Minute)},
 		{Name: "kafka-broker-kill-restart", About: "kill -9 of the Kafka broker while shards read, restarted 1 to 3 s later", Workload: small,
 			Inject: serverKill("kafka", 2)},
 		{Name: "kafka-slow-link", About: "Kafka connections with 100 ms (±50) latency and 300 KB/s, and reset twice", Workload: small,
@@ -455,6 +461,17 @@ func serverKillAt(name string, stage faults.Stage, ops []faults.Op, kinds []faul
 			})
 		})
 		return t.RunWhileFaulting(n + 4)
+	}
+}
+
+// clockSkew runs karch with its clock d off the store's, as far as S3 can tell: one fault,
+// lasting the whole fault phase.
+func clockSkew(d time.Duration) func(*Trial) error {
+	return func(t *Trial) error {
+		creds := aws.Credentials{AccessKeyID: t.srv.S3.AccessKey, SecretAccessKey: t.srv.S3.SecretKey}
+		t.s3Background(faults.SkewClock(d, creds, "us-east-1"), 1)
+		t.Fault("clock skew", fmt.Sprintf("karch's clock %s off the store's", d))
+		return t.RunWhileFaulting(4)
 	}
 }
 

@@ -57,6 +57,8 @@ func (x *exchange) act(a Action) {
 		x.hook(a)
 	case actUnconditional:
 		x.unconditional(a)
+	case actSkew:
+		x.skew(a)
 	}
 }
 

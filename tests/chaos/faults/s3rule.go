@@ -56,6 +56,7 @@ const (
 	actApplyThenDrop
 	actHook
 	actUnconditional
+	actSkew
 )
 
 // Action is what a rule does to a request it fires on. Use the package's values and
@@ -95,6 +96,15 @@ var (
 // Delay waits d before forwarding the request (less if the client goes away).
 func Delay(d time.Duration) Action { return Action{kind: actDelay, delay: d} }
 
+// SkewClock makes the client's clock run d ahead of the server's (behind, for d < 0): the
+// server sees each request signed d later than the client signed it (the proxy signs it again
+// with creds for region), and the client sees the server's Date d earlier than it was. An S3
+// client that corrects its signing time by the skew it reads from Date gets through; one that
+// does not gets 403 RequestTimeTooSkewed once d is past S3's 15 minutes.
+func SkewClock(d time.Duration, creds aws.Credentials, region string) Action {
+	return Action{kind: actSkew, delay: d, creds: creds, region: region}
+}
+
 // Hook calls fn at stage of the request and otherwise forwards it unchanged.
 func Hook(stage Stage, fn HookFunc) Action { return Action{kind: actHook, stage: stage, hook: fn} }
 
@@ -119,6 +129,8 @@ func (a Action) String() string {
 		return "hook-" + a.stage.String()
 	case actUnconditional:
 		return "ignore-conditional"
+	case actSkew:
+		return "clock-skew-" + a.delay.String()
 	}
 	return "invalid"
 }
