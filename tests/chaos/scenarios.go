@@ -284,14 +284,20 @@ func restoreRedisRestart(t *Trial) error {
 		return t.Wait(a)
 	}
 	t.Fault("kill -9", "redis")
+	return t.secondOnRestartedRedis(a, "second restore", t.StartRestore)
+}
+
+// secondOnRestartedRedis starts Redis again, then a second process beside a, which finds no
+// lease there, and waits for both.
+func (t *Trial) secondOnRestartedRedis(a *coordinator, what string, start func() (*coordinator, error)) error {
 	if err := t.srv.Up(t.ctx); err != nil {
 		return err
 	}
-	b, err := t.StartRestore()
+	b, err := start()
 	if err != nil {
 		return err
 	}
-	t.Fault("second restore", "started on the restarted Redis, which holds no lease")
+	t.Fault(what, "started on the restarted Redis, which holds no lease")
 	return t.WaitAll(a, b)
 }
 
@@ -538,13 +544,5 @@ func redisRestart(t *Trial) error {
 	case <-a.done:
 		return fmt.Errorf("coordinator exited before its plan was stored: %d", a.code)
 	}
-	if err := t.srv.Up(t.ctx); err != nil {
-		return err
-	}
-	b, err := t.Start()
-	if err != nil {
-		return err
-	}
-	t.Fault("second coordinator", "started on the restarted Redis, which holds no lease")
-	return t.WaitAll(a, b)
+	return t.secondOnRestartedRedis(a, "second coordinator", func() (*coordinator, error) { return t.Start() })
 }
