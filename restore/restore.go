@@ -89,7 +89,8 @@ var ErrFenced = errors.New("restore: another restore into the target topic took 
 
 // Stats counts a restore.
 type Stats struct {
-	// Written counts the records produced (or, in a dry run, that would be).
+	// Written counts the records produced in committed transactions (or, in a dry run, that
+	// would be).
 	Written map[int32]int64
 	// Skipped counts records a previous run had written already.
 	Skipped int64
