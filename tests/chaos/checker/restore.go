@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -56,6 +58,20 @@ func CheckRestore(ctx context.Context, c RestoreConfig) (*Report, error) {
 	return rep, nil
 }
 
+// stableWait bounds how long ReadCommitted waits for a topic's open transactions to end.
+const stableWait = 30 * time.Second
+
+// stable reports whether every partition's last stable offset is its end.
+func (k *kafkaView) stable(ctx context.Context) bool {
+	ends, err := kadm.NewClient(k.cl).ListEndOffsets(ctx, k.cfg.Topic)
+	if err != nil {
+		return false
+	}
+	open := false
+	ends.Each(func(o kadm.ListedOffset) { open = open || k.lso[o.Partition] < o.Offset })
+	return !open
+}
+
 type position struct {
 	partition int32
 	offset    int64
@@ -64,9 +80,16 @@ type position struct {
 func (p position) String() string { return fmt.Sprintf("%d@%d", p.partition, p.offset) }
 
 // ReadCommitted calls fn with every data record of topic at read_committed, partition by
-// partition in offset order, up to each one's last stable offset when it is called.
+// partition in offset order, up to each one's last stable offset once no transaction is open
+// in it (or stableWait has passed): a producer's EndTransaction returns before the broker has
+// written its markers, so right after a restore exits its last records may not be readable yet.
 func ReadCommitted(ctx context.Context, brokers []string, topic string, fn func(*kgo.Record)) error {
 	k, err := openKafka(ctx, Config{Brokers: brokers, Topic: topic})
+	for deadline := time.Now().Add(stableWait); err == nil && !k.stable(ctx) && time.Now().Before(deadline); {
+		k.close()
+		time.Sleep(100 * time.Millisecond)
+		k, err = openKafka(ctx, Config{Brokers: brokers, Topic: topic})
+	}
 	if err != nil {
 		return err
 	}
