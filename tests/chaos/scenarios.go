@@ -260,14 +260,21 @@ func restoreStopPastLease(t *Trial) error {
 	if !t.Stop(a.pid()) {
 		return t.Wait(a)
 	}
+	return t.secondPastLease(a, a.pid(), "second restore", t.StartRestore, 300*time.Millisecond, 1500*time.Millisecond)
+}
+
+// secondPastLease waits past the lease of a, stopped (its process pid), starts a second
+// process with start, continues a after a seeded lo to hi while the second runs, and waits
+// for both.
+func (t *Trial) secondPastLease(a *coordinator, pid int, what string, start func() (*coordinator, error), lo, hi time.Duration) error {
 	t.Sleep(leaseTTL + time.Second)
-	b, err := t.StartRestore()
+	b, err := start()
 	if err != nil {
 		return err
 	}
-	t.Fault("second restore", "started while the first was stopped past its lease")
-	t.Sleep(t.Between(300*time.Millisecond, 1500*time.Millisecond))
-	t.Continue(a.pid())
+	t.Fault(what, "started while the first was stopped past its lease")
+	t.Sleep(t.Between(lo, hi))
+	t.Continue(pid)
 	return t.WaitAll(a, b)
 }
 
@@ -359,15 +366,7 @@ func stopPastLease(t *Trial) error {
 	case <-a.done:
 		return fmt.Errorf("coordinator A exited before its plan was stored: %d", a.code)
 	}
-	t.Sleep(leaseTTL + time.Second)
-	b, err := t.Start()
-	if err != nil {
-		return err
-	}
-	t.Fault("second coordinator", "started while the first was stopped past its lease")
-	t.Sleep(t.Between(500*time.Millisecond, 3*time.Second))
-	t.Continue(pid)
-	return t.WaitAll(a, b)
+	return t.secondPastLease(a, pid, "second coordinator", func() (*coordinator, error) { return t.Start() }, 500*time.Millisecond, 3*time.Second)
 }
 
 // coordinatorsAtOnce starts n coordinators together, rounds times; each coordinator beside
